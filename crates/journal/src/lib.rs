@@ -1,0 +1,1 @@
+//! The segmented, memory-mapped append journal of LedgerQ.

@@ -1,0 +1,2 @@
+//! Open-time recovery of a LedgerQ directory.
+#![forbid(unsafe_code)]

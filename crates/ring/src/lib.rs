@@ -1,0 +1,1 @@
+//! A bounded, lock-free multi-producer multi-consumer ring.
