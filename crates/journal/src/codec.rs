@@ -1,0 +1,553 @@
+//! On-disk format: segment header and record codec.
+//!
+//! # Segment file `{base_id:020}.seg` (created at its full size, zero-filled)
+//!
+//! ```text
+//! offset size  segment header (64 bytes, little endian)
+//!      0    8  magic  89 'L' 'Q' 'J' 0D 0A 1A 0A
+//!      8    4  format version (1)
+//!     12    4  header CRC32C over bytes 0..64 with this field zeroed
+//!     16    8  base ID (first ID the segment holds)
+//!     24    8  creation time, ns since the UNIX epoch
+//!     32    8  segment size in bytes (= file length)
+//!     40    4  salt: random, seeds every record checksum in this segment
+//!     44   20  reserved, zero
+//!     64   ..  records, each 8-byte aligned, back to back; zero after the last one
+//! ```
+//!
+//! # Record (`len` bytes, padded with zeros to a multiple of 8)
+//!
+//! ```text
+//! offset size  field
+//!      0    4  commit word: 0 = not committed, KIND_RECORD, KIND_HOLE or KIND_END;
+//!              stored LAST with a Release store (see `proto`)
+//!      4    4  CRC32C, seeded with the segment salt, over bytes 8..len
+//!      8    4  len: header + body, unpadded (>= 56)
+//!     12    1  flags: bit 0 = dedup key present
+//!     13    1  priority
+//!     14    1  compression tag
+//!     15    1  reserved, zero
+//!     16    8  ID
+//!     24    8  enqueue timestamp, ns since the UNIX epoch
+//!     32    8  expiry, ns since the UNIX epoch (0 = none)
+//!     40    4  headers_len: bytes of the header section
+//!     44    4  dedup_len
+//!     48    4  payload_len
+//!     52    2  header count
+//!     54    2  reserved, zero
+//!     56   ..  headers: per header u16 key_len, u32 value_len, key, value (UTF-8)
+//!          ..  dedup key bytes, then payload bytes
+//! ```
+//!
+//! A hole marker (written by recovery over a never-committed reservation) is
+//! `KIND_HOLE`, CRC over bytes 8..16, `len` (the bytes to skip, >= 16) at 8..12, zero.
+//! The end marker is the commit word `KIND_END` at the first unreserved offset.
+//! `56 + headers_len + dedup_len + payload_len == len` for every valid record.
+
+use crate::error::Error;
+
+/// Size of the segment header; records start here.
+pub const SEGMENT_HEADER_LEN: u32 = 64;
+/// Size of the fixed record header.
+pub const RECORD_HEADER_LEN: u32 = 56;
+/// Smallest hole marker.
+pub const HOLE_MIN_LEN: u32 = 16;
+/// Segment magic number.
+pub const MAGIC: [u8; 8] = [0x89, b'L', b'Q', b'J', 0x0D, 0x0A, 0x1A, 0x0A];
+/// Format version.
+pub const VERSION: u32 = 1;
+/// Most headers per record.
+pub const MAX_HEADERS: usize = 64;
+/// Longest header key.
+pub const MAX_HEADER_KEY: usize = 256;
+/// Largest total of header keys and values.
+pub const MAX_HEADERS_BYTES: usize = 64 * 1024;
+
+/// Flag bit: a dedup key is present.
+pub const FLAG_DEDUP: u8 = 1;
+
+/// Rounds up to a multiple of 8.
+#[inline]
+pub fn align8(n: u32) -> u32 {
+    (n + 7) & !7
+}
+
+/// One record to append.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordIn<'a> {
+    /// The message body.
+    pub payload: &'a [u8],
+    /// Priority (0 = default).
+    pub priority: u8,
+    /// Expiry in ns since the UNIX epoch (0 = none).
+    pub expires_at_ns: u64,
+    /// Ordered key/value headers.
+    pub headers: &'a [(&'a str, &'a str)],
+    /// Compression tag (0 = none; the queue interprets it).
+    pub compression: u8,
+    /// Deduplication key.
+    pub dedup_key: Option<&'a [u8]>,
+    /// Enqueue time in ns since the UNIX epoch; `None` = now.
+    pub timestamp_ns: Option<u64>,
+}
+
+impl<'a> RecordIn<'a> {
+    /// A record with `payload` and defaults for everything else.
+    pub fn new(payload: &'a [u8]) -> Self {
+        RecordIn {
+            payload,
+            priority: 0,
+            expires_at_ns: 0,
+            headers: &[],
+            compression: 0,
+            dedup_key: None,
+            timestamp_ns: None,
+        }
+    }
+}
+
+/// Validates the limits and returns the unpadded encoded length. Nothing is written.
+pub(crate) fn encoded_len(rec: &RecordIn<'_>, max_payload: usize) -> Result<u32, Error> {
+    if rec.payload.len() > max_payload {
+        return Err(Error::RecordTooLarge { size: rec.payload.len() as u64, max: max_payload as u64 });
+    }
+    if rec.headers.len() > MAX_HEADERS {
+        return Err(Error::TooManyHeaders { count: rec.headers.len(), max: MAX_HEADERS });
+    }
+    let mut hbytes = 0usize;
+    for (k, v) in rec.headers {
+        if k.len() > MAX_HEADER_KEY {
+            return Err(Error::HeaderKeyTooLarge { len: k.len(), max: MAX_HEADER_KEY });
+        }
+        hbytes = hbytes.saturating_add(k.len()).saturating_add(v.len());
+    }
+    if hbytes > MAX_HEADERS_BYTES {
+        return Err(Error::HeadersTooLarge { size: hbytes, max: MAX_HEADERS_BYTES });
+    }
+    let dedup = rec.dedup_key.map_or(0, <[u8]>::len);
+    let total = (RECORD_HEADER_LEN as u64)
+        .saturating_add(hbytes as u64)
+        .saturating_add(6 * rec.headers.len() as u64)
+        .saturating_add(dedup as u64)
+        .saturating_add(rec.payload.len() as u64);
+    // Aligned length must also fit in u32 (checked against the segment by the caller).
+    match u32::try_from(total) {
+        Ok(t) if t <= u32::MAX - 8 => Ok(t),
+        _ => Err(Error::RecordTooLarge { size: total, max: u64::from(u32::MAX - 8) }),
+    }
+}
+
+/// Writes a record of unpadded length `len` (from [`encoded_len`]) at `dst`, except
+/// the commit word, and returns nothing; the caller commits.
+///
+/// # Safety
+/// `dst` must be valid for writes of `align8(len)` bytes, 8-aligned, exclusively owned
+/// by the caller (a reservation), and hold zeros (padding is not written).
+#[inline]
+pub(crate) unsafe fn write_record(dst: *mut u8, len: u32, rec: &RecordIn<'_>, id: u64, ts: u64, salt: u32) {
+    let mut h = [0u8; RECORD_HEADER_LEN as usize];
+    let mut hlen = 0u32;
+    for (k, v) in rec.headers {
+        // Checked in `encoded_len`: keys <= 256, all headers <= 64 KiB.
+        hlen += 6 + k.len() as u32 + v.len() as u32;
+    }
+    let dedup = rec.dedup_key.unwrap_or(&[]);
+    h[8..12].copy_from_slice(&len.to_le_bytes());
+    h[12] = if rec.dedup_key.is_some() { FLAG_DEDUP } else { 0 };
+    h[13] = rec.priority;
+    h[14] = rec.compression;
+    h[16..24].copy_from_slice(&id.to_le_bytes());
+    h[24..32].copy_from_slice(&ts.to_le_bytes());
+    h[32..40].copy_from_slice(&rec.expires_at_ns.to_le_bytes());
+    h[40..44].copy_from_slice(&hlen.to_le_bytes());
+    // Lengths below were bounded by `encoded_len` (total fits in u32).
+    h[44..48].copy_from_slice(&(dedup.len() as u32).to_le_bytes());
+    h[48..52].copy_from_slice(&(rec.payload.len() as u32).to_le_bytes());
+    h[52..54].copy_from_slice(&(rec.headers.len() as u16).to_le_bytes());
+    let mut crc = crc32c::crc32c_append(salt, &h[8..]);
+    let mut at = RECORD_HEADER_LEN as usize;
+    // SAFETY: [1] the caller owns `dst..dst + align8(len)`; [2] every copy below stays
+    // inside `len` because `len` was computed from exactly these pieces.
+    unsafe {
+        for (k, v) in rec.headers {
+            let mut e = [0u8; 6];
+            e[0..2].copy_from_slice(&(k.len() as u16).to_le_bytes());
+            e[2..6].copy_from_slice(&(v.len() as u32).to_le_bytes());
+            crc = crc32c::crc32c_append(crc, &e);
+            crc = crc32c::crc32c_append(crc, k.as_bytes());
+            crc = crc32c::crc32c_append(crc, v.as_bytes());
+            std::ptr::copy_nonoverlapping(e.as_ptr(), dst.add(at), 6);
+            at += 6;
+            std::ptr::copy_nonoverlapping(k.as_ptr(), dst.add(at), k.len());
+            at += k.len();
+            std::ptr::copy_nonoverlapping(v.as_ptr(), dst.add(at), v.len());
+            at += v.len();
+        }
+        if !dedup.is_empty() {
+            crc = crc32c::crc32c_append(crc, dedup);
+            std::ptr::copy_nonoverlapping(dedup.as_ptr(), dst.add(at), dedup.len());
+            at += dedup.len();
+        }
+        crc = crc32c::crc32c_append(crc, rec.payload);
+        std::ptr::copy_nonoverlapping(rec.payload.as_ptr(), dst.add(at), rec.payload.len());
+        debug_assert_eq!(at + rec.payload.len(), len as usize);
+        h[4..8].copy_from_slice(&crc.to_le_bytes());
+        // Bytes 4..56: everything of the header except the commit word.
+        std::ptr::copy_nonoverlapping(h.as_ptr().add(4), dst.add(4), RECORD_HEADER_LEN as usize - 4);
+    }
+}
+
+#[inline]
+pub(crate) fn rd_u16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+#[inline]
+pub(crate) fn rd_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+#[inline]
+pub(crate) fn rd_u64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// Checks the record at `off` in the whole-segment image `seg` (commit word given
+/// separately): bounds, structure and CRC. Returns `(len, id)`. Never panics.
+pub(crate) fn validate_record(seg: &[u8], off: u32, salt: u32) -> Result<(u32, u64), &'static str> {
+    let off = off as usize;
+    let Some(hdr) = seg.get(off..off + RECORD_HEADER_LEN as usize) else {
+        return Err("record header runs past the end of the segment");
+    };
+    let len = rd_u32(hdr, 8);
+    if len < RECORD_HEADER_LEN {
+        return Err("record length below the header size");
+    }
+    let end = off as u64 + u64::from(align8(len.min(u32::MAX - 8)));
+    if end > seg.len() as u64 {
+        return Err("record runs past the end of the segment");
+    }
+    let h = u64::from(rd_u32(hdr, 40));
+    let d = u64::from(rd_u32(hdr, 44));
+    let p = u64::from(rd_u32(hdr, 48));
+    if u64::from(RECORD_HEADER_LEN) + h + d + p != u64::from(len) {
+        return Err("record field lengths do not add up");
+    }
+    let body = &seg[off + 8..off + len as usize];
+    let crc = crc32c::crc32c_append(salt, body);
+    if crc != rd_u32(hdr, 4) {
+        return Err("record checksum mismatch");
+    }
+    Ok((len, rd_u64(hdr, 16)))
+}
+
+/// Checks a hole marker at `off`; returns its length.
+pub(crate) fn validate_hole(seg: &[u8], off: u32, salt: u32) -> Result<u32, &'static str> {
+    let off = off as usize;
+    let Some(hdr) = seg.get(off..off + HOLE_MIN_LEN as usize) else {
+        return Err("hole marker runs past the end of the segment");
+    };
+    if crc32c::crc32c_append(salt, &hdr[8..16]) != rd_u32(hdr, 4) {
+        return Err("hole marker checksum mismatch");
+    }
+    let len = rd_u32(hdr, 8);
+    if len < HOLE_MIN_LEN || len % 8 != 0 || off as u64 + u64::from(len) > seg.len() as u64 {
+        return Err("hole marker length out of bounds");
+    }
+    Ok(len)
+}
+
+/// Encodes the 16 bytes of a hole marker of `len` bytes (commit word included).
+pub(crate) fn hole_marker(len: u32, salt: u32) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[0..4].copy_from_slice(&crate::proto::KIND_HOLE.to_le_bytes());
+    b[8..12].copy_from_slice(&len.to_le_bytes());
+    let crc = crc32c::crc32c_append(salt, &b[8..16]);
+    b[4..8].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// The decoded segment header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SegmentHeader {
+    pub base_id: u64,
+    pub created_ns: u64,
+    pub size: u64,
+    pub salt: u32,
+}
+
+impl SegmentHeader {
+    pub(crate) fn encode(&self) -> [u8; SEGMENT_HEADER_LEN as usize] {
+        let mut b = [0u8; SEGMENT_HEADER_LEN as usize];
+        b[0..8].copy_from_slice(&MAGIC);
+        b[8..12].copy_from_slice(&VERSION.to_le_bytes());
+        b[16..24].copy_from_slice(&self.base_id.to_le_bytes());
+        b[24..32].copy_from_slice(&self.created_ns.to_le_bytes());
+        b[32..40].copy_from_slice(&self.size.to_le_bytes());
+        b[40..44].copy_from_slice(&self.salt.to_le_bytes());
+        let crc = crc32c::crc32c(&b);
+        b[12..16].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    pub(crate) fn decode(b: &[u8]) -> Result<SegmentHeader, &'static str> {
+        let Some(b) = b.get(..SEGMENT_HEADER_LEN as usize) else {
+            return Err("file is shorter than a segment header");
+        };
+        if b[0..8] != MAGIC {
+            return Err("bad segment magic");
+        }
+        if rd_u32(b, 8) != VERSION {
+            return Err("unsupported segment format version");
+        }
+        let mut c = [0u8; SEGMENT_HEADER_LEN as usize];
+        c.copy_from_slice(b);
+        c[12..16].fill(0);
+        if crc32c::crc32c(&c) != rd_u32(b, 12) {
+            return Err("segment header checksum mismatch");
+        }
+        Ok(SegmentHeader { base_id: rd_u64(b, 16), created_ns: rd_u64(b, 24), size: rd_u64(b, 32), salt: rd_u32(b, 40) })
+    }
+}
+
+/// A committed record, borrowed from the mapping.
+#[derive(Clone, Copy)]
+pub struct RecordView<'a> {
+    /// Bytes 8..len of the record (the commit word and CRC are excluded).
+    raw: &'a [u8],
+    pos: Position,
+}
+
+/// Where a record lives: its segment, byte offset and ID.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Position {
+    pub(crate) segment: u64,
+    pub(crate) offset: u32,
+    pub(crate) id: u64,
+}
+
+impl Position {
+    /// The record's ID.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+    /// Base ID of the segment holding the record.
+    pub fn segment(&self) -> u64 {
+        self.segment
+    }
+    /// Byte offset of the record in its segment file.
+    pub fn offset(&self) -> u32 {
+        self.offset
+    }
+    /// Builds a position from its parts (as stored by the queue).
+    pub fn new(segment: u64, offset: u32, id: u64) -> Self {
+        Position { segment, offset, id }
+    }
+}
+
+impl std::fmt::Debug for RecordView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordView").field("pos", &self.pos).field("payload_len", &self.payload().len()).finish()
+    }
+}
+
+// `raw` starts at record byte 8, so record offset N is raw offset N - 8.
+impl<'a> RecordView<'a> {
+    /// Builds a view over record bytes `8..len`. Returns `None` if the field lengths
+    /// are inconsistent with the slice (corrupt bytes never panic).
+    pub(crate) fn new(raw: &'a [u8], pos: Position) -> Option<Self> {
+        if raw.len() < (RECORD_HEADER_LEN - 8) as usize {
+            return None;
+        }
+        let h = u64::from(rd_u32(raw, 32));
+        let d = u64::from(rd_u32(raw, 36));
+        let p = u64::from(rd_u32(raw, 40));
+        if u64::from(RECORD_HEADER_LEN - 8) + h + d + p != raw.len() as u64 {
+            return None;
+        }
+        Some(RecordView { raw, pos })
+    }
+    /// The record's ID.
+    pub fn id(&self) -> u64 {
+        rd_u64(self.raw, 8)
+    }
+    /// Enqueue time, ns since the UNIX epoch.
+    pub fn timestamp_ns(&self) -> u64 {
+        rd_u64(self.raw, 16)
+    }
+    /// Priority.
+    pub fn priority(&self) -> u8 {
+        self.raw[5]
+    }
+    /// Compression tag.
+    pub fn compression(&self) -> u8 {
+        self.raw[6]
+    }
+    /// Expiry, ns since the UNIX epoch (0 = none).
+    pub fn expires_at_ns(&self) -> u64 {
+        rd_u64(self.raw, 24)
+    }
+    fn hlen(&self) -> usize {
+        rd_u32(self.raw, 32) as usize
+    }
+    fn dlen(&self) -> usize {
+        rd_u32(self.raw, 36) as usize
+    }
+    /// The dedup key, if any.
+    pub fn dedup_key(&self) -> Option<&'a [u8]> {
+        if self.raw[4] & FLAG_DEDUP == 0 {
+            return None;
+        }
+        let at = (RECORD_HEADER_LEN - 8) as usize + self.hlen();
+        self.raw.get(at..at + self.dlen())
+    }
+    /// The payload.
+    pub fn payload(&self) -> &'a [u8] {
+        let at = (RECORD_HEADER_LEN - 8) as usize + self.hlen() + self.dlen();
+        self.raw.get(at..).unwrap_or(&[])
+    }
+    /// The headers in order. Stops early on malformed bytes (never panics).
+    pub fn headers(&self) -> Headers<'a> {
+        let at = (RECORD_HEADER_LEN - 8) as usize;
+        let bytes = self.raw.get(at..at + self.hlen()).unwrap_or(&[]);
+        Headers { bytes, left: rd_u16(self.raw, 44) }
+    }
+    /// Where the record lives.
+    pub fn position(&self) -> Position {
+        self.pos
+    }
+}
+
+/// Iterator over a record's headers.
+#[derive(Debug, Clone)]
+pub struct Headers<'a> {
+    bytes: &'a [u8],
+    left: u16,
+}
+
+impl<'a> Iterator for Headers<'a> {
+    type Item = (&'a str, &'a str);
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 || self.bytes.len() < 6 {
+            return None;
+        }
+        self.left -= 1;
+        let k = rd_u16(self.bytes, 0) as usize;
+        let v = rd_u32(self.bytes, 2) as usize;
+        let rest = &self.bytes[6..];
+        if rest.len() < k || rest.len() - k < v {
+            self.bytes = &[];
+            return None;
+        }
+        let key = std::str::from_utf8(&rest[..k]).ok();
+        let val = std::str::from_utf8(&rest[k..k + v]).ok();
+        self.bytes = &rest[k + v..];
+        match (key, val) {
+            (Some(k), Some(v)) => Some((k, v)),
+            _ => {
+                self.bytes = &[];
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn encode(rec: &RecordIn<'_>, id: u64, salt: u32) -> Vec<u8> {
+        let len = encoded_len(rec, 1 << 20).unwrap();
+        let mut buf = vec![0u64; align8(len) as usize / 8];
+        let p = buf.as_mut_ptr().cast::<u8>();
+        // SAFETY: `buf` is a zeroed, 8-aligned, exclusively owned buffer of align8(len) bytes.
+        unsafe { write_record(p, len, rec, id, rec.timestamp_ns.unwrap_or(7), salt) };
+        // SAFETY: reinterpreting an owned u64 buffer as bytes.
+        let bytes = unsafe { std::slice::from_raw_parts(p, align8(len) as usize) }.to_vec();
+        bytes
+    }
+
+    #[test]
+    fn limits_are_typed_errors() {
+        let p = vec![0u8; 11];
+        assert!(matches!(encoded_len(&RecordIn::new(&p), 10), Err(Error::RecordTooLarge { size: 11, max: 10 })));
+        let hs: Vec<(&str, &str)> = (0..65).map(|_| ("k", "v")).collect();
+        let r = RecordIn { headers: &hs, ..RecordIn::new(b"x") };
+        assert!(matches!(encoded_len(&r, 10), Err(Error::TooManyHeaders { count: 65, max: 64 })));
+        let k = "k".repeat(257);
+        let hs = [(k.as_str(), "v")];
+        let r = RecordIn { headers: &hs, ..RecordIn::new(b"x") };
+        assert!(matches!(encoded_len(&r, 10), Err(Error::HeaderKeyTooLarge { len: 257, max: 256 })));
+        let v = "v".repeat(40_000);
+        let hs = [("a", v.as_str()), ("b", v.as_str())];
+        let r = RecordIn { headers: &hs, ..RecordIn::new(b"x") };
+        assert!(matches!(encoded_len(&r, 10), Err(Error::HeadersTooLarge { .. })));
+        let hs: Vec<(&str, &str)> = (0..64).map(|_| ("k", "v")).collect();
+        let r = RecordIn { headers: &hs, ..RecordIn::new(b"x") };
+        assert!(encoded_len(&r, 10).is_ok());
+    }
+
+    #[test]
+    fn segment_header_roundtrip_and_damage() {
+        let h = SegmentHeader { base_id: 42, created_ns: 9, size: 65536, salt: 0xdead_beef };
+        let mut b = h.encode();
+        assert_eq!(SegmentHeader::decode(&b), Ok(h));
+        b[20] ^= 1;
+        assert!(SegmentHeader::decode(&b).is_err());
+        assert!(SegmentHeader::decode(&[0u8; 10]).is_err());
+    }
+
+    #[test]
+    fn hole_marker_validates() {
+        let mut seg = vec![0u8; 128];
+        seg[64..80].copy_from_slice(&hole_marker(48, 5));
+        assert_eq!(validate_hole(&seg, 64, 5), Ok(48));
+        assert!(validate_hole(&seg, 64, 6).is_err());
+    }
+
+    #[test]
+    fn salt_matters() {
+        let b = encode(&RecordIn::new(b"hello"), 3, 1);
+        assert!(validate_record(&b, 0, 1).is_ok());
+        assert!(validate_record(&b, 0, 2).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn roundtrip(payload in proptest::collection::vec(any::<u8>(), 0..300),
+                     prio in any::<u8>(), comp in any::<u8>(), exp in any::<u64>(), ts in any::<u64>(),
+                     dedup in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
+                     hdrs in proptest::collection::vec(("[a-z]{0,8}", "\\PC{0,12}"), 0..6),
+                     id in any::<u64>(), salt in any::<u32>()) {
+            let hs: Vec<(&str, &str)> = hdrs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let rec = RecordIn { payload: &payload, priority: prio, expires_at_ns: exp, headers: &hs,
+                compression: comp, dedup_key: dedup.as_deref(), timestamp_ns: Some(ts) };
+            let b = encode(&rec, id, salt);
+            let (len, got_id) = validate_record(&b, 0, salt).unwrap();
+            prop_assert_eq!(got_id, id);
+            let v = RecordView::new(&b[8..len as usize], Position::new(1, 0, id)).unwrap();
+            prop_assert_eq!(v.id(), id);
+            prop_assert_eq!(v.timestamp_ns(), ts);
+            prop_assert_eq!(v.priority(), prio);
+            prop_assert_eq!(v.compression(), comp);
+            prop_assert_eq!(v.expires_at_ns(), exp);
+            prop_assert_eq!(v.payload(), &payload[..]);
+            prop_assert_eq!(v.dedup_key(), dedup.as_deref());
+            let got: Vec<(&str, &str)> = v.headers().collect();
+            prop_assert_eq!(got, hs);
+        }
+
+        #[test]
+        fn decoding_garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200), off in 0u32..200) {
+            let _ = validate_record(&bytes, off, 1);
+            let _ = validate_hole(&bytes, off, 1);
+            let _ = SegmentHeader::decode(&bytes);
+            if bytes.len() >= 48 {
+                if let Some(v) = RecordView::new(&bytes, Position::new(0, 0, 0)) {
+                    let _ = (v.payload(), v.dedup_key(), v.headers().count());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,1121 @@
+//! The journal: a directory of segments, appends, the roll, flushing and group commit.
+//!
+//! # Append (hot path, no lock, no syscall)
+//! pin the epoch -> load the active segment (`Acquire`) -> one CAS on its reservation
+//! word takes the bytes and the IDs -> encode the record in place -> `Release`-store
+//! the commit word. See [`crate::proto`].
+//!
+//! # Roll (rare)
+//! The appender whose CAS sealed the segment writes the end marker. Every appender
+//! that finds the segment sealed takes `roll_lock`; the first one that still sees the
+//! sealed segment active takes the file prepared (allocated, mapped, populated) by
+//! the preparer thread (or creates one if it is not ready), writes its header with
+//! `base_id = old.base_id + final count`, renames it to `{base_id:020}.seg`, appends
+//! it to the segment table and publishes it as active (`Release`). The directory is
+//! fsynced after the lock is released (and before any flush of the segment).
+//!
+//! # Group commit
+//! `durable` is the ID after the flushed committed prefix. A waiter whose ID is not
+//! yet durable becomes the leader if no flush runs (a flag under `gc`), else waits on
+//! the condvar. The leader flushes the whole committed prefix (every segment from the
+//! flush position on), publishes `durable`, clears the flag and wakes everyone;
+//! followers whose ID is now below `durable` return without flushing.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned};
+
+use crate::codec::{self, RecordIn, RecordView, SegmentHeader, SEGMENT_HEADER_LEN};
+use crate::cursor::Cursor;
+use crate::error::Error;
+use crate::map::Map;
+use crate::options::{Durability, JournalOptions};
+use crate::proto::{self, Reserve};
+use crate::recover;
+use crate::segment::{Segment, Step};
+use crate::storage::FlushRequest;
+
+/// Name of the lock file in the queue directory.
+pub const LOCK_FILE: &str = "LOCK";
+const TMP_PREFIX: &str = "prepared-";
+const TMP_SUFFIX: &str = ".seg.tmp";
+
+/// Facts about one segment file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// First ID of the segment.
+    pub base_id: u64,
+    /// ID after the last one it can hold (the next segment's base), once known.
+    pub end_id: Option<u64>,
+    /// The file.
+    pub path: PathBuf,
+    /// Size on disk in bytes.
+    pub size: u64,
+    /// No more appends go to this segment.
+    pub sealed: bool,
+    /// Creation time from the header, ns since the UNIX epoch.
+    pub created_ns: u64,
+}
+
+/// Immutable, sorted list of segments; replaced (copy on write) under `roll_lock`.
+#[derive(Debug, Default)]
+pub(crate) struct Table {
+    pub(crate) segs: Vec<Arc<Segment>>,
+}
+
+impl Table {
+    pub(crate) fn index_of(&self, base: u64) -> Option<usize> {
+        self.segs.binary_search_by_key(&base, |s| s.base_id).ok()
+    }
+    /// Index of the segment that holds `id` (or would: the last with base <= id).
+    pub(crate) fn index_for_id(&self, id: u64) -> Option<usize> {
+        let n = self.segs.partition_point(|s| s.base_id <= id);
+        n.checked_sub(1).or(if self.segs.is_empty() { None } else { Some(0) })
+    }
+}
+
+#[derive(Debug)]
+struct Prepared {
+    path: PathBuf,
+    file: File,
+    map: Map,
+}
+
+#[derive(Debug, Default)]
+struct PrepState {
+    ready: Option<Prepared>,
+    want: bool,
+    stop: bool,
+}
+
+#[derive(Debug)]
+struct FlushProgress {
+    seg_base: u64,
+    scan_off: u32,
+    flushed_off: u32,
+    next_id: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    dir: PathBuf,
+    opts: JournalOptions,
+    read_only: bool,
+    /// The segment table; read lock-free under an epoch pin.
+    table: Atomic<Table>,
+    /// The segment appends go to; always an element of the current table (writer).
+    active: AtomicPtr<Segment>,
+    /// Serializes table changes (roll, removal, refresh).
+    roll_lock: Mutex<()>,
+    prep: Mutex<PrepState>,
+    prep_cv: Condvar,
+    progress: Mutex<FlushProgress>,
+    /// Group commit: "a leader is flushing".
+    gc: Mutex<bool>,
+    gc_cv: Condvar,
+    /// Every committed ID below this is on stable storage.
+    durable: AtomicU64,
+    poison: OnceLock<Arc<io::Error>>,
+    stop: Mutex<bool>,
+    stop_cv: Condvar,
+    tmp_counter: AtomicU64,
+    /// Largest aligned record that fits in a new segment.
+    max_in_segment: u32,
+    _lock: Option<File>,
+}
+
+/// A segmented, memory-mapped append journal. `Send + Sync`; share it by reference.
+#[derive(Debug)]
+pub struct Journal {
+    inner: Arc<Inner>,
+    threads: Vec<JoinHandle<()>>,
+    closed: bool,
+}
+
+/// Current time in ns since the UNIX epoch (coarse clock: a vDSO read, no syscall).
+pub(crate) fn now_ns() -> u64 {
+    #[cfg(target_os = "linux")]
+    {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: `ts` is a valid, writable timespec.
+        if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) } == 0 {
+            return (ts.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(ts.tv_nsec as u64);
+        }
+    }
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn segment_name(base: u64) -> String {
+    format!("{base:020}.seg")
+}
+
+fn parse_segment_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".seg")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+fn list_segments(dir: &Path) -> Result<(Vec<(u64, PathBuf)>, Vec<PathBuf>), Error> {
+    let mut segs = Vec::new();
+    let mut tmps = Vec::new();
+    let rd = fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
+    for ent in rd {
+        let ent = ent.map_err(|e| Error::io("read directory", dir, e))?;
+        let name = ent.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(base) = parse_segment_name(name) {
+            segs.push((base, ent.path()));
+        } else if name.starts_with(TMP_PREFIX) && name.ends_with(TMP_SUFFIX) {
+            tmps.push(ent.path());
+        }
+    }
+    segs.sort();
+    Ok((segs, tmps))
+}
+
+#[cfg(unix)]
+fn lock_dir(dir: &Path) -> Result<File, Error> {
+    use std::os::unix::io::AsRawFd;
+    let path = dir.join(LOCK_FILE);
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io("open lock file", &path, e))?;
+    // SAFETY: the fd is open for the duration of the call.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            return Err(Error::Locked { dir: dir.to_path_buf() });
+        }
+        return Err(Error::io("lock", &path, e));
+    }
+    Ok(f)
+}
+
+#[cfg(not(unix))]
+fn lock_dir(dir: &Path) -> Result<File, Error> {
+    let path = dir.join(LOCK_FILE);
+    OpenOptions::new().read(true).write(true).create(true).open(&path).map_err(|e| Error::io("open lock file", &path, e))
+}
+
+/// Opens and maps an existing segment file, checking its header.
+fn open_segment(base: u64, path: &Path, writable: bool, populate: bool) -> Result<(Segment, SegmentHeader), Error> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(writable)
+        .open(path)
+        .map_err(|e| Error::io("open segment", path, e))?;
+    let len = file.metadata().map_err(|e| Error::io("stat segment", path, e))?.len();
+    let mut hb = [0u8; SEGMENT_HEADER_LEN as usize];
+    {
+        use std::io::Read;
+        let mut f = &file;
+        if len < u64::from(SEGMENT_HEADER_LEN) || f.read_exact(&mut hb).is_err() {
+            return Err(Error::corrupt(path, 0, "file is shorter than a segment header"));
+        }
+    }
+    let h = SegmentHeader::decode(&hb).map_err(|r| Error::corrupt(path, 0, r))?;
+    if h.base_id != base {
+        return Err(Error::corrupt(path, 16, format!("header base ID {} does not match the file name", h.base_id)));
+    }
+    if h.size != len
+        || !(crate::options::MIN_SEGMENT_SIZE..=crate::options::MAX_SEGMENT_SIZE).contains(&len)
+        || len % 8 != 0
+    {
+        return Err(Error::corrupt(path, 32, format!("header size {} does not match file length {len}", h.size)));
+    }
+    let map = if writable { Map::writable(&file, len as usize, populate) } else { Map::read_only(&file, len as usize) }
+        .map_err(|e| Error::io("map segment", path, e))?;
+    Ok((Segment::new(base, h.salt, h.created_ns, path.to_path_buf(), file, map, proto::SEALED, false), h))
+}
+
+fn header_is_blank(path: &Path) -> Result<bool, Error> {
+    use std::io::Read;
+    let mut f = File::open(path).map_err(|e| Error::io("open segment", path, e))?;
+    let mut hb = [0u8; SEGMENT_HEADER_LEN as usize];
+    let mut n = 0;
+    while n < hb.len() {
+        match f.read(&mut hb[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) => return Err(Error::io("read segment", path, e)),
+        }
+    }
+    Ok(hb[..n].iter().all(|&b| b == 0))
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal in `dir` as its single writer: takes the
+    /// lock file, recovers the tail, starts the preparer and flusher threads.
+    ///
+    /// # Errors
+    /// [`Error::Locked`] if another writer has it, [`Error::Corrupt`] for damage that
+    /// recovery may not repair in the chosen mode, [`Error::InvalidOptions`],
+    /// [`Error::NoSpace`] / [`Error::Io`].
+    pub fn open(dir: &Path, opts: JournalOptions) -> Result<Journal, Error> {
+        opts.validate()?;
+        fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+        if !dir.is_dir() {
+            return Err(Error::io("open directory", dir, io::Error::from(io::ErrorKind::NotADirectory)));
+        }
+        let lock = lock_dir(dir)?;
+        let storage = opts.storage.clone();
+        let (mut found, tmps) = list_segments(dir)?;
+        for t in tmps {
+            let _ = fs::remove_file(&t);
+        }
+        // A tail segment whose header was never completely written is removed.
+        while let Some((_, path)) = found.last() {
+            let len = fs::metadata(path).map_err(|e| Error::io("stat segment", path, e))?.len();
+            if len < u64::from(SEGMENT_HEADER_LEN) || header_is_blank(path)? {
+                fs::remove_file(path).map_err(|e| Error::io("remove blank segment", path, e))?;
+                storage.sync_dir(dir).map_err(|e| Error::io("sync directory", dir, e))?;
+                found.pop();
+            } else {
+                break;
+            }
+        }
+        let n = found.len();
+        let mut segs: Vec<Segment> = Vec::with_capacity(n + 1);
+        for (i, (base, path)) in found.iter().enumerate() {
+            let tail = i + 2 >= n;
+            let (seg, _) = open_segment(*base, path, tail, tail && i + 1 == n && opts.prefault)?;
+            if let Some(prev) = segs.last() {
+                if prev.base_id >= seg.base_id {
+                    return Err(Error::corrupt(path, 16, "segment base IDs are not increasing"));
+                }
+            }
+            segs.push(seg);
+        }
+        // Recover the last two segments.
+        let mut last_scan = None;
+        for i in n.saturating_sub(2)..n {
+            let scan = recover::scan_and_repair(&segs[i], opts.recovery_mode, &*storage)?;
+            if let Some(next) = segs.get(i + 1) {
+                if scan.next_id > next.base_id {
+                    return Err(Error::corrupt(&segs[i].path, u64::from(scan.end_off), "segment overlaps the next one"));
+                }
+            }
+            last_scan = Some(scan);
+        }
+        let mut durable = 1;
+        let mut progress = FlushProgress { seg_base: 1, scan_off: SEGMENT_HEADER_LEN, flushed_off: 0, next_id: 1 };
+        let mut need_new = None;
+        match (segs.last_mut(), last_scan) {
+            (Some(last), Some(scan)) => {
+                // Make the recovered tail durable (cheap when it already is).
+                if last.is_writable() {
+                    // SAFETY: exclusive access at open; in bounds.
+                    let bytes = unsafe { last.slice(0, scan.end_off) };
+                    let req = FlushRequest { path: &last.path, base_id: last.base_id, file: &last.file, offset: 0, bytes };
+                    storage.flush(&req).map_err(|e| Error::io("flush segment", &last.path, e))?;
+                }
+                durable = scan.next_id;
+                let room = u64::from(last.capacity) - u64::from(scan.end_off);
+                if scan.sealed || room < 64 {
+                    need_new = Some(scan.next_id);
+                } else {
+                    let count = u32::try_from(scan.next_id - last.base_id)
+                        .map_err(|_| Error::corrupt(&last.path, 16, "too many records"))?;
+                    last.word.store(proto::pack(count, scan.end_off), proto_ordering());
+                    last.live = true;
+                    progress = FlushProgress {
+                        seg_base: last.base_id,
+                        scan_off: scan.end_off,
+                        flushed_off: scan.end_off,
+                        next_id: scan.next_id,
+                    };
+                }
+            }
+            _ => need_new = Some(1),
+        }
+        let max_in_segment = u32::try_from(opts.segment_size - u64::from(SEGMENT_HEADER_LEN))
+            .map_err(|_| Error::InvalidOptions("segment_size too large".into()))?;
+        let inner = Arc::new(Inner {
+            dir: dir.to_path_buf(),
+            read_only: false,
+            table: Atomic::new(Table { segs: segs.into_iter().map(Arc::new).collect() }),
+            active: AtomicPtr::new(std::ptr::null_mut()),
+            roll_lock: Mutex::new(()),
+            prep: Mutex::new(PrepState { ready: None, want: true, stop: false }),
+            prep_cv: Condvar::new(),
+            progress: Mutex::new(progress),
+            gc: Mutex::new(false),
+            gc_cv: Condvar::new(),
+            durable: AtomicU64::new(durable),
+            poison: OnceLock::new(),
+            stop: Mutex::new(false),
+            stop_cv: Condvar::new(),
+            tmp_counter: AtomicU64::new(0),
+            max_in_segment,
+            opts,
+            _lock: Some(lock),
+        });
+        if let Some(base) = need_new {
+            let p = inner.prepare()?;
+            let _g = lock_ignore_poison(&inner.roll_lock);
+            let seg = inner.install(p, base)?;
+            inner.sync_dir_for(&seg)?;
+            let mut pr = lock_ignore_poison(&inner.progress);
+            *pr = FlushProgress { seg_base: base, scan_off: SEGMENT_HEADER_LEN, flushed_off: 0, next_id: base };
+            inner.durable.store(base, Ordering::Release);
+        } else {
+            let guard = epoch::pin();
+            let t = inner.table(&guard);
+            let last = t.segs.last().expect("a live tail segment exists");
+            inner.active.store(Arc::as_ptr(last).cast_mut(), Ordering::Release);
+        }
+        let mut threads = Vec::new();
+        let i2 = inner.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("ledgerq-prepare".into())
+                .spawn(move || i2.preparer())
+                .map_err(|e| Error::io("spawn preparer", dir, e))?,
+        );
+        if inner.opts.durability == Durability::Buffered {
+            let i3 = inner.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("ledgerq-flush".into())
+                    .spawn(move || i3.flusher())
+                    .map_err(|e| Error::io("spawn flusher", dir, e))?,
+            );
+        }
+        Ok(Journal { inner, threads, closed: false })
+    }
+
+    /// Opens the journal in `dir` for reading only: no lock, creates nothing, maps
+    /// read-only, works beside a writer in another process. New segments of that
+    /// writer are discovered by [`Journal::refresh`] (the cursor calls it at the end).
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] for a bad segment header, [`Error::Io`].
+    pub fn open_read_only(dir: &Path, opts: JournalOptions) -> Result<Journal, Error> {
+        opts.validate()?;
+        let max_in_segment = u32::try_from(opts.segment_size - u64::from(SEGMENT_HEADER_LEN))
+            .map_err(|_| Error::InvalidOptions("segment_size too large".into()))?;
+        let inner = Arc::new(Inner {
+            dir: dir.to_path_buf(),
+            read_only: true,
+            table: Atomic::new(Table::default()),
+            active: AtomicPtr::new(std::ptr::null_mut()),
+            roll_lock: Mutex::new(()),
+            prep: Mutex::new(PrepState::default()),
+            prep_cv: Condvar::new(),
+            progress: Mutex::new(FlushProgress { seg_base: 0, scan_off: 0, flushed_off: 0, next_id: 0 }),
+            gc: Mutex::new(false),
+            gc_cv: Condvar::new(),
+            durable: AtomicU64::new(0),
+            poison: OnceLock::new(),
+            stop: Mutex::new(false),
+            stop_cv: Condvar::new(),
+            tmp_counter: AtomicU64::new(0),
+            max_in_segment,
+            opts,
+            _lock: None,
+        });
+        if !dir.is_dir() {
+            return Err(Error::io("open directory", dir, io::Error::from(io::ErrorKind::NotFound)));
+        }
+        let j = Journal { inner, threads: Vec::new(), closed: false };
+        j.refresh()?;
+        Ok(j)
+    }
+
+    /// Read-only journals: maps segments created since the last look. Returns how
+    /// many were added. A writer's journal returns `Ok(0)`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] reading the directory, [`Error::Corrupt`] for a bad header.
+    pub fn refresh(&self) -> Result<usize, Error> {
+        let inner = &*self.inner;
+        if !inner.read_only {
+            return Ok(0);
+        }
+        let _g = lock_ignore_poison(&inner.roll_lock);
+        let (found, _) = list_segments(&inner.dir)?;
+        let guard = epoch::pin();
+        let old = inner.table(&guard);
+        let last_base = old.segs.last().map(|s| s.base_id);
+        let mut segs = old.segs.clone();
+        let mut added = 0;
+        for (base, path) in found {
+            if last_base.is_some_and(|l| base <= l) {
+                continue;
+            }
+            match open_segment(base, &path, false, false) {
+                Ok((seg, _)) => {
+                    segs.push(Arc::new(seg));
+                    added += 1;
+                }
+                // A segment being created by the writer right now: look again later.
+                Err(Error::Corrupt { .. }) if header_is_blank(&path).unwrap_or(false) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        if added > 0 {
+            inner.publish_table(Table { segs }, &guard);
+        }
+        Ok(added)
+    }
+
+    /// Appends one record; returns its ID. The record is in the mapped file when this
+    /// returns (and on stable storage with [`Durability::Sync`]).
+    ///
+    /// # Errors
+    /// Limit errors ([`Error::RecordTooLarge`], [`Error::TooManyHeaders`], ...) before
+    /// anything is written; [`Error::NoSpace`] when a new segment cannot be allocated;
+    /// [`Error::Poisoned`] after a failed flush; [`Error::ReadOnly`].
+    #[inline]
+    pub fn append(&self, rec: &RecordIn<'_>) -> Result<u64, Error> {
+        let inner = &*self.inner;
+        inner.check_writable()?;
+        let len = codec::encoded_len(rec, inner.opts.max_record_size)?;
+        let alen = codec::align8(len);
+        if alen > inner.max_in_segment {
+            return Err(Error::RecordTooLarge { size: u64::from(alen), max: u64::from(inner.max_in_segment) });
+        }
+        let ts = match rec.timestamp_ns {
+            Some(t) => t,
+            None => now_ns(),
+        };
+        let id = inner.reserve_and_write(alen, 1, |seg, off, id| {
+            // SAFETY: the reservation gives us `off..off + alen` exclusively; the
+            // segment is mapped writable, zero there, and kept alive by the pin.
+            unsafe { codec::write_record(seg.ptr(off), len, rec, id, ts, seg.salt) };
+            proto::commit(seg, off, proto::KIND_RECORD);
+        })?;
+        if inner.opts.durability == Durability::Sync {
+            inner.wait_durable(id)?;
+        }
+        Ok(id)
+    }
+
+    /// Appends records with contiguous IDs, reserved in one atomic step (in one
+    /// segment). Returns the ID range.
+    ///
+    /// # Errors
+    /// As [`Journal::append`]; [`Error::RecordTooLarge`] if the whole batch does not
+    /// fit in one segment.
+    pub fn append_batch(&self, recs: &[RecordIn<'_>]) -> Result<Range<u64>, Error> {
+        let inner = &*self.inner;
+        inner.check_writable()?;
+        if recs.is_empty() {
+            let n = self.next_id();
+            return Ok(n..n);
+        }
+        let mut lens = Vec::with_capacity(recs.len());
+        let mut total: u64 = 0;
+        for r in recs {
+            let len = codec::encoded_len(r, inner.opts.max_record_size)?;
+            lens.push(len);
+            total += u64::from(codec::align8(len));
+        }
+        if total > u64::from(inner.max_in_segment) {
+            return Err(Error::RecordTooLarge { size: total, max: u64::from(inner.max_in_segment) });
+        }
+        let n = u32::try_from(recs.len()).map_err(|_| Error::RecordTooLarge { size: total, max: 0 })?;
+        let now = now_ns();
+        // `total <= max_in_segment`, a u32.
+        let first = inner.reserve_and_write(total as u32, n, |seg, off, first| {
+            let mut at = off;
+            for (i, (r, len)) in recs.iter().zip(&lens).enumerate() {
+                // SAFETY: the reservation covers every record of the batch back to back.
+                unsafe { codec::write_record(seg.ptr(at), *len, r, first + i as u64, r.timestamp_ns.unwrap_or(now), seg.salt) };
+                at += codec::align8(*len);
+            }
+            // Commit in order so in-order readers never see a later record first.
+            let mut at = off;
+            for len in &lens {
+                proto::commit(seg, at, proto::KIND_RECORD);
+                at += codec::align8(*len);
+            }
+        })?;
+        let end = first + u64::from(n);
+        if inner.opts.durability == Durability::Sync {
+            inner.wait_durable(end - 1)?;
+        }
+        Ok(first..end)
+    }
+
+    /// The ID the next append will get (racy under concurrent appends).
+    pub fn next_id(&self) -> u64 {
+        let inner = &*self.inner;
+        let guard = epoch::pin();
+        if inner.read_only {
+            let t = inner.table(&guard);
+            let mut c = match t.segs.last() {
+                Some(s) => Cursor::at_segment(s.clone(), s.base_id),
+                None => return 1,
+            };
+            while let Ok(Some(_)) = c.next(self, |_| ()) {}
+            return c.position_id();
+        }
+        let seg = inner.active_seg(&guard);
+        seg.base_id + u64::from(proto::count_of(seg.word.load(Ordering::Acquire)))
+    }
+
+    /// The lowest ID still retained (the first segment's base ID).
+    pub fn first_id(&self) -> u64 {
+        let guard = epoch::pin();
+        self.inner.table(&guard).segs.first().map_or(1, |s| s.base_id)
+    }
+
+    /// Every committed ID below this is on stable storage.
+    pub fn durable_id(&self) -> u64 {
+        // Acquire: pairs with the Release `fetch_max` in `flush_committed`.
+        self.inner.durable.load(Ordering::Acquire)
+    }
+
+    /// Makes every record committed so far durable.
+    ///
+    /// # Errors
+    /// [`Error::Poisoned`] (a flush failed, now or before), [`Error::ReadOnly`].
+    pub fn sync(&self) -> Result<(), Error> {
+        self.inner.check_writable()?;
+        let next = self.next_id();
+        if next == 0 {
+            return Ok(());
+        }
+        self.inner.wait_durable(next - 1)
+    }
+
+    /// A cursor that returns records in ID order starting at `from_id`.
+    ///
+    /// Positioning is O(log segments) plus a scan from the start of the segment that
+    /// holds `from_id` (bounded by the segment size).
+    ///
+    /// # Errors
+    /// None today; reserved for I/O on segment discovery.
+    pub fn cursor(&self, from_id: u64) -> Result<Cursor, Error> {
+        let guard = epoch::pin();
+        let t = self.inner.table(&guard);
+        Ok(match t.index_for_id(from_id) {
+            Some(i) => Cursor::at_segment(t.segs[i].clone(), from_id),
+            None => Cursor::empty(from_id),
+        })
+    }
+
+    /// Reads the record at `pos` (from [`RecordView::position`]): an epoch-pinned
+    /// lookup, no lock, no syscall.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if the segment was removed or the position holds no
+    /// committed record with that ID.
+    pub fn read<R>(&self, pos: codec::Position, f: impl FnOnce(RecordView<'_>) -> R) -> Result<R, Error> {
+        let guard = epoch::pin();
+        let t = self.inner.table(&guard);
+        let nf = Error::NotFound { id: pos.id };
+        let Some(i) = t.index_of(pos.segment) else { return Err(nf) };
+        let seg = &t.segs[i];
+        if pos.offset < SEGMENT_HEADER_LEN || pos.offset % 8 != 0 || pos.offset >= seg.capacity {
+            return Err(nf);
+        }
+        match seg.step(pos.offset, false) {
+            Step::Record { view, .. } if view.id() == pos.id => Ok(f(view)),
+            _ => Err(nf),
+        }
+    }
+
+    /// The first ID whose timestamp is at or after `t` (or [`Journal::next_id`] if
+    /// none). Binary search over segments by their first record's timestamp, then a
+    /// scan; assumes timestamps do not decrease across segments.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] if a scanned record is damaged.
+    pub fn seek_time(&self, t: SystemTime) -> Result<u64, Error> {
+        let t_ns = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        let start = {
+            let guard = epoch::pin();
+            let tb = self.inner.table(&guard);
+            let n = tb.segs.partition_point(|s| first_timestamp(s).is_some_and(|ts| ts < t_ns));
+            match tb.segs.get(n.saturating_sub(1)) {
+                Some(s) => s.base_id,
+                None => return Ok(self.next_id()),
+            }
+        };
+        let mut c = self.cursor(start)?;
+        loop {
+            match c.next(self, |v| (v.id(), v.timestamp_ns()))? {
+                Some((id, ts)) if ts >= t_ns => return Ok(id),
+                Some(_) => {}
+                None => return Ok(c.position_id()),
+            }
+        }
+    }
+
+    /// The segments, oldest first.
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        let guard = epoch::pin();
+        let t = self.inner.table(&guard);
+        let active = self.inner.active.load(Ordering::Acquire);
+        t.segs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let next = t.segs.get(i + 1).map(|n| n.base_id);
+                let w = s.word.load(Ordering::Acquire);
+                let sealed = next.is_some() || (s.live && proto::is_sealed(w) && !std::ptr::eq(active, &**s));
+                let end_id = next.or_else(|| (s.live && proto::is_sealed(w)).then(|| s.base_id + u64::from(proto::count_of(w))));
+                SegmentInfo { base_id: s.base_id, end_id, path: s.path.clone(), size: u64::from(s.capacity), sealed, created_ns: s.created_ns }
+            })
+            .collect()
+    }
+
+    /// Deletes whole sealed segments whose every ID is below `id` (never the active
+    /// one), then fsyncs the directory. Returns how many were removed. Readers still
+    /// holding them keep their mapping until they let go.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`], [`Error::Io`].
+    pub fn remove_segments_below(&self, id: u64) -> Result<usize, Error> {
+        let inner = &*self.inner;
+        if inner.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let _g = lock_ignore_poison(&inner.roll_lock);
+        let guard = epoch::pin();
+        let t = inner.table(&guard);
+        let active = inner.active.load(Ordering::Acquire);
+        let mut k = 0;
+        while k + 1 < t.segs.len() && t.segs[k + 1].base_id <= id && !std::ptr::eq(active, &*t.segs[k]) {
+            k += 1;
+        }
+        if k == 0 {
+            return Ok(0);
+        }
+        let keep: Vec<Arc<Segment>> = t.segs[k..].to_vec();
+        let gone: Vec<Arc<Segment>> = t.segs[..k].to_vec();
+        inner.publish_table(Table { segs: keep }, &guard);
+        for s in &gone {
+            fs::remove_file(&s.path).map_err(|e| Error::io("remove segment", &s.path, e))?;
+        }
+        inner.opts.storage.sync_dir(&inner.dir).map_err(|e| Error::io("sync directory", &inner.dir, e))?;
+        Ok(k)
+    }
+
+    /// Bytes of segment files on disk (including a prepared next segment).
+    pub fn disk_bytes(&self) -> u64 {
+        let guard = epoch::pin();
+        let t = self.inner.table(&guard);
+        let segs: u64 = t.segs.iter().map(|s| u64::from(s.capacity)).sum();
+        let prep = lock_ignore_poison(&self.inner.prep).ready.as_ref().map_or(0, |p| p.map.len() as u64);
+        segs + prep
+    }
+
+    /// The queue directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Whether this journal was opened with [`Journal::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.inner.read_only
+    }
+
+    /// Flushes, stops the background threads and releases the lock.
+    ///
+    /// # Errors
+    /// [`Error::Poisoned`] / [`Error::Io`] if the final flush fails.
+    pub fn close(mut self) -> Result<(), Error> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), Error> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        let inner = &*self.inner;
+        *lock_ignore_poison(&inner.stop) = true;
+        inner.stop_cv.notify_all();
+        {
+            let mut p = lock_ignore_poison(&inner.prep);
+            p.stop = true;
+            if let Some(pr) = p.ready.take() {
+                drop(pr.map);
+                let _ = fs::remove_file(&pr.path);
+            }
+        }
+        inner.prep_cv.notify_all();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        // A preparer may have finished a file after we looked.
+        if let Some(pr) = lock_ignore_poison(&inner.prep).ready.take() {
+            drop(pr.map);
+            let _ = fs::remove_file(&pr.path);
+        }
+        if inner.read_only {
+            return Ok(());
+        }
+        if let Some(c) = inner.poison.get() {
+            return Err(Error::Poisoned { cause: c.clone() });
+        }
+        inner.flush_committed()
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+fn first_timestamp(s: &Segment) -> Option<u64> {
+    match s.step(SEGMENT_HEADER_LEN, true) {
+        Step::Record { view, .. } => Some(view.timestamp_ns()),
+        _ => None,
+    }
+}
+
+pub(crate) fn lock_ignore_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[inline]
+fn proto_ordering() -> Ordering {
+    // Open-time initialisation happens before the segment is shared (the `Arc` and
+    // the Release publication of the table order it); Relaxed suffices.
+    Ordering::Relaxed
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // SAFETY: we are the last owner of `Inner`; no guard can observe the table.
+        unsafe {
+            let t = self.table.load(Ordering::Relaxed, epoch::unprotected());
+            if !t.is_null() {
+                drop(t.into_owned());
+            }
+        }
+    }
+}
+
+impl Inner {
+    #[inline]
+    pub(crate) fn table<'g>(&self, guard: &'g Guard) -> &'g Table {
+        // Acquire: pairs with the Release swap in `publish_table`.
+        let t = self.table.load(Ordering::Acquire, guard);
+        // SAFETY: the table pointer is never null (created non-null and only swapped
+        // for non-null tables) and old tables are destroyed only after every guard
+        // pinned before their retirement is gone.
+        unsafe { t.deref() }
+    }
+
+    #[inline]
+    fn active_seg<'g>(&self, _guard: &'g Guard) -> &'g Segment {
+        // Acquire: pairs with the Release store in `install` (the segment's header,
+        // word and mapping are initialised before it is published).
+        let p = self.active.load(Ordering::Acquire);
+        debug_assert!(!p.is_null());
+        // SAFETY: `active` always points into an `Arc<Segment>` held by the current
+        // table (set in `open`/`install`; `remove_segments_below` never removes the
+        // active segment). Tables are retired through the epoch, so the segment lives
+        // at least until `_guard` is dropped.
+        unsafe { &*p }
+    }
+
+    fn publish_table(&self, t: Table, guard: &Guard) {
+        // Release: pairs with the Acquire load in `table`.
+        let old = self.table.swap(Owned::new(t), Ordering::AcqRel, guard);
+        // SAFETY: `old` is unreachable from now on; readers pinned before this swap
+        // may still use it, which `defer_destroy` waits for.
+        unsafe { guard.defer_destroy(old) };
+        guard.flush();
+    }
+
+    #[inline]
+    fn check_writable(&self) -> Result<(), Error> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        if let Some(c) = self.poison.get() {
+            return Err(Error::Poisoned { cause: c.clone() });
+        }
+        Ok(())
+    }
+
+    /// Reserves `len` bytes and `n` IDs in the active segment (rolling as needed) and
+    /// runs `write(segment, offset, first_id)` on the reservation.
+    #[inline]
+    fn reserve_and_write(&self, len: u32, n: u32, write: impl FnOnce(&Segment, u32, u64)) -> Result<u64, Error> {
+        let guard = epoch::pin();
+        loop {
+            let seg = self.active_seg(&guard);
+            match proto::reserve(&seg.word, len, n, seg.capacity) {
+                Reserve::Reserved { index, offset } => {
+                    let id = seg.base_id + u64::from(index);
+                    write(seg, offset, id);
+                    return Ok(id);
+                }
+                Reserve::SealedByMe { offset, .. } => {
+                    proto::mark_end(seg, offset);
+                    self.roll(seg)?;
+                }
+                Reserve::Sealed => self.roll(seg)?,
+            }
+        }
+    }
+
+    #[cold]
+    fn roll(&self, old: &Segment) -> Result<(), Error> {
+        let seg = {
+            let _g = lock_ignore_poison(&self.roll_lock);
+            if !std::ptr::eq(self.active.load(Ordering::Acquire), old) {
+                return Ok(()); // someone else rolled
+            }
+            // Acquire: pairs with the sealing CAS; the final count is fixed once sealed.
+            let w = old.word.load(Ordering::Acquire);
+            debug_assert!(proto::is_sealed(w));
+            let base = old.base_id + u64::from(proto::count_of(w));
+            let taken = {
+                let mut p = lock_ignore_poison(&self.prep);
+                p.want = true;
+                p.ready.take()
+            };
+            self.prep_cv.notify_all();
+            let prepared = match taken {
+                Some(p) => p,
+                None => self.prepare()?,
+            };
+            self.install(prepared, base)?
+        };
+        self.sync_dir_for(&seg)
+    }
+
+    /// Creates, allocates, maps and populates a new segment under a temporary name.
+    fn prepare(&self) -> Result<Prepared, Error> {
+        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
+        let path = self.dir.join(format!("{TMP_PREFIX}{n}{TMP_SUFFIX}"));
+        let size = self.opts.segment_size;
+        let file = self.opts.storage.create_segment(&path, size).map_err(|e| Error::io("create segment", &path, e))?;
+        let len = usize::try_from(size).map_err(|_| Error::InvalidOptions("segment_size too large".into()))?;
+        let map = match Map::writable(&file, len, self.opts.prefault) {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = fs::remove_file(&path);
+                return Err(Error::io("map segment", &path, e));
+            }
+        };
+        Ok(Prepared { path, file, map })
+    }
+
+    /// Writes the header, renames the prepared file and publishes it as active.
+    /// Called with `roll_lock` held (or during open).
+    fn install(&self, p: Prepared, base: u64) -> Result<Arc<Segment>, Error> {
+        let salt = fastrand::u32(..);
+        let created_ns = now_ns();
+        let h = SegmentHeader { base_id: base, created_ns, size: p.map.len() as u64, salt };
+        let hb = h.encode();
+        // SAFETY: the prepared mapping is private to this thread until published below
+        // and at least 64 KiB long.
+        unsafe { std::ptr::copy_nonoverlapping(hb.as_ptr(), p.map.ptr(), hb.len()) };
+        let path = self.dir.join(segment_name(base));
+        if let Err(e) = fs::rename(&p.path, &path) {
+            let _ = fs::remove_file(&p.path);
+            return Err(Error::io("rename segment", &path, e));
+        }
+        let seg = Segment::new(base, salt, created_ns, path, p.file, p.map, proto::pack(0, SEGMENT_HEADER_LEN), true);
+        seg.dir_synced.store(false, Ordering::Relaxed);
+        let seg = Arc::new(seg);
+        let guard = epoch::pin();
+        let mut segs = self.table(&guard).segs.clone();
+        segs.push(seg.clone());
+        self.publish_table(Table { segs }, &guard);
+        // Release: pairs with the Acquire load in `active_seg`.
+        self.active.store(Arc::as_ptr(&seg).cast_mut(), Ordering::Release);
+        Ok(seg)
+    }
+
+    /// Makes the segment's directory entry durable (once).
+    fn sync_dir_for(&self, seg: &Segment) -> Result<(), Error> {
+        // Acquire/Release: pairs with the store below from another thread, so that a
+        // `true` means the fsync completed.
+        if seg.dir_synced.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if let Err(e) = self.opts.storage.sync_dir(&self.dir) {
+            return Err(self.latch(e));
+        }
+        seg.dir_synced.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Latches the journal into the poisoned state.
+    fn latch(&self, e: io::Error) -> Error {
+        let cause = self.poison.get_or_init(|| Arc::new(e)).clone();
+        Error::Poisoned { cause }
+    }
+
+    fn preparer(&self) {
+        loop {
+            {
+                let mut p = lock_ignore_poison(&self.prep);
+                while !p.stop && !(p.want && p.ready.is_none()) {
+                    p = self.prep_cv.wait(p).unwrap_or_else(|e| e.into_inner());
+                }
+                if p.stop {
+                    return;
+                }
+                p.want = false;
+            }
+            // A failure (e.g. ENOSPC) is left for the roll to report: it retries
+            // synchronously and returns the typed error to the appender.
+            if let Ok(prep) = self.prepare() {
+                let mut p = lock_ignore_poison(&self.prep);
+                if p.ready.is_none() && !p.stop {
+                    p.ready = Some(prep);
+                } else {
+                    drop(prep.map);
+                    let _ = fs::remove_file(&prep.path);
+                }
+            }
+        }
+    }
+
+    fn flusher(&self) {
+        let every = self.opts.flush_interval;
+        loop {
+            {
+                let stop = lock_ignore_poison(&self.stop);
+                let (stop, _) = self.stop_cv.wait_timeout(stop, every).unwrap_or_else(|e| e.into_inner());
+                if *stop {
+                    return;
+                }
+            }
+            if self.poison.get().is_some() {
+                continue;
+            }
+            let mut leader = lock_ignore_poison(&self.gc);
+            if *leader {
+                continue; // a group commit is flushing right now
+            }
+            *leader = true;
+            drop(leader);
+            let _ = self.flush_committed();
+            *lock_ignore_poison(&self.gc) = false;
+            self.gc_cv.notify_all();
+        }
+    }
+
+    /// Group commit: returns once `id` is durable (leader/follower, see module docs).
+    pub(crate) fn wait_durable(&self, id: u64) -> Result<(), Error> {
+        loop {
+            if let Some(c) = self.poison.get() {
+                return Err(Error::Poisoned { cause: c.clone() });
+            }
+            // Acquire: pairs with the Release `fetch_max` in `flush_committed`.
+            if self.durable.load(Ordering::Acquire) > id {
+                return Ok(());
+            }
+            let mut leader = lock_ignore_poison(&self.gc);
+            if *leader {
+                let _unused = self.gc_cv.wait(leader).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            if self.durable.load(Ordering::Acquire) > id {
+                return Ok(());
+            }
+            *leader = true;
+            drop(leader);
+            let before = self.durable.load(Ordering::Acquire);
+            let r = self.flush_committed();
+            *lock_ignore_poison(&self.gc) = false;
+            self.gc_cv.notify_all();
+            r?;
+            let after = self.durable.load(Ordering::Acquire);
+            if after <= id && after == before {
+                // An earlier reservation is still being written; let it finish.
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    /// Flushes the committed prefix of every segment from the flush position on and
+    /// publishes `durable`. Only one caller at a time (the group-commit leader or the
+    /// flusher; `progress` serializes them anyway).
+    pub(crate) fn flush_committed(&self) -> Result<(), Error> {
+        let mut p = lock_ignore_poison(&self.progress);
+        let guard = epoch::pin();
+        let t = self.table(&guard);
+        loop {
+            let idx = t.segs.partition_point(|s| s.base_id < p.seg_base);
+            let Some(seg) = t.segs.get(idx) else { break };
+            if seg.base_id != p.seg_base {
+                *p = FlushProgress { seg_base: seg.base_id, scan_off: SEGMENT_HEADER_LEN, flushed_off: 0, next_id: seg.base_id };
+            }
+            let has_next = idx + 1 < t.segs.len();
+            let (mut off, mut next_id, mut done) = (p.scan_off, p.next_id, false);
+            loop {
+                match seg.step(off, has_next) {
+                    Step::Record { view, len } => {
+                        next_id = view.id() + 1;
+                        off += len;
+                    }
+                    Step::Hole { len } => off += len,
+                    Step::End => {
+                        done = true;
+                        break;
+                    }
+                    Step::Pending | Step::Corrupt(_) => break,
+                }
+            }
+            p.scan_off = off;
+            p.next_id = next_id;
+            if off > p.flushed_off {
+                self.sync_dir_for(seg)?;
+                // SAFETY: `flushed_off..off` holds the header (immutable once published)
+                // and committed records only, which are never written again.
+                let bytes = unsafe { seg.slice(p.flushed_off, off - p.flushed_off) };
+                let req = FlushRequest {
+                    path: &seg.path,
+                    base_id: seg.base_id,
+                    file: &seg.file,
+                    offset: u64::from(p.flushed_off),
+                    bytes,
+                };
+                if let Err(e) = self.opts.storage.flush(&req) {
+                    return Err(self.latch(e));
+                }
+                p.flushed_off = off;
+            }
+            // Release: pairs with the Acquire loads in `durable_id` / `wait_durable`.
+            self.durable.fetch_max(next_id, Ordering::Release);
+            match (done, t.segs.get(idx + 1)) {
+                (true, Some(n)) => {
+                    *p = FlushProgress { seg_base: n.base_id, scan_off: SEGMENT_HEADER_LEN, flushed_off: 0, next_id: n.base_id };
+                }
+                _ => break,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<Journal>();
+    is::<Inner>();
+    let _ = Duration::ZERO;
+    let _ = AtomicBool::new(false);
+}

@@ -1,0 +1,70 @@
+//! The segment mapping: the one place that maps files.
+//!
+//! # The mmap contract
+//!
+//! A [`Map`] is a `MAP_SHARED` mapping of a whole segment file. Mapped memory can be
+//! changed behind the program's back by anything that writes the file, which would
+//! break Rust's aliasing rules for the `&[u8]` slices handed to readers. The safe API
+//! stays sound because of these invariants:
+//!
+//! 1. **Exclusive ownership.** A writer holds the directory's `LOCK` file
+//!    (`flock(LOCK_EX)`) for its whole life, so exactly one process writes segment
+//!    files; the journal never writes a segment through `write(2)`.
+//! 2. **Write once.** Within the writer, a byte range is written only by the thread
+//!    that reserved it (see `proto`), before the record's commit word is stored with
+//!    `Release`. Slices are only formed over committed records (after an `Acquire`
+//!    load of the commit word), which are never written again; commit words are only
+//!    accessed atomically. Recovery rewrites bytes only at open, before any reader.
+//! 3. **No external truncation or modification.** Files are never `set_len`'d while
+//!    mapped; segments are removed (unlinked) only after the table no longer refers to
+//!    them, and unmapped only after every epoch-pinned reader is done (crossbeam-epoch
+//!    plus `Arc`). Another program truncating or editing a segment file of a live
+//!    queue is outside the contract (it could raise `SIGBUS` or show torn bytes), as
+//!    for every mmap-based store.
+//! 4. **Read-only opens** map read-only and read only committed records of a writer in
+//!    another process: the same physical pages, and the writer's store order (body,
+//!    then `Release` commit word) is what the reader's `Acquire` load observes.
+
+use std::fs::File;
+use std::io;
+
+use memmap2::{MmapOptions, MmapRaw};
+
+/// A shared mapping of a whole segment file (see the module docs for the contract).
+#[derive(Debug)]
+pub(crate) struct Map {
+    raw: MmapRaw,
+    writable: bool,
+}
+
+impl Map {
+    /// Maps `len` bytes of `file` read-write (`MAP_SHARED`), populating the page tables
+    /// if `populate` (so writers do not take a page fault per 4 KiB).
+    pub(crate) fn writable(file: &File, len: usize, populate: bool) -> io::Result<Map> {
+        let mut o = MmapOptions::new();
+        o.len(len);
+        if populate {
+            o.populate();
+        }
+        Ok(Map { raw: o.map_raw(file)?, writable: true })
+    }
+
+    /// Maps `len` bytes of `file` read-only.
+    pub(crate) fn read_only(file: &File, len: usize) -> io::Result<Map> {
+        Ok(Map { raw: MmapOptions::new().len(len).map_raw_read_only(file)?, writable: false })
+    }
+
+    #[inline]
+    pub(crate) fn ptr(&self) -> *mut u8 {
+        self.raw.as_mut_ptr()
+    }
+
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.raw.len()
+    }
+
+    pub(crate) fn is_writable(&self) -> bool {
+        self.writable
+    }
+}

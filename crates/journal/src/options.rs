@@ -1,0 +1,155 @@
+//! Journal options, durability and recovery modes.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::storage::{FileStorage, Storage};
+
+/// When an append is on stable storage.
+///
+/// In every mode an append that returned `Ok` is already in the memory-mapped file,
+/// so it survives the process being killed (`kill -9`, panic, abort).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Page cache only; a background flusher syncs the committed prefix every
+    /// `flush_interval`. Power loss can lose up to one interval of appends.
+    #[default]
+    Buffered,
+    /// Each append returns after a flush that covers it (group commit: concurrent
+    /// appenders share one flush). Survives power loss.
+    Sync,
+}
+
+/// What opening does about corruption that is not a torn tail or a hole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecoveryMode {
+    /// Fail with [`Error::Corrupt`] naming the file and offset.
+    #[default]
+    Strict,
+    /// Mark the damaged bytes as a hole, skip them and count them. Damaged records
+    /// are lost.
+    Skip,
+}
+
+/// Smallest allowed segment size (64 KiB).
+pub const MIN_SEGMENT_SIZE: u64 = 64 * 1024;
+/// Largest allowed segment size (1 GiB).
+pub const MAX_SEGMENT_SIZE: u64 = 1024 * 1024 * 1024;
+/// Default segment size (64 MiB).
+pub const DEFAULT_SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
+/// Default maximum payload size (16 MiB).
+pub const DEFAULT_MAX_RECORD_SIZE: usize = 16 * 1024 * 1024;
+
+/// Options for [`crate::Journal::open`]; a builder.
+#[derive(Clone)]
+pub struct JournalOptions {
+    pub(crate) segment_size: u64,
+    pub(crate) durability: Durability,
+    pub(crate) flush_interval: Duration,
+    pub(crate) max_record_size: usize,
+    pub(crate) recovery_mode: RecoveryMode,
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) prefault: bool,
+}
+
+impl fmt::Debug for JournalOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JournalOptions")
+            .field("segment_size", &self.segment_size)
+            .field("durability", &self.durability)
+            .field("flush_interval", &self.flush_interval)
+            .field("max_record_size", &self.max_record_size)
+            .field("recovery_mode", &self.recovery_mode)
+            .field("prefault", &self.prefault)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for JournalOptions {
+    fn default() -> Self {
+        JournalOptions {
+            segment_size: DEFAULT_SEGMENT_SIZE,
+            durability: Durability::Buffered,
+            flush_interval: Duration::from_secs(1),
+            max_record_size: DEFAULT_MAX_RECORD_SIZE,
+            recovery_mode: RecoveryMode::Strict,
+            storage: Arc::new(FileStorage),
+            prefault: true,
+        }
+    }
+}
+
+impl JournalOptions {
+    /// Default options: 64 MiB segments, buffered durability flushed every second,
+    /// 16 MiB max payload, strict recovery, real files.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Size of each segment file (64 KiB ..= 1 GiB, a multiple of 4096).
+    pub fn segment_size(mut self, bytes: u64) -> Self {
+        self.segment_size = bytes;
+        self
+    }
+    /// Durability mode.
+    pub fn durability(mut self, d: Durability) -> Self {
+        self.durability = d;
+        self
+    }
+    /// Interval of the background flusher in [`Durability::Buffered`].
+    pub fn flush_interval(mut self, every: Duration) -> Self {
+        self.flush_interval = every;
+        self
+    }
+    /// Largest payload accepted (the encoded record must also fit in a segment).
+    pub fn max_record_size(mut self, bytes: usize) -> Self {
+        self.max_record_size = bytes;
+        self
+    }
+    /// What opening does about corruption.
+    pub fn recovery_mode(mut self, mode: RecoveryMode) -> Self {
+        self.recovery_mode = mode;
+        self
+    }
+    /// The storage backend (tests pass a fault-injecting double).
+    pub fn storage(mut self, storage: Arc<dyn Storage>) -> Self {
+        self.storage = storage;
+        self
+    }
+    /// Whether segment mappings are populated (pre-faulted) ahead of the writers.
+    /// Default `true`.
+    pub fn prefault(mut self, on: bool) -> Self {
+        self.prefault = on;
+        self
+    }
+
+    /// Checks the options.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOptions`] naming the offending option.
+    pub fn validate(&self) -> Result<(), Error> {
+        if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&self.segment_size) {
+            return Err(Error::InvalidOptions(format!(
+                "segment_size {} is outside {MIN_SEGMENT_SIZE}..={MAX_SEGMENT_SIZE}",
+                self.segment_size
+            )));
+        }
+        if self.segment_size % 4096 != 0 {
+            return Err(Error::InvalidOptions(format!(
+                "segment_size {} is not a multiple of 4096",
+                self.segment_size
+            )));
+        }
+        if self.flush_interval.is_zero() {
+            return Err(Error::InvalidOptions("flush_interval must be greater than zero".into()));
+        }
+        if self.max_record_size == 0 || self.max_record_size as u64 > MAX_SEGMENT_SIZE {
+            return Err(Error::InvalidOptions(format!(
+                "max_record_size {} is outside 1..={MAX_SEGMENT_SIZE}",
+                self.max_record_size
+            )));
+        }
+        Ok(())
+    }
+}

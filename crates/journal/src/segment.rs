@@ -1,0 +1,172 @@
+//! One segment: its file, mapping, header fields and reservation word.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+use crossbeam_utils::CachePadded;
+
+use crate::codec::{self, Position, RecordView, RECORD_HEADER_LEN};
+use crate::map::Map;
+use crate::proto::{self, Observed, Region, KIND_HOLE, KIND_RECORD};
+use crate::sync::{AtomicU32, AtomicU64};
+
+/// A mapped segment file.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    /// First ID the segment holds (from its header and file name).
+    pub(crate) base_id: u64,
+    /// Seeds the record checksums.
+    pub(crate) salt: u32,
+    /// Segment size in bytes (= mapping length, <= 1 GiB).
+    pub(crate) capacity: u32,
+    pub(crate) created_ns: u64,
+    pub(crate) path: PathBuf,
+    pub(crate) file: File,
+    map: Map,
+    /// The reservation word (`proto` layout). Written by appenders (CAS) in the live
+    /// segment; read by readers to tell "pending" from "end" after a seal.
+    pub(crate) word: CachePadded<AtomicU64>,
+    /// Whether this process appends (or appended) to this segment, so that `word`
+    /// is meaningful. Segments found at open (other than the active one) and all
+    /// segments of a read-only journal are not live.
+    pub(crate) live: bool,
+    /// Whether the directory entry (rename) of this segment is known durable.
+    pub(crate) dir_synced: AtomicBool,
+}
+
+impl Region for Segment {
+    #[inline]
+    fn capacity(&self) -> u32 {
+        self.capacity
+    }
+
+    #[inline]
+    fn commit_word(&self, offset: u32) -> &AtomicU32 {
+        debug_assert!(offset % 8 == 0 && offset as usize + 4 <= self.map.len());
+        // SAFETY: [1] `offset + 4 <= len` keeps the word inside the mapping, which
+        // lives as long as `self`; [2] the mapping is page aligned and `offset` is a
+        // multiple of 8, so the pointer is aligned for AtomicU32; [3] commit words are
+        // only ever accessed atomically once the segment is shared (mmap contract,
+        // invariant 2 in `map`).
+        unsafe { &*(self.map.ptr().add(offset as usize) as *const AtomicU32) }
+    }
+}
+
+/// What `Segment::step` found.
+pub(crate) enum Step<'a> {
+    Pending,
+    End,
+    Hole { len: u32 },
+    Record { view: RecordView<'a>, len: u32 },
+    Corrupt(&'static str),
+}
+
+impl Segment {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        base_id: u64,
+        salt: u32,
+        created_ns: u64,
+        path: PathBuf,
+        file: File,
+        map: Map,
+        word: u64,
+        live: bool,
+    ) -> Segment {
+        let capacity = u32::try_from(map.len()).expect("segment size is at most 1 GiB");
+        Segment {
+            base_id,
+            salt,
+            capacity,
+            created_ns,
+            path,
+            file,
+            map,
+            word: CachePadded::new(AtomicU64::new(word)),
+            live,
+            dir_synced: AtomicBool::new(true),
+        }
+    }
+
+    pub(crate) fn is_writable(&self) -> bool {
+        self.map.is_writable()
+    }
+
+    /// Raw pointer to `offset` in the mapping.
+    #[inline]
+    pub(crate) fn ptr(&self, offset: u32) -> *mut u8 {
+        debug_assert!(offset as usize <= self.map.len());
+        // SAFETY: offset <= len, so the result is in (or one past) the mapping.
+        unsafe { self.map.ptr().add(offset as usize) }
+    }
+
+    /// Borrows `offset..offset + len` of the mapping.
+    ///
+    /// # Safety
+    /// The range must be in bounds and hold only committed bytes (or the immutable
+    /// header), which nobody writes while the borrow lives; or the caller must have
+    /// exclusive access to the segment (open-time recovery).
+    #[inline]
+    pub(crate) unsafe fn slice(&self, offset: u32, len: u32) -> &[u8] {
+        debug_assert!(offset as usize + len as usize <= self.map.len());
+        // SAFETY: in bounds and not concurrently written, per the caller's contract.
+        unsafe { std::slice::from_raw_parts(self.ptr(offset), len as usize) }
+    }
+
+    /// Reads the u32 at `offset` of a committed record (non-atomic; after Acquire).
+    #[inline]
+    fn read_u32(&self, offset: u32) -> u32 {
+        debug_assert!(offset as usize + 4 <= self.map.len());
+        // SAFETY: in bounds (checked by callers against capacity), and the bytes are
+        // part of a committed record whose commit word was loaded with Acquire.
+        unsafe { std::ptr::read_unaligned(self.ptr(offset) as *const u32) }.to_le()
+    }
+
+    /// The reservation word if this process appends here.
+    #[inline]
+    pub(crate) fn live_word(&self) -> Option<&AtomicU64> {
+        self.live.then_some(&*self.word)
+    }
+
+    /// Looks at `offset` as an in-order reader. `has_next` says whether a later
+    /// segment exists (a pending slot of a non-live segment is then its end).
+    pub(crate) fn step(&self, offset: u32, has_next: bool) -> Step<'_> {
+        match proto::observe(self, self.live_word(), offset) {
+            Observed::Pending if !self.live && has_next => Step::End,
+            Observed::Pending => Step::Pending,
+            Observed::End => Step::End,
+            Observed::Committed(KIND_HOLE) => {
+                if offset as u64 + 16 > u64::from(self.capacity) {
+                    return Step::Corrupt("hole marker past the end of the segment");
+                }
+                let len = self.read_u32(offset + 8);
+                if len < 16 || len % 8 != 0 || u64::from(offset) + u64::from(len) > u64::from(self.capacity) {
+                    return Step::Corrupt("hole marker length out of bounds");
+                }
+                Step::Hole { len }
+            }
+            Observed::Committed(KIND_RECORD) => {
+                if u64::from(offset) + u64::from(RECORD_HEADER_LEN) > u64::from(self.capacity) {
+                    return Step::Corrupt("record header past the end of the segment");
+                }
+                let len = self.read_u32(offset + 8);
+                if len < RECORD_HEADER_LEN
+                    || u64::from(offset) + u64::from(codec::align8(len.min(u32::MAX - 8))) > u64::from(self.capacity)
+                {
+                    return Step::Corrupt("record length out of bounds");
+                }
+                // SAFETY: the record is committed (Acquire above) and in bounds (checked);
+                // committed bytes are never written again.
+                let raw = unsafe { self.slice(offset + 8, len - 8) };
+                let id = codec::rd_u64(raw, 8);
+                let pos = Position { segment: self.base_id, offset, id };
+                match RecordView::new(raw, pos) {
+                    Some(view) => Step::Record { view, len: codec::align8(len) },
+                    None => Step::Corrupt("record field lengths do not add up"),
+                }
+            }
+            Observed::Committed(_) => Step::Corrupt("unknown commit word"),
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The storage seam: the few file-system operations whose failure matters
+//! (allocation, flush, directory sync). Tests pass a double through
+//! [`crate::JournalOptions::storage`] to inject `ENOSPC` or a failing flush, or to
+//! snapshot exactly the bytes made durable at each sync.
+
+use std::fmt::Debug;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::Path;
+
+/// One flush: make `bytes` (the mapped bytes of `path` at `offset..offset + len`)
+/// durable.
+#[derive(Debug)]
+pub struct FlushRequest<'a> {
+    /// The segment file.
+    pub path: &'a Path,
+    /// Base ID of the segment.
+    pub base_id: u64,
+    /// The open segment file.
+    pub file: &'a File,
+    /// Byte offset of `bytes` in the file.
+    pub offset: u64,
+    /// The mapped bytes being flushed. They are committed and immutable.
+    pub bytes: &'a [u8],
+}
+
+/// File-system operations the journal needs to be able to fail or observe.
+pub trait Storage: Send + Sync + Debug + 'static {
+    /// Creates a new file at `path` and allocates `size` bytes to it (so a full disk
+    /// fails here with `ENOSPC`, not later as `SIGBUS` in the mapping).
+    fn create_segment(&self, path: &Path, size: u64) -> io::Result<File>;
+    /// Makes the flushed range durable (`msync(MS_SYNC)` / `fdatasync`).
+    fn flush(&self, req: &FlushRequest<'_>) -> io::Result<()>;
+    /// Makes directory entries (create, rename, remove) in `dir` durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// The real file system.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FileStorage;
+
+impl Storage for FileStorage {
+    fn create_segment(&self, path: &Path, size: u64) -> io::Result<File> {
+        let file = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
+        if let Err(e) = allocate(&file, size) {
+            drop(file);
+            let _ = std::fs::remove_file(path);
+            return Err(e);
+        }
+        Ok(file)
+    }
+
+    fn flush(&self, req: &FlushRequest<'_>) -> io::Result<()> {
+        if req.bytes.is_empty() {
+            return Ok(());
+        }
+        msync(req.bytes)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        #[cfg(unix)]
+        {
+            File::open(dir)?.sync_all()
+        }
+        // Directories cannot be fsynced on Windows; entries are durable with the file.
+        #[cfg(not(unix))]
+        {
+            let _ = dir;
+            Ok(())
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn allocate(file: &File, size: u64) -> io::Result<()> {
+    use std::os::unix::io::AsRawFd;
+    let len = libc::off_t::try_from(size).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: the fd is open for writing for the duration of the call.
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+    match rc {
+        0 => Ok(()),
+        // File systems without fallocate: fall back to a sparse length (ENOSPC may
+        // then only show as SIGBUS; documented limitation of such file systems).
+        libc::EOPNOTSUPP | libc::EINVAL => file.set_len(size),
+        e => Err(io::Error::from_raw_os_error(e)),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn allocate(file: &File, size: u64) -> io::Result<()> {
+    file.set_len(size)
+}
+
+#[cfg(unix)]
+fn msync(bytes: &[u8]) -> io::Result<()> {
+    let page = page_size();
+    let addr = bytes.as_ptr() as usize;
+    let start = addr & !(page - 1);
+    let len = bytes.len() + (addr - start);
+    // SAFETY: `start..addr + bytes.len()` lies in the mapping that `bytes` borrows from
+    // (mappings are page aligned, so rounding down stays inside it); msync does not
+    // modify memory.
+    let rc = unsafe { libc::msync(start as *mut libc::c_void, len, libc::MS_SYNC) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(unix))]
+fn msync(_bytes: &[u8]) -> io::Result<()> {
+    Err(io::Error::new(io::ErrorKind::Unsupported, "msync is only implemented on unix"))
+}
+
+/// The system page size.
+pub(crate) fn page_size() -> usize {
+    #[cfg(unix)]
+    {
+        // SAFETY: sysconf has no preconditions.
+        let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        usize::try_from(p).ok().filter(|p| p.is_power_of_two()).unwrap_or(4096)
+    }
+    #[cfg(not(unix))]
+    {
+        4096
+    }
+}
