@@ -997,6 +997,9 @@ impl Inner {
         loop {
             {
                 let stop = lock_ignore_poison(&self.stop);
+                if *stop {
+                    return;
+                }
                 let (stop, _) = self.stop_cv.wait_timeout(stop, every).unwrap_or_else(|e| e.into_inner());
                 if *stop {
                     return;

@@ -162,7 +162,7 @@ fn segments_roll_exact_fill_and_misfit() {
 
 #[test]
 fn four_threads_many_appends() {
-    let n: u64 = if cfg!(debug_assertions) { 25_000 } else { 100_000 };
+    let n: u64 = 100_000;
     let d = tempfile::tempdir().unwrap();
     let j = Journal::open(d.path(), JournalOptions::new().segment_size(4 << 20)).unwrap();
     let ids: Vec<Vec<u64>> = std::thread::scope(|s| {
