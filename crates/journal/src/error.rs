@@ -89,7 +89,7 @@ impl Error {
     /// Wraps an I/O error, turning `ENOSPC` into [`Error::NoSpace`].
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
         let path = path.into();
-        if source.raw_os_error() == Some(libc::ENOSPC) || source.kind() == io::ErrorKind::StorageFull {
+        if source.raw_os_error() == Some(libc::ENOSPC) {
             return Error::NoSpace { path };
         }
         Error::Io { op, path, source }

@@ -164,7 +164,9 @@ fn parse_segment_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-fn list_segments(dir: &Path) -> Result<(Vec<(u64, PathBuf)>, Vec<PathBuf>), Error> {
+type Listing = (Vec<(u64, PathBuf)>, Vec<PathBuf>);
+
+fn list_segments(dir: &Path) -> Result<Listing, Error> {
     let mut segs = Vec::new();
     let mut tmps = Vec::new();
     let rd = fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
@@ -269,7 +271,7 @@ impl Journal {
         opts.validate()?;
         fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
         if !dir.is_dir() {
-            return Err(Error::io("open directory", dir, io::Error::from(io::ErrorKind::NotADirectory)));
+            return Err(Error::io("open directory", dir, io::Error::other("not a directory")));
         }
         let lock = lock_dir(dir)?;
         let storage = opts.storage.clone();
@@ -970,7 +972,7 @@ impl Inner {
         loop {
             {
                 let mut p = lock_ignore_poison(&self.prep);
-                while !p.stop && !(p.want && p.ready.is_none()) {
+                while !(p.stop || p.want && p.ready.is_none()) {
                     p = self.prep_cv.wait(p).unwrap_or_else(|e| e.into_inner());
                 }
                 if p.stop {

@@ -190,7 +190,7 @@ fn four_threads_many_appends() {
     all.sort_unstable();
     assert_eq!(all, (1..=4 * n).collect::<Vec<_>>());
     let mut c = j.cursor(1).unwrap();
-    let mut next = vec![0u64; 4];
+    let mut next = [0u64; 4];
     let mut expect = 1;
     while let Some((id, t, i)) = c
         .next(&j, |v| {
@@ -415,7 +415,7 @@ impl Storage for Faulty {
         let n = self.flushes.fetch_add(1, Ordering::SeqCst) + 1;
         self.log.lock().unwrap().push((req.base_id, req.offset, req.bytes.len()));
         if self.fail_flush_at.is_some_and(|k| n >= k) {
-            return Err(io::Error::new(io::ErrorKind::Other, "injected EIO"));
+            return Err(io::Error::other("injected EIO"));
         }
         FileStorage.flush(req)
     }
