@@ -1,3 +1,4 @@
+#![cfg(not(ledgerq_loom))]
 //! End-to-end behaviour of the journal: append/read, concurrency, segment rolls,
 //! reopen, tail recovery, the lock, read-only opens and fault injection through the
 //! storage seam.
