@@ -1,2 +1,163 @@
-//! Placeholder until the bench lands.
-fn main() {}
+//! Journal append throughput and `Durability::Sync` latency, each next to its
+//! reference in the same group: a plain memcpy of the same bytes, an
+//! `ArrayQueue<Vec<u8>>` hand-off of freshly allocated payloads, and a raw
+//! `write` + `fdatasync` loop.
+//!
+//! `cargo bench -p ledgerq-benches --bench journal`
+
+use std::hint::black_box;
+use std::io::Write;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use crossbeam_queue::ArrayQueue;
+use ledgerq_journal::{Durability, Journal, JournalOptions, RecordIn};
+
+const SEGMENT: u64 = 64 * 1024 * 1024;
+
+fn open(dir: &std::path::Path, d: Durability) -> Journal {
+    Journal::open(dir, JournalOptions::new().segment_size(SEGMENT).durability(d)).expect("open journal")
+}
+
+/// Appends `iters` records split over `threads` threads; wall time.
+fn run_appends(j: &Journal, threads: usize, iters: u64, payload: &[u8]) -> Duration {
+    let per = iters / threads as u64 + u64::from(iters % threads as u64 != 0);
+    let barrier = Barrier::new(threads + 1);
+    let mut elapsed = Duration::ZERO;
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                let rec = RecordIn { timestamp_ns: None, ..RecordIn::new(payload) };
+                barrier.wait();
+                for _ in 0..per {
+                    black_box(j.append(&rec).expect("append"));
+                }
+                barrier.wait();
+            });
+        }
+        barrier.wait();
+        let t = Instant::now();
+        barrier.wait();
+        elapsed = t.elapsed();
+    });
+    // Keep the disk footprint bounded between samples.
+    let _ = j.remove_segments_below(j.next_id());
+    elapsed
+}
+
+fn memcpy_ref(buf: &mut [u8], iters: u64, payload: &[u8]) -> Duration {
+    let rec = payload.len().next_multiple_of(8) + 56;
+    let mut off = 0;
+    let t = Instant::now();
+    for _ in 0..iters {
+        if off + rec > buf.len() {
+            off = 0;
+        }
+        buf[off..off + payload.len()].copy_from_slice(payload);
+        off += rec;
+    }
+    black_box(&buf[..8]);
+    t.elapsed()
+}
+
+fn array_queue_ref(iters: u64, len: usize) -> Duration {
+    let q = Arc::new(ArrayQueue::<Vec<u8>>::new(1024));
+    let barrier = Barrier::new(2);
+    std::thread::scope(|s| {
+        let q2 = q.clone();
+        let b = &barrier;
+        s.spawn(move || {
+            b.wait();
+            for i in 0..iters {
+                let mut v = vec![0u8; len];
+                v[0] = i as u8;
+                let mut v = v;
+                loop {
+                    match q2.push(v) {
+                        Ok(()) => break,
+                        Err(back) => {
+                            v = back;
+                            std::hint::spin_loop();
+                        }
+                    }
+                }
+            }
+        });
+        barrier.wait();
+        let t = Instant::now();
+        let mut got = 0;
+        while got < iters {
+            if let Some(v) = q.pop() {
+                black_box(v);
+                got += 1;
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        t.elapsed()
+    })
+}
+
+fn append_throughput(c: &mut Criterion) {
+    let dir = tempfile::tempdir_in(std::env::temp_dir()).expect("tempdir");
+    for &size in &[100usize, 4096] {
+        let mut g = c.benchmark_group(format!("append_{size}B"));
+        g.sample_size(10).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+        if size == 100 {
+            g.throughput(Throughput::Elements(1));
+        } else {
+            g.throughput(Throughput::Bytes(size as u64));
+        }
+        let payload = vec![0xA5u8; size];
+        for threads in [1usize, 2] {
+            let sub = dir.path().join(format!("buffered-{size}-{threads}"));
+            let j = open(&sub, Durability::Buffered);
+            g.bench_function(BenchmarkId::new("journal", format!("{threads}t")), |b| {
+                b.iter_custom(|iters| run_appends(&j, threads, iters, &payload))
+            });
+            j.close().expect("close");
+            let _ = std::fs::remove_dir_all(&sub);
+        }
+        let mut buf = vec![1u8; 64 << 20];
+        g.bench_function("memcpy_reference", |b| b.iter_custom(|iters| memcpy_ref(&mut buf, iters, &payload)));
+        if size == 100 {
+            g.bench_function("arrayqueue_vec_reference", |b| b.iter_custom(|iters| array_queue_ref(iters, size)));
+        }
+        g.finish();
+    }
+}
+
+fn sync_latency(c: &mut Criterion) {
+    let dir = tempfile::tempdir_in(std::env::temp_dir()).expect("tempdir");
+    let mut g = c.benchmark_group("sync_append_100B");
+    g.sample_size(10).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    g.throughput(Throughput::Elements(1));
+    let payload = vec![0x5Au8; 100];
+    for threads in [1usize, 32] {
+        let sub = dir.path().join(format!("sync-{threads}"));
+        let j = open(&sub, Durability::Sync);
+        g.bench_function(BenchmarkId::new("journal", format!("{threads}t")), |b| {
+            b.iter_custom(|iters| run_appends(&j, threads, iters, &payload))
+        });
+        j.close().expect("close");
+        let _ = std::fs::remove_dir_all(&sub);
+    }
+    let path = dir.path().join("raw.log");
+    let mut f = std::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path).expect("raw file");
+    let rec = vec![0x5Au8; 160]; // 100 B payload + record header, as the journal writes
+    g.bench_function("raw_write_fdatasync_reference", |b| {
+        b.iter_custom(|iters| {
+            let t = Instant::now();
+            for _ in 0..iters {
+                f.write_all(&rec).expect("write");
+                f.sync_data().expect("fdatasync");
+            }
+            t.elapsed()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, append_throughput, sync_latency);
+criterion_main!(benches);
