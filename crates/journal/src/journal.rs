@@ -44,6 +44,8 @@ use crate::storage::FlushRequest;
 
 /// Name of the lock file in the queue directory.
 pub const LOCK_FILE: &str = "LOCK";
+/// Most yields a group-commit leader spends gathering followers before flushing.
+const GATHER_ROUNDS: usize = 8;
 const TMP_PREFIX: &str = "prepared-";
 const TMP_SUFFIX: &str = ".seg.tmp";
 
@@ -126,6 +128,9 @@ pub(crate) struct Inner {
     stop: Mutex<bool>,
     stop_cv: Condvar,
     tmp_counter: AtomicU64,
+    /// Calls of `wait_durable` so far; lets a leader see whether more appenders are
+    /// still arriving before it flushes.
+    sync_arrivals: AtomicU64,
     /// Largest aligned record that fits in a new segment.
     max_in_segment: u32,
     _lock: Option<File>,
@@ -294,7 +299,7 @@ impl Journal {
         let mut segs: Vec<Segment> = Vec::with_capacity(n + 1);
         for (i, (base, path)) in found.iter().enumerate() {
             let tail = i + 2 >= n;
-            let (seg, _) = open_segment(*base, path, tail, tail && i + 1 == n && opts.prefault)?;
+            let (seg, _) = open_segment(*base, path, tail, false)?;
             if let Some(prev) = segs.last() {
                 if prev.base_id >= seg.base_id {
                     return Err(Error::corrupt(path, 16, "segment base IDs are not increasing"));
@@ -362,12 +367,13 @@ impl Journal {
             stop: Mutex::new(false),
             stop_cv: Condvar::new(),
             tmp_counter: AtomicU64::new(0),
+            sync_arrivals: AtomicU64::new(0),
             max_in_segment,
             opts,
             _lock: Some(lock),
         });
         if let Some(base) = need_new {
-            let p = inner.prepare()?;
+            let p = inner.prepare(false)?;
             let _g = lock_ignore_poison(&inner.roll_lock);
             let seg = inner.install(p, base)?;
             inner.sync_dir_for(&seg)?;
@@ -426,6 +432,7 @@ impl Journal {
             stop: Mutex::new(false),
             stop_cv: Condvar::new(),
             tmp_counter: AtomicU64::new(0),
+            sync_arrivals: AtomicU64::new(0),
             max_in_segment,
             opts,
             _lock: None,
@@ -897,7 +904,7 @@ impl Inner {
             self.prep_cv.notify_all();
             let prepared = match taken {
                 Some(p) => p,
-                None => self.prepare()?,
+                None => self.prepare(false)?,
             };
             self.install(prepared, base)?
         };
@@ -905,14 +912,20 @@ impl Inner {
     }
 
     /// Creates, allocates, maps and populates a new segment under a temporary name.
-    fn prepare(&self) -> Result<Prepared, Error> {
+    fn prepare(&self, populate: bool) -> Result<Prepared, Error> {
         let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
         let path = self.dir.join(format!("{TMP_PREFIX}{n}{TMP_SUFFIX}"));
         let size = self.opts.segment_size;
         let file = self.opts.storage.create_segment(&path, size).map_err(|e| Error::io("create segment", &path, e))?;
         let len = usize::try_from(size).map_err(|_| Error::InvalidOptions("segment_size too large".into()))?;
-        let map = match Map::writable(&file, len, self.opts.prefault) {
-            Ok(m) => m,
+        let map = match Map::writable(&file, len, false) {
+            Ok(m) => {
+                if populate && self.opts.prefault {
+                    // Best effort: without it appenders just take page faults.
+                    let _ = m.populate_write();
+                }
+                m
+            }
             Err(e) => {
                 let _ = fs::remove_file(&path);
                 return Err(Error::io("map segment", &path, e));
@@ -969,6 +982,17 @@ impl Inner {
     }
 
     fn preparer(&self) {
+        // First pre-fault the segment opened (or created) at open, off the open path.
+        if self.opts.prefault {
+            let active = {
+                let guard = epoch::pin();
+                let p = self.active.load(Ordering::Acquire);
+                self.table(&guard).segs.iter().find(|s| std::ptr::eq(Arc::as_ptr(s), p)).cloned()
+            };
+            if let Some(seg) = active {
+                seg.populate_write();
+            }
+        }
         loop {
             {
                 let mut p = lock_ignore_poison(&self.prep);
@@ -982,7 +1006,7 @@ impl Inner {
             }
             // A failure (e.g. ENOSPC) is left for the roll to report: it retries
             // synchronously and returns the typed error to the appender.
-            if let Ok(prep) = self.prepare() {
+            if let Ok(prep) = self.prepare(true) {
                 let mut p = lock_ignore_poison(&self.prep);
                 if p.ready.is_none() && !p.stop {
                     p.ready = Some(prep);
@@ -1024,6 +1048,8 @@ impl Inner {
 
     /// Group commit: returns once `id` is durable (leader/follower, see module docs).
     pub(crate) fn wait_durable(&self, id: u64) -> Result<(), Error> {
+        // Relaxed: a statistic for the leader's gathering heuristic, orders nothing.
+        self.sync_arrivals.fetch_add(1, Ordering::Relaxed);
         loop {
             if let Some(c) = self.poison.get() {
                 return Err(Error::Poisoned { cause: c.clone() });
@@ -1042,6 +1068,17 @@ impl Inner {
             }
             *leader = true;
             drop(leader);
+            // Gather: while other appenders keep arriving (they run between our
+            // yields), let them commit so one flush covers them all. Bounded.
+            let mut seen = self.sync_arrivals.load(Ordering::Relaxed);
+            for _ in 0..GATHER_ROUNDS {
+                std::thread::yield_now();
+                let now = self.sync_arrivals.load(Ordering::Relaxed);
+                if now == seen {
+                    break;
+                }
+                seen = now;
+            }
             let before = self.durable.load(Ordering::Acquire);
             let r = self.flush_committed();
             *lock_ignore_poison(&self.gc) = false;

@@ -54,6 +54,20 @@ impl Map {
         Ok(Map { raw: MmapOptions::new().len(len).map_raw_read_only(file)?, writable: false })
     }
 
+    /// Faults every page in writable (`MADV_POPULATE_WRITE`), so appenders take no
+    /// page fault (a read-populated shared mapping still faults on the first write to
+    /// each page). Safe to call while others write: the kernel does not change data.
+    pub(crate) fn populate_write(&self) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        {
+            self.raw.advise(memmap2::Advice::PopulateWrite)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            Ok(())
+        }
+    }
+
     #[inline]
     pub(crate) fn ptr(&self) -> *mut u8 {
         self.raw.as_mut_ptr()

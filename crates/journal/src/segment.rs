@@ -89,6 +89,13 @@ impl Segment {
         }
     }
 
+    /// Pre-faults the whole mapping writable (see `Map::populate_write`).
+    pub(crate) fn populate_write(&self) {
+        if self.map.is_writable() {
+            let _ = self.map.populate_write();
+        }
+    }
+
     pub(crate) fn is_writable(&self) -> bool {
         self.map.is_writable()
     }
