@@ -80,7 +80,6 @@ fn array_queue_ref(iters: u64, len: usize) -> Duration {
             for i in 0..iters {
                 let mut v = vec![0u8; len];
                 v[0] = i as u8;
-                let mut v = v;
                 loop {
                     match q2.push(v) {
                         Ok(()) => break,
