@@ -1,0 +1,190 @@
+//! The one error type of the queue.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Everything that can go wrong with a [`Queue`](crate::Queue).
+///
+/// Each variant carries what a person needs to act on it: the path, the ID, the size
+/// and the limit. Causes are returned by [`source`](std::error::Error::source), not
+/// repeated in the message.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// An I/O operation failed.
+    Io {
+        /// What was being done, e.g. `"create queue directory"`.
+        op: &'static str,
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// Another live `Queue` (in this or another process) owns the directory.
+    Locked {
+        /// The queue directory.
+        dir: PathBuf,
+    },
+    /// The path given as a queue directory exists and is not a directory.
+    NotADirectory {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// The queue directory cannot be read or written by this process.
+    PermissionDenied {
+        /// The path concerned.
+        path: PathBuf,
+    },
+    /// An option is out of range; nothing was opened.
+    InvalidOptions {
+        /// Which option and why.
+        reason: String,
+    },
+    /// A payload (with its headers) is larger than `max_message_size`; nothing was written.
+    MessageTooLarge {
+        /// The size of the message in bytes.
+        size: usize,
+        /// The configured limit in bytes.
+        max: usize,
+    },
+    /// `ack` or `nack` named a message that is not in flight: unknown, never delivered,
+    /// already acknowledged, or the queue is in [`AckMode::Auto`](crate::AckMode::Auto).
+    NotInFlight {
+        /// The message ID given.
+        id: u64,
+    },
+    /// The queue was closed.
+    Closed,
+    /// The disk is full; every message accepted before is still there.
+    NoSpace {
+        /// The file that could not be created or grown.
+        path: PathBuf,
+    },
+    /// A flush to stable storage failed earlier; the queue refuses writes from then on.
+    ///
+    /// Close and reopen the queue: recovery finds what really reached the disk.
+    Poisoned {
+        /// The error of the failed flush.
+        cause: Arc<io::Error>,
+    },
+    /// Stored data is damaged.
+    Corrupt {
+        /// The damaged file.
+        path: PathBuf,
+        /// The byte offset of the damage in that file.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Any other error of the journal.
+    Journal(ledgerq_journal::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io { op, path, .. } => write!(f, "failed to {op} at {}", path.display()),
+            Error::Locked { dir } => write!(
+                f,
+                "queue directory {} is in use by another open queue (its LOCK file is held); \
+                 close that queue or open read-only",
+                dir.display()
+            ),
+            Error::NotADirectory { path } => write!(
+                f,
+                "{} exists and is not a directory; give a directory path for the queue",
+                path.display()
+            ),
+            Error::PermissionDenied { path } => write!(
+                f,
+                "permission denied for {}; check the directory's owner and mode",
+                path.display()
+            ),
+            Error::InvalidOptions { reason } => write!(f, "invalid options: {reason}"),
+            Error::MessageTooLarge { size, max } => write!(
+                f,
+                "message of {size} bytes is larger than max_message_size ({max} bytes)"
+            ),
+            Error::NotInFlight { id } => write!(
+                f,
+                "message {id} is not in flight (unknown, not delivered, already acknowledged, \
+                 or the queue is in auto-ack mode)"
+            ),
+            Error::Closed => write!(f, "the queue is closed"),
+            Error::NoSpace { path } => write!(
+                f,
+                "no space left on the device for {}; free space and retry (accepted messages are kept)",
+                path.display()
+            ),
+            Error::Poisoned { .. } => write!(
+                f,
+                "an earlier flush to stable storage failed, so the queue refuses writes; \
+                 close and reopen it"
+            ),
+            Error::Corrupt {
+                path,
+                offset,
+                reason,
+            } => write!(
+                f,
+                "corrupt data in {} at byte {offset}: {reason}",
+                path.display()
+            ),
+            Error::Journal(e) => write!(f, "journal error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            Error::Poisoned { cause } => Some(&**cause),
+            Error::Journal(e) => e.source(),
+            _ => None,
+        }
+    }
+}
+
+impl From<ledgerq_journal::Error> for Error {
+    fn from(e: ledgerq_journal::Error) -> Self {
+        use ledgerq_journal::Error as J;
+        match e {
+            J::Io { op, path, source } => match source.kind() {
+                io::ErrorKind::PermissionDenied => Error::PermissionDenied { path },
+                _ => Error::Io { op, path, source },
+            },
+            J::Locked { dir } => Error::Locked { dir },
+            J::NoSpace { path } => Error::NoSpace { path },
+            J::Poisoned { cause } => Error::Poisoned { cause },
+            J::Corrupt {
+                path,
+                offset,
+                reason,
+            } => Error::Corrupt {
+                path,
+                offset,
+                reason,
+            },
+            J::InvalidOptions(reason) => Error::InvalidOptions { reason },
+            J::RecordTooLarge { size, max } => Error::MessageTooLarge {
+                size: usize::try_from(size).unwrap_or(usize::MAX),
+                max: usize::try_from(max).unwrap_or(usize::MAX),
+            },
+            other => Error::Journal(other),
+        }
+    }
+}
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) fn io_err(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
+    let path = path.into();
+    match source.kind() {
+        io::ErrorKind::PermissionDenied => Error::PermissionDenied { path },
+        _ => Error::Io { op, path, source },
+    }
+}

@@ -1,0 +1,22 @@
+//! Counters of a queue.
+
+/// A snapshot of a queue's counters, from [`Queue::stats`](crate::Queue::stats).
+///
+/// Values are read without stopping producers or consumers, so under load they are
+/// approximate: each is exact at some instant during the call.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Messages waiting to be delivered (not counting those in flight).
+    pub pending: u64,
+    /// Manual-ack mode: messages delivered and not yet acknowledged.
+    pub in_flight: u64,
+    /// IDs assigned over the queue's life.
+    pub total_enqueued: u64,
+    /// The ID the next enqueue will get.
+    pub next_id: u64,
+    /// Segment files in the directory.
+    pub segments: u64,
+    /// Bytes of segment files on disk.
+    pub disk_bytes: u64,
+}

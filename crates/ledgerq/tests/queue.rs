@@ -1,0 +1,391 @@
+//! The queue's promises: exactly-once hand-off, per-producer order, ack/nack/lease
+//! semantics, persistence across close and reopen, blocking consumers, typed errors.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ledgerq::{AckMode, Error, Options, Queue};
+
+fn small() -> Options {
+    Options::new().segment_size(1 << 20)
+}
+
+/// Runs `producers` x `per` messages through `consumers`, checks each message arrives
+/// exactly once and each producer's messages arrive in order (per consumer).
+fn exactly_once(mode: AckMode, producers: usize, per: usize, consumers: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(dir.path(), Options::new().ack_mode(mode)).unwrap();
+    let done = AtomicBool::new(false);
+    let results: Vec<Vec<(u64, usize, usize)>> = thread::scope(|s| {
+        let cons: Vec<_> = (0..consumers)
+            .map(|_| {
+                let q = &q;
+                let done = &done;
+                s.spawn(move || {
+                    let mut got = Vec::new();
+                    loop {
+                        let batch = q.dequeue_batch(64).unwrap();
+                        if batch.is_empty() {
+                            if done.load(Ordering::SeqCst) {
+                                // One last look after the producers finished.
+                                let rest = q.dequeue_batch(usize::MAX).unwrap();
+                                if rest.is_empty() {
+                                    break;
+                                }
+                                for m in rest {
+                                    got.push(decode(&m));
+                                    if mode == AckMode::Manual {
+                                        q.ack(m.id()).unwrap();
+                                    }
+                                }
+                                continue;
+                            }
+                            thread::yield_now();
+                            continue;
+                        }
+                        for m in batch {
+                            got.push(decode(&m));
+                            if mode == AckMode::Manual {
+                                q.ack(m.id()).unwrap();
+                            }
+                        }
+                    }
+                    got
+                })
+            })
+            .collect();
+        let prods: Vec<_> = (0..producers)
+            .map(|p| {
+                let q = &q;
+                s.spawn(move || {
+                    for i in 0..per {
+                        let mut payload = [0u8; 100];
+                        payload[..8].copy_from_slice(&(p as u64).to_le_bytes());
+                        payload[8..16].copy_from_slice(&(i as u64).to_le_bytes());
+                        q.enqueue(payload).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for p in prods {
+            p.join().unwrap();
+        }
+        done.store(true, Ordering::SeqCst);
+        cons.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    let mut ids = HashSet::new();
+    let mut per_producer = vec![0usize; producers];
+    for got in &results {
+        let mut last = vec![None::<usize>; producers];
+        let mut last_id = 0;
+        for &(id, p, i) in got {
+            assert!(ids.insert(id), "message {id} delivered twice");
+            assert!(id > last_id, "a consumer saw IDs out of order");
+            last_id = id;
+            if let Some(prev) = last[p] {
+                assert!(i > prev, "producer {p}: {i} after {prev}");
+            }
+            last[p] = Some(i);
+            per_producer[p] += 1;
+        }
+    }
+    assert_eq!(ids.len(), producers * per, "messages lost");
+    assert!(per_producer.iter().all(|&n| n == per));
+    let s = q.stats();
+    assert_eq!(s.pending, 0);
+    assert_eq!(s.in_flight, 0);
+    assert_eq!(s.total_enqueued, (producers * per) as u64);
+}
+
+fn decode(m: &ledgerq::Message) -> (u64, usize, usize) {
+    let p = u64::from_le_bytes(m.payload()[..8].try_into().unwrap()) as usize;
+    let i = u64::from_le_bytes(m.payload()[8..16].try_into().unwrap()) as usize;
+    (m.id(), p, i)
+}
+
+#[test]
+fn seed_scenario_auto() {
+    exactly_once(AckMode::Auto, 3, 10, 2);
+}
+
+#[test]
+fn seed_scenario_manual() {
+    exactly_once(AckMode::Manual, 3, 10, 2);
+}
+
+#[test]
+fn stress_4x250k_auto() {
+    exactly_once(AckMode::Auto, 4, 250_000, 4);
+}
+
+#[test]
+fn stress_4x250k_manual() {
+    exactly_once(AckMode::Manual, 4, 250_000, 4);
+}
+
+#[test]
+fn ids_increase_and_fifo_for_one_producer() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(dir.path(), small()).unwrap();
+    let a = q.enqueue(b"a").unwrap();
+    let r = q.enqueue_batch([b"b", b"c", b"d"]).unwrap();
+    assert_eq!(r.start, a + 1);
+    assert_eq!(r.end, a + 4);
+    let e = q.enqueue(b"e").unwrap();
+    assert_eq!(e, a + 4);
+    let got: Vec<Vec<u8>> = q
+        .dequeue_batch(10)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.into_payload())
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            b"a".to_vec(),
+            b"b".to_vec(),
+            b"c".to_vec(),
+            b"d".to_vec(),
+            b"e".to_vec()
+        ]
+    );
+    assert!(q.dequeue().unwrap().is_none());
+}
+
+#[test]
+fn consumed_stays_consumed_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let q = Queue::open_with(dir.path(), small()).unwrap();
+        for i in 0..100u32 {
+            q.enqueue(i.to_le_bytes()).unwrap();
+        }
+        for i in 0..40u32 {
+            assert_eq!(q.dequeue().unwrap().unwrap().payload(), i.to_le_bytes());
+        }
+        q.close().unwrap();
+    }
+    let q = Queue::open_with(dir.path(), small()).unwrap();
+    assert_eq!(q.stats().pending, 60);
+    for i in 40..100u32 {
+        assert_eq!(q.dequeue().unwrap().unwrap().payload(), i.to_le_bytes());
+    }
+    assert!(q.dequeue().unwrap().is_none());
+    // New messages get new IDs.
+    assert_eq!(q.enqueue(b"x").unwrap(), 101);
+}
+
+#[test]
+fn messages_span_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(
+        dir.path(),
+        Options::new().segment_size(64 << 10).auto_compact(false),
+    )
+    .unwrap();
+    let payload = vec![7u8; 1000];
+    for _ in 0..500 {
+        q.enqueue(&payload).unwrap();
+    }
+    assert!(q.stats().segments > 1);
+    let mut n = 0;
+    while let Some(m) = q.dequeue().unwrap() {
+        assert_eq!(m.payload(), &payload[..]);
+        n += 1;
+    }
+    assert_eq!(n, 500);
+}
+
+#[test]
+fn manual_ack_nack_and_redelivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(dir.path(), small().ack_mode(AckMode::Manual)).unwrap();
+    let a = q.enqueue(b"a").unwrap();
+    let b = q.enqueue(b"b").unwrap();
+    let m = q.dequeue().unwrap().unwrap();
+    assert_eq!((m.id(), m.delivery_count()), (a, 1));
+    assert_eq!(q.stats().in_flight, 1);
+    q.nack(a, "retry").unwrap();
+    let m = q.dequeue().unwrap().unwrap();
+    assert_eq!((m.id(), m.delivery_count()), (a, 2));
+    q.ack(a).unwrap();
+    assert!(matches!(q.ack(a), Err(Error::NotInFlight { id }) if id == a));
+    assert!(matches!(
+        q.nack(999, "x"),
+        Err(Error::NotInFlight { id: 999 })
+    ));
+    let m = q.dequeue().unwrap().unwrap();
+    assert_eq!(m.id(), b);
+    q.ack(b).unwrap();
+    assert!(q.dequeue().unwrap().is_none());
+}
+
+#[test]
+fn auto_mode_rejects_ack() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(dir.path(), small()).unwrap();
+    let id = q.enqueue(b"a").unwrap();
+    q.dequeue().unwrap().unwrap();
+    assert!(matches!(q.ack(id), Err(Error::NotInFlight { .. })));
+    assert!(matches!(q.nack(id, "no"), Err(Error::NotInFlight { .. })));
+}
+
+#[test]
+fn expired_lease_delivers_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(
+        dir.path(),
+        small()
+            .ack_mode(AckMode::Manual)
+            .lease_timeout(Duration::from_millis(50)),
+    )
+    .unwrap();
+    let id = q.enqueue(b"a").unwrap();
+    assert_eq!(q.dequeue().unwrap().unwrap().id(), id);
+    assert!(q.dequeue().unwrap().is_none());
+    let m = q
+        .dequeue_timeout(Duration::from_secs(5))
+        .unwrap()
+        .expect("the lease expires and the message comes back");
+    assert_eq!((m.id(), m.delivery_count()), (id, 2));
+}
+
+#[test]
+fn unacked_messages_come_back_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || small().ack_mode(AckMode::Manual);
+    {
+        let q = Queue::open_with(dir.path(), opts()).unwrap();
+        for i in 0..10u8 {
+            q.enqueue([i]).unwrap();
+        }
+        for _ in 0..6 {
+            let m = q.dequeue().unwrap().unwrap();
+            if m.payload()[0] % 2 == 0 {
+                q.ack(m.id()).unwrap();
+            }
+        }
+        q.close().unwrap();
+    }
+    let q = Queue::open_with(dir.path(), opts()).unwrap();
+    let mut got = Vec::new();
+    while let Some(m) = q.dequeue().unwrap() {
+        let redelivered = m.payload()[0] < 6;
+        assert_eq!(m.delivery_count(), if redelivered { 2 } else { 1 });
+        got.push(m.payload()[0]);
+        q.ack(m.id()).unwrap();
+    }
+    assert_eq!(got, vec![1, 3, 5, 6, 7, 8, 9]);
+    q.close().unwrap();
+    drop(q);
+    let q = Queue::open_with(dir.path(), opts()).unwrap();
+    assert!(q.dequeue().unwrap().is_none());
+}
+
+#[test]
+fn dequeue_timeout_wakes_on_enqueue() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Arc::new(Queue::open_with(dir.path(), small()).unwrap());
+    let q2 = q.clone();
+    let t = thread::spawn(move || q2.dequeue_timeout(Duration::from_secs(10)).unwrap());
+    thread::sleep(Duration::from_millis(50));
+    let start = Instant::now();
+    q.enqueue(b"wake").unwrap();
+    let m = t.join().unwrap().expect("woken with the message");
+    assert_eq!(m.payload(), b"wake");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    // A timeout with nothing to take returns None.
+    assert!(q
+        .dequeue_timeout(Duration::from_millis(10))
+        .unwrap()
+        .is_none());
+}
+
+#[test]
+fn stream_delivers_and_ends_on_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Arc::new(Queue::open_with(dir.path(), small()).unwrap());
+    let q2 = q.clone();
+    let t = thread::spawn(move || {
+        let mut got = Vec::new();
+        for m in q2.stream() {
+            got.push(m.unwrap().into_payload());
+        }
+        got
+    });
+    for i in 0..5u8 {
+        q.enqueue([i]).unwrap();
+    }
+    let start = Instant::now();
+    while q.stats().pending > 0 && start.elapsed() < Duration::from_secs(5) {
+        thread::sleep(Duration::from_millis(5));
+    }
+    q.close().unwrap();
+    let got = t.join().unwrap();
+    assert_eq!(got, (0..5u8).map(|i| vec![i]).collect::<Vec<_>>());
+    assert!(matches!(q.enqueue(b"late"), Err(Error::Closed)));
+    assert!(matches!(q.dequeue(), Err(Error::Closed)));
+}
+
+#[test]
+fn second_open_is_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open(dir.path()).unwrap();
+    match Queue::open(dir.path()) {
+        Err(Error::Locked { dir: d }) => assert_eq!(d, dir.path()),
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    drop(q);
+    Queue::open(dir.path()).expect("the lock is released on drop");
+}
+
+#[test]
+fn typed_errors_and_nothing_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    assert!(matches!(
+        Queue::open(&file),
+        Err(Error::NotADirectory { .. })
+    ));
+    let qdir = dir.path().join("q");
+    assert!(matches!(
+        Queue::open_with(&qdir, Options::new().segment_size(10)),
+        Err(Error::InvalidOptions { .. })
+    ));
+    assert!(matches!(
+        Queue::open_with(&qdir, Options::new().lease_timeout(Duration::ZERO)),
+        Err(Error::InvalidOptions { .. })
+    ));
+    let q = Queue::open_with(&qdir, small().max_message_size(1000)).unwrap();
+    q.enqueue(b"kept").unwrap();
+    match q.enqueue(vec![0u8; 1001]) {
+        Err(Error::MessageTooLarge { size, max }) => assert_eq!((size, max), (1001, 1000)),
+        other => panic!("expected MessageTooLarge, got {other:?}"),
+    }
+    assert!(matches!(
+        q.enqueue_batch([vec![1u8; 10], vec![0u8; 2000]]),
+        Err(Error::MessageTooLarge { .. })
+    ));
+    let all = q.dequeue_batch(10).unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].payload(), b"kept");
+    let e = Error::MessageTooLarge { size: 2, max: 1 };
+    assert!(!e.to_string().is_empty());
+}
+
+#[test]
+fn sync_and_stats() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(dir.path(), small()).unwrap();
+    q.enqueue_batch((0..10u8).map(|i| [i])).unwrap();
+    q.sync().unwrap();
+    let s = q.stats();
+    assert_eq!((s.pending, s.total_enqueued, s.next_id), (10, 10, 11));
+    assert!(s.segments >= 1 && s.disk_bytes > 0);
+    q.dequeue().unwrap();
+    assert_eq!(q.stats().pending, 9);
+}
