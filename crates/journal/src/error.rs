@@ -83,6 +83,8 @@ pub enum Error {
         /// The ID asked for.
         id: u64,
     },
+    /// The journal was shut down ([`crate::Journal::shutdown`]); open it again.
+    Closed,
 }
 
 impl Error {
@@ -128,6 +130,7 @@ impl fmt::Display for Error {
             Error::InvalidOptions(msg) => write!(f, "invalid journal options: {msg}"),
             Error::ReadOnly => write!(f, "journal is open read-only"),
             Error::NotFound { id } => write!(f, "record {id} is not in the journal"),
+            Error::Closed => write!(f, "the journal is closed"),
         }
     }
 }
@@ -156,5 +159,6 @@ mod tests {
         let s = Error::Locked { dir: "/q".into() }.to_string();
         assert!(s.starts_with("queue directory /q is locked"));
         assert!(!s.ends_with('.'));
+        assert_eq!(Error::Closed.to_string(), "the journal is closed");
     }
 }

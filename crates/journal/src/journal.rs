@@ -133,15 +133,24 @@ pub(crate) struct Inner {
     sync_arrivals: AtomicU64,
     /// Largest aligned record that fits in a new segment.
     max_in_segment: u32,
-    _lock: Option<File>,
+    /// Set by `shutdown`: appends, syncs and rolls fail with [`Error::Closed`].
+    closed: AtomicBool,
+    /// The directory lock (writer only); dropped (released) by `shutdown`.
+    lock: Mutex<Option<File>>,
+}
+
+/// What `Journal::shutdown` still has to do.
+#[derive(Debug)]
+struct ShutdownState {
+    threads: Vec<JoinHandle<()>>,
+    done: bool,
 }
 
 /// A segmented, memory-mapped append journal. `Send + Sync`; share it by reference.
 #[derive(Debug)]
 pub struct Journal {
     inner: Arc<Inner>,
-    threads: Vec<JoinHandle<()>>,
-    closed: bool,
+    shutdown: Mutex<ShutdownState>,
 }
 
 /// Current time in ns since the UNIX epoch (coarse clock: a vDSO read, no syscall).
@@ -249,6 +258,22 @@ fn open_segment(base: u64, path: &Path, writable: bool, populate: bool) -> Resul
     Ok((Segment::new(base, h.salt, h.created_ns, path.to_path_buf(), file, map, proto::SEALED, false), h))
 }
 
+/// Writes (and flushes) an end marker at `end_off` of a segment being opened, so
+/// that the next segment may start at any later base ID.
+fn seal_at_open(seg: &Segment, end_off: u32, storage: &dyn crate::storage::Storage) -> Result<(), Error> {
+    if u64::from(end_off) + u64::from(proto::END_MARKER_LEN) > u64::from(seg.capacity) {
+        return Ok(()); // no room for a marker: the segment ends here anyway
+    }
+    if !seg.is_writable() {
+        return Err(Error::corrupt(&seg.path, u64::from(end_off), "cannot seal a segment mapped read-only"));
+    }
+    proto::mark_end(seg, end_off);
+    // SAFETY: exclusive access at open; `end_off + 8 <= capacity` (checked above).
+    let bytes = unsafe { seg.slice(end_off, proto::END_MARKER_LEN) };
+    let req = FlushRequest { path: &seg.path, base_id: seg.base_id, file: &seg.file, offset: u64::from(end_off), bytes };
+    storage.flush(&req).map_err(|e| Error::io("flush segment", &seg.path, e))
+}
+
 fn header_is_blank(path: &Path) -> Result<bool, Error> {
     use std::io::Read;
     let mut f = File::open(path).map_err(|e| Error::io("open segment", path, e))?;
@@ -332,7 +357,15 @@ impl Journal {
                 }
                 durable = scan.next_id;
                 let room = u64::from(last.capacity) - u64::from(scan.end_off);
-                if scan.sealed || room < 64 {
+                if scan.next_id < opts.min_next_id {
+                    // IDs must continue from `min_next_id`: seal the tail here (an end
+                    // marker, made durable before the next segment exists) and start
+                    // the next segment at `min_next_id`.
+                    if !scan.sealed {
+                        seal_at_open(last, scan.end_off, &*storage)?;
+                    }
+                    need_new = Some(opts.min_next_id);
+                } else if scan.sealed || room < 64 {
                     need_new = Some(scan.next_id);
                 } else {
                     let count = u32::try_from(scan.next_id - last.base_id)
@@ -347,7 +380,7 @@ impl Journal {
                     };
                 }
             }
-            _ => need_new = Some(1),
+            _ => need_new = Some(opts.min_next_id.max(1)),
         }
         let max_in_segment = u32::try_from(opts.segment_size - u64::from(SEGMENT_HEADER_LEN))
             .map_err(|_| Error::InvalidOptions("segment_size too large".into()))?;
@@ -370,7 +403,8 @@ impl Journal {
             sync_arrivals: AtomicU64::new(0),
             max_in_segment,
             opts,
-            _lock: Some(lock),
+            closed: AtomicBool::new(false),
+            lock: Mutex::new(Some(lock)),
         });
         if let Some(base) = need_new {
             let p = inner.prepare(false)?;
@@ -403,7 +437,7 @@ impl Journal {
                     .map_err(|e| Error::io("spawn flusher", dir, e))?,
             );
         }
-        Ok(Journal { inner, threads, closed: false })
+        Ok(Journal { inner, shutdown: Mutex::new(ShutdownState { threads, done: false }) })
     }
 
     /// Opens the journal in `dir` for reading only: no lock, creates nothing, maps
@@ -435,12 +469,13 @@ impl Journal {
             sync_arrivals: AtomicU64::new(0),
             max_in_segment,
             opts,
-            _lock: None,
+            closed: AtomicBool::new(false),
+            lock: Mutex::new(None),
         });
         if !dir.is_dir() {
             return Err(Error::io("open directory", dir, io::Error::from(io::ErrorKind::NotFound)));
         }
-        let j = Journal { inner, threads: Vec::new(), closed: false };
+        let j = Journal { inner, shutdown: Mutex::new(ShutdownState { threads: Vec::new(), done: false }) };
         j.refresh()?;
         Ok(j)
     }
@@ -697,6 +732,10 @@ impl Journal {
             return Err(Error::ReadOnly);
         }
         let _g = lock_ignore_poison(&inner.roll_lock);
+        // `shutdown` stores `closed` before it takes `roll_lock`; the lock orders it.
+        if inner.closed.load(Ordering::Relaxed) {
+            return Err(Error::Closed);
+        }
         let guard = epoch::pin();
         let t = inner.table(&guard);
         let active = inner.active.load(Ordering::Acquire);
@@ -736,46 +775,55 @@ impl Journal {
         self.inner.read_only
     }
 
-    /// Flushes, stops the background threads and releases the lock.
+    /// Flushes, stops the background threads and releases the lock. Same as
+    /// [`Journal::shutdown`], consuming the handle.
     ///
     /// # Errors
     /// [`Error::Poisoned`] / [`Error::Io`] if the final flush fails.
-    pub fn close(mut self) -> Result<(), Error> {
+    pub fn close(self) -> Result<(), Error> {
         self.shutdown()
     }
 
-    fn shutdown(&mut self) -> Result<(), Error> {
-        if self.closed {
+    /// Closes the journal through a shared reference: waits (briefly) for appends in
+    /// flight, flushes the committed prefix, stops the background threads and
+    /// releases the directory lock, so the directory can be opened again while this
+    /// handle still exists. Afterwards [`Journal::append`], [`Journal::append_batch`],
+    /// [`Journal::sync`] and [`Journal::remove_segments_below`] fail with
+    /// [`Error::Closed`]; reads of existing records keep working until the handle is
+    /// dropped. Idempotent: later calls return `Ok(())`.
+    ///
+    /// # Errors
+    /// [`Error::Poisoned`] / [`Error::Io`] if the final flush fails (the lock is
+    /// released anyway).
+    pub fn shutdown(&self) -> Result<(), Error> {
+        let mut st = lock_ignore_poison(&self.shutdown);
+        if st.done {
             return Ok(());
         }
-        self.closed = true;
+        st.done = true;
         let inner = &*self.inner;
+        // Release: pairs with the Acquire load in `check_writable` (and `roll` reads it
+        // under `roll_lock`, which orders it by itself).
+        inner.closed.store(true, Ordering::Release);
         *lock_ignore_poison(&inner.stop) = true;
         inner.stop_cv.notify_all();
         {
             let mut p = lock_ignore_poison(&inner.prep);
             p.stop = true;
-            if let Some(pr) = p.ready.take() {
-                drop(pr.map);
-                let _ = fs::remove_file(&pr.path);
-            }
         }
         inner.prep_cv.notify_all();
-        for t in self.threads.drain(..) {
+        for t in st.threads.drain(..) {
             let _ = t.join();
         }
-        // A preparer may have finished a file after we looked.
-        if let Some(pr) = lock_ignore_poison(&inner.prep).ready.take() {
-            drop(pr.map);
-            let _ = fs::remove_file(&pr.path);
-        }
+        inner.discard_prepared();
         if inner.read_only {
             return Ok(());
         }
-        if let Some(c) = inner.poison.get() {
-            return Err(Error::Poisoned { cause: c.clone() });
-        }
-        inner.flush_committed()
+        let r = inner.quiesce_and_flush();
+        // Release the directory lock last: nothing of this handle writes the
+        // directory after this point.
+        drop(lock_ignore_poison(&inner.lock).take());
+        r
     }
 
     pub(crate) fn inner(&self) -> &Inner {
@@ -785,7 +833,7 @@ impl Journal {
 
 impl Drop for Journal {
     fn drop(&mut self) {
-        let _ = self.shutdown();
+        let _ = Journal::shutdown(self);
     }
 }
 
@@ -857,6 +905,10 @@ impl Inner {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
+        // Acquire: pairs with the Release store in `Journal::shutdown`.
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
         if let Some(c) = self.poison.get() {
             return Err(Error::Poisoned { cause: c.clone() });
         }
@@ -889,6 +941,11 @@ impl Inner {
     fn roll(&self, old: &Segment) -> Result<(), Error> {
         let seg = {
             let _g = lock_ignore_poison(&self.roll_lock);
+            // `shutdown` sets `closed` before it seals the active segment under
+            // `roll_lock`, so the lock orders this load after that store.
+            if self.closed.load(Ordering::Relaxed) {
+                return Err(Error::Closed);
+            }
             if !std::ptr::eq(self.active.load(Ordering::Acquire), old) {
                 return Ok(()); // someone else rolled
             }
@@ -973,6 +1030,44 @@ impl Inner {
         }
         seg.dir_synced.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// Drops (and deletes) a prepared segment file, if any.
+    fn discard_prepared(&self) {
+        if let Some(pr) = lock_ignore_poison(&self.prep).ready.take() {
+            drop(pr.map);
+            let _ = fs::remove_file(&pr.path);
+        }
+    }
+
+    /// Shutdown of a writer: seals the active segment in memory (no end marker, so a
+    /// reopen continues in it), so no new reservation succeeds and no roll happens;
+    /// waits (bounded) until every reservation made before is committed; flushes.
+    fn quiesce_and_flush(&self) -> Result<(), Error> {
+        let (base, end) = {
+            let _g = lock_ignore_poison(&self.roll_lock);
+            let guard = epoch::pin();
+            let seg = self.active_seg(&guard);
+            // AcqRel: pairs with the reservation CASes in `proto::reserve`; after it
+            // no reservation in this segment can succeed.
+            let w = seg.word.fetch_or(proto::SEALED, Ordering::AcqRel);
+            (seg.base_id, proto::offset_of(w))
+        };
+        let deadline = std::time::Instant::now() + Duration::from_millis(500);
+        loop {
+            if let Some(c) = self.poison.get() {
+                return Err(Error::Poisoned { cause: c.clone() });
+            }
+            self.flush_committed()?;
+            let p = lock_ignore_poison(&self.progress);
+            // Everything reserved is committed (and flushed) once the flush scan
+            // reached the sealed offset of the active segment.
+            if (p.seg_base == base && p.scan_off >= end) || std::time::Instant::now() >= deadline {
+                return Ok(());
+            }
+            drop(p);
+            std::thread::yield_now();
+        }
     }
 
     /// Latches the journal into the poisoned state.

@@ -52,6 +52,7 @@ pub struct JournalOptions {
     pub(crate) recovery_mode: RecoveryMode,
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) prefault: bool,
+    pub(crate) min_next_id: u64,
 }
 
 impl fmt::Debug for JournalOptions {
@@ -63,6 +64,7 @@ impl fmt::Debug for JournalOptions {
             .field("max_record_size", &self.max_record_size)
             .field("recovery_mode", &self.recovery_mode)
             .field("prefault", &self.prefault)
+            .field("min_next_id", &self.min_next_id)
             .finish_non_exhaustive()
     }
 }
@@ -77,6 +79,7 @@ impl Default for JournalOptions {
             recovery_mode: RecoveryMode::Strict,
             storage: Arc::new(FileStorage),
             prefault: true,
+            min_next_id: 0,
         }
     }
 }
@@ -121,6 +124,15 @@ impl JournalOptions {
     /// Default `true`.
     pub fn prefault(mut self, on: bool) -> Self {
         self.prefault = on;
+        self
+    }
+    /// Lowest ID the next append of a writer may get. If the journal recovered at open
+    /// would continue below it (e.g. a power loss lost the tail), the tail segment is
+    /// sealed and IDs continue from `id` in a new segment; the IDs in between are
+    /// never assigned (a cursor skips the gap). Default 0 (no constraint). Ignored by
+    /// [`crate::Journal::open_read_only`].
+    pub fn min_next_id(mut self, id: u64) -> Self {
+        self.min_next_id = id;
         self
     }
 

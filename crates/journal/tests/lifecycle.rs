@@ -1,0 +1,128 @@
+#![cfg(not(ledgerq_loom))]
+//! `Journal::shutdown` (close through `&self`) and `JournalOptions::min_next_id`.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use ledgerq_journal::*;
+
+const SEG: u64 = 64 * 1024;
+
+fn opts() -> JournalOptions {
+    JournalOptions::new().segment_size(SEG)
+}
+
+fn read_all(j: &Journal, from: u64) -> Vec<(u64, Vec<u8>)> {
+    let mut c = j.cursor(from).unwrap();
+    let mut out = Vec::new();
+    while let Some(r) = c.next(j, |v| (v.id(), v.payload().to_vec())).unwrap() {
+        out.push(r);
+    }
+    out
+}
+
+#[test]
+fn shutdown_releases_the_lock_while_the_handle_lives() {
+    let d = tempfile::tempdir().unwrap();
+    let j = Journal::open(d.path(), opts()).unwrap();
+    let first = j.append(&RecordIn::new(b"one")).unwrap();
+    let pos = j.cursor(first).unwrap().next(&j, |v| v.position()).unwrap().unwrap();
+    j.shutdown().unwrap();
+    j.shutdown().unwrap(); // idempotent
+    assert!(matches!(j.append(&RecordIn::new(b"x")), Err(Error::Closed)));
+    assert!(matches!(j.append_batch(&[RecordIn::new(b"x")]), Err(Error::Closed)));
+    assert!(matches!(j.sync(), Err(Error::Closed)));
+    assert!(matches!(j.remove_segments_below(u64::MAX), Err(Error::Closed)));
+    assert_eq!(Error::Closed.to_string(), "the journal is closed");
+    // Reads of existing records still work on the old handle.
+    assert_eq!(j.read(pos, |v| v.payload().to_vec()).unwrap(), b"one");
+    // The same directory opens again while `j` is alive, and continues after it.
+    let j2 = Journal::open(d.path(), opts()).unwrap();
+    assert_eq!(j2.append(&RecordIn::new(b"two")).unwrap(), first + 1);
+    assert_eq!(read_all(&j2, 1), vec![(1, b"one".to_vec()), (2, b"two".to_vec())]);
+    drop(j); // dropping the shut-down handle does not disturb the new owner
+    assert_eq!(j2.append(&RecordIn::new(b"three")).unwrap(), 3);
+    j2.close().unwrap();
+    let j3 = Journal::open(d.path(), opts()).unwrap();
+    assert_eq!(read_all(&j3, 1).len(), 3);
+}
+
+#[test]
+fn shutdown_during_concurrent_appends_loses_no_acknowledged_record() {
+    let d = tempfile::tempdir().unwrap();
+    let j = Journal::open(d.path(), opts()).unwrap();
+    let stop = AtomicBool::new(false);
+    let acked = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| {
+                let payload = [7u8; 300];
+                while !stop.load(Ordering::Relaxed) {
+                    match j.append(&RecordIn::new(&payload)) {
+                        Ok(_) => {
+                            acked.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(Error::Closed) => return,
+                        Err(e) => panic!("unexpected {e:?}"),
+                    }
+                }
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        j.shutdown().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        stop.store(true, Ordering::Relaxed);
+    });
+    let n = acked.load(Ordering::Relaxed);
+    assert!(n > 0);
+    let j2 = Journal::open(d.path(), opts()).unwrap();
+    let all = read_all(&j2, 1);
+    assert_eq!(all.len() as u64, n, "every acknowledged append is there, nothing else");
+    for (i, (id, _)) in all.iter().enumerate() {
+        assert_eq!(*id, i as u64 + 1);
+    }
+    drop(j);
+    j2.close().unwrap();
+}
+
+#[test]
+fn min_next_id_skips_ids_and_persists() {
+    let d = tempfile::tempdir().unwrap();
+    let j = Journal::open(d.path(), opts()).unwrap();
+    for i in 0..5u8 {
+        j.append(&RecordIn::new(&[i])).unwrap();
+    }
+    j.close().unwrap();
+    // Smaller than the recovered next ID: no effect.
+    let j = Journal::open(d.path(), opts().min_next_id(3)).unwrap();
+    assert_eq!(j.next_id(), 6);
+    j.close().unwrap();
+    let j = Journal::open(d.path(), opts().min_next_id(100)).unwrap();
+    assert_eq!(j.next_id(), 100);
+    assert_eq!(j.append(&RecordIn::new(b"a")).unwrap(), 100);
+    assert_eq!(j.append(&RecordIn::new(b"b")).unwrap(), 101);
+    j.close().unwrap();
+    let j = Journal::open(d.path(), opts()).unwrap();
+    assert_eq!(j.append(&RecordIn::new(b"c")).unwrap(), 102);
+    let ids: Vec<u64> = read_all(&j, 1).into_iter().map(|r| r.0).collect();
+    assert_eq!(ids, vec![1, 2, 3, 4, 5, 100, 101, 102]);
+    // A cursor from an ID in the gap starts at the next existing record.
+    let from_gap = read_all(&j, 50);
+    assert_eq!(from_gap.first().map(|r| r.0), Some(100));
+    assert_eq!(from_gap.len(), 3);
+    assert_eq!(j.first_id(), 1);
+    j.close().unwrap();
+}
+
+#[test]
+fn min_next_id_on_an_empty_journal_and_with_sync() {
+    let d = tempfile::tempdir().unwrap();
+    let j = Journal::open(d.path(), opts().min_next_id(42).durability(Durability::Sync)).unwrap();
+    assert_eq!(j.next_id(), 42);
+    assert_eq!(j.first_id(), 42);
+    assert_eq!(j.append(&RecordIn::new(b"x")).unwrap(), 42);
+    assert!(j.durable_id() > 42);
+    j.close().unwrap();
+    let j = Journal::open(d.path(), opts()).unwrap();
+    assert_eq!(read_all(&j, 1), vec![(42, b"x".to_vec())]);
+    assert_eq!(read_all(&j, 10), vec![(42, b"x".to_vec())]);
+}
