@@ -49,6 +49,14 @@ pub enum Error {
         /// The configured limit in bytes.
         max: usize,
     },
+    /// A batch is larger than one segment can hold (a batch is one reservation in one
+    /// segment); nothing was written. Split it, or use larger segments.
+    BatchTooLarge {
+        /// The encoded size of the batch in bytes.
+        size: u64,
+        /// What one segment can hold.
+        max: u64,
+    },
     /// `ack` or `nack` named a message that is not in flight: unknown, never delivered,
     /// already acknowledged, or the queue is in [`AckMode::Auto`](crate::AckMode::Auto).
     NotInFlight {
@@ -106,6 +114,11 @@ impl fmt::Display for Error {
             Error::MessageTooLarge { size, max } => write!(
                 f,
                 "message of {size} bytes is larger than max_message_size ({max} bytes)"
+            ),
+            Error::BatchTooLarge { size, max } => write!(
+                f,
+                "batch of {size} bytes does not fit in one segment ({max} bytes); split it or \
+                 use larger segments"
             ),
             Error::NotInFlight { id } => write!(
                 f,

@@ -10,7 +10,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use ledgerq_journal::{Cursor, Journal, JournalOptions, Position, RecordIn};
+use ledgerq_journal::{
+    Cursor, Journal, JournalOptions, Position, RecordIn, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+};
 
 use crate::dispatch::Dispatch;
 use crate::error::{io_err, Error, Result};
@@ -224,10 +226,16 @@ impl Queue {
         self.inner.check_writable()?;
         let items: Vec<I::Item> = payloads.into_iter().collect();
         let mut records = Vec::with_capacity(items.len());
+        let mut size = 0u64;
         for p in &items {
             let p = p.as_ref();
             self.inner.check_size(p.len())?;
+            size += u64::from(RECORD_HEADER_LEN) + p.len() as u64 + 7;
             records.push(RecordIn::new(p));
+        }
+        let max = self.inner.opts.segment_size - u64::from(SEGMENT_HEADER_LEN);
+        if size > max {
+            return Err(Error::BatchTooLarge { size, max });
         }
         if records.is_empty() {
             let next = self.inner.journal.next_id();

@@ -370,6 +370,11 @@ fn typed_errors_and_nothing_lost() {
         q.enqueue_batch([vec![1u8; 10], vec![0u8; 2000]]),
         Err(Error::MessageTooLarge { .. })
     ));
+    let big: Vec<Vec<u8>> = (0..2000).map(|_| vec![1u8; 900]).collect();
+    assert!(matches!(
+        q.enqueue_batch(&big),
+        Err(Error::BatchTooLarge { .. })
+    ));
     let all = q.dequeue_batch(10).unwrap();
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].payload(), b"kept");
