@@ -1,2 +1,163 @@
-//! Placeholder until the bench lands.
-fn main() {}
+//! `Ring<T>` against `crossbeam_queue::ArrayQueue<T>` in the same groups: 1P1C, 2P2C and
+//! 4P4C throughput for `u64` and for `Vec<u8>` carrying 100-byte payloads, with batch sizes
+//! 1, 16 and 64 (for `ArrayQueue`, a batch is the same loop of single operations).
+//!
+//! Run with `cargo bench -p ledgerq-benches --bench ring`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Barrier;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use crossbeam_queue::ArrayQueue;
+use ledgerq_ring::Ring;
+
+const CAPACITY: usize = 1024;
+const PER_RUN: u64 = 200_000;
+
+/// The operations a benchmarked queue offers.
+trait Q<T>: Sync {
+    fn push_n(&self, make: &mut dyn FnMut() -> T, n: usize) -> usize;
+    fn pop_n(&self, out: &mut Vec<T>, n: usize) -> usize;
+}
+
+impl<T: Send> Q<T> for Ring<T> {
+    fn push_n(&self, make: &mut dyn FnMut() -> T, n: usize) -> usize {
+        if n == 1 {
+            let v = make();
+            return usize::from(self.push(v).is_ok());
+        }
+        // Only make as many values as there is room for, as a producer batching its own
+        // buffer would.
+        let room = self.capacity() - self.len();
+        let k = n.min(room);
+        if k == 0 {
+            return 0;
+        }
+        let mut batch: Vec<T> = (0..k).map(|_| make()).collect();
+        let mut it = batch.drain(..);
+        self.push_batch(&mut it)
+    }
+
+    fn pop_n(&self, out: &mut Vec<T>, n: usize) -> usize {
+        if n == 1 {
+            return self.pop().map(|v| out.push(v)).map_or(0, |_| 1);
+        }
+        self.pop_batch(out, n)
+    }
+}
+
+impl<T: Send> Q<T> for ArrayQueue<T> {
+    fn push_n(&self, make: &mut dyn FnMut() -> T, n: usize) -> usize {
+        for i in 0..n {
+            if self.push(make()).is_err() {
+                return i;
+            }
+        }
+        n
+    }
+
+    fn pop_n(&self, out: &mut Vec<T>, n: usize) -> usize {
+        for i in 0..n {
+            match self.pop() {
+                Some(v) => out.push(v),
+                None => return i,
+            }
+        }
+        n
+    }
+}
+
+/// Moves `PER_RUN` values from `p` producers to `c` consumers in batches of `batch`.
+fn run<T: Send, F: Fn() -> T + Sync>(
+    q: &dyn Q<T>,
+    p: usize,
+    c: usize,
+    batch: usize,
+    make: F,
+) -> Duration {
+    let per = PER_RUN / p as u64;
+    let total = per * p as u64;
+    let taken = AtomicU64::new(0);
+    let barrier = Barrier::new(p + c + 1);
+    let mut elapsed = Duration::ZERO;
+    thread::scope(|s| {
+        for _ in 0..p {
+            s.spawn(|| {
+                barrier.wait();
+                let mut left = per as usize;
+                let mut make = || make();
+                while left > 0 {
+                    let n = q.push_n(&mut make, batch.min(left));
+                    if n == 0 {
+                        std::hint::spin_loop();
+                    }
+                    left -= n;
+                }
+            });
+        }
+        for _ in 0..c {
+            s.spawn(|| {
+                barrier.wait();
+                let mut out = Vec::with_capacity(batch);
+                while taken.load(Ordering::Relaxed) < total {
+                    out.clear();
+                    let n = q.pop_n(&mut out, batch);
+                    if n == 0 {
+                        std::hint::spin_loop();
+                    } else {
+                        std::hint::black_box(&out);
+                        taken.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+        barrier.wait();
+        let start = Instant::now();
+        while taken.load(Ordering::Relaxed) < total {
+            thread::yield_now();
+        }
+        elapsed = start.elapsed();
+    });
+    elapsed
+}
+
+fn group<T: Send + 'static, F: Fn() -> T + Sync + Copy>(c: &mut Criterion, name: &str, make: F) {
+    let mut g = c.benchmark_group(name);
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500));
+    g.throughput(Throughput::Elements(PER_RUN));
+    for (p, cons) in [(1usize, 1usize), (2, 2), (4, 4)] {
+        for batch in [1usize, 16, 64] {
+            let id = format!("{p}P{cons}C/batch{batch}");
+            g.bench_function(BenchmarkId::new("Ring", &id), |b| {
+                b.iter_custom(|iters| {
+                    (0..iters)
+                        .map(|_| run(&Ring::<T>::with_capacity(CAPACITY), p, cons, batch, make))
+                        .sum()
+                })
+            });
+            g.bench_function(BenchmarkId::new("ArrayQueue", &id), |b| {
+                b.iter_custom(|iters| {
+                    (0..iters)
+                        .map(|_| run(&ArrayQueue::<T>::new(CAPACITY), p, cons, batch, make))
+                        .sum()
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+fn ring_u64(c: &mut Criterion) {
+    group(c, "ring_u64", || 42u64);
+}
+
+fn ring_vec100(c: &mut Criterion) {
+    group(c, "ring_vec_100B", || vec![0xABu8; 100]);
+}
+
+criterion_group!(benches, ring_u64, ring_vec100);
+criterion_main!(benches);
