@@ -7,7 +7,8 @@
 
 use std::hint::black_box;
 use std::io::Write;
-use std::sync::{Arc, Barrier};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -16,42 +17,63 @@ use ledgerq_journal::{Durability, Journal, JournalOptions, RecordIn};
 
 const SEGMENT: u64 = 64 * 1024 * 1024;
 
-/// Throughput benches measure the append path: the background flush interval is
-/// set beyond the run, and consumed segments are removed after every sample, so the
-/// page cache drops their dirty pages instead of writing gigabytes back (which
-/// would measure the disk). The Sync group measures the durable path.
+/// Throughput benches measure the append path in a steady state: a consumer (the
+/// timing thread, waking every millisecond) removes segments as soon as they are
+/// sealed, the way the queue does once consumers are past them, so the journal can
+/// reuse their files; the background flush interval is set beyond the run, so the
+/// page cache is not written back (which would measure the disk). The Sync group
+/// measures the durable path.
 fn open(dir: &std::path::Path, d: Durability) -> Journal {
     Journal::open(
         dir,
-        JournalOptions::new().segment_size(SEGMENT).durability(d).flush_interval(Duration::from_secs(3600)),
+        JournalOptions::new()
+            .segment_size(SEGMENT)
+            .durability(d)
+            .flush_interval(Duration::from_secs(3600)),
     )
     .expect("open journal")
 }
 
-/// Appends `iters` records split over `threads` threads; wall time.
+/// Appends `iters` records split over `threads` threads; wall time from the start
+/// barrier to the last thread's finish.
 fn run_appends(j: &Journal, threads: usize, iters: u64, payload: &[u8]) -> Duration {
     let per = iters / threads as u64 + u64::from(iters % threads as u64 != 0);
     let barrier = Barrier::new(threads + 1);
-    let mut elapsed = Duration::ZERO;
+    let done = AtomicUsize::new(0);
+    let ends = Mutex::new(Vec::with_capacity(threads));
+    let mut start = Instant::now();
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
-                let rec = RecordIn { timestamp_ns: None, ..RecordIn::new(payload) };
+                let rec = RecordIn {
+                    timestamp_ns: None,
+                    ..RecordIn::new(payload)
+                };
                 barrier.wait();
                 for _ in 0..per {
                     black_box(j.append(&rec).expect("append"));
                 }
-                barrier.wait();
+                let end = Instant::now();
+                ends.lock().expect("ends").push(end);
+                done.fetch_add(1, Ordering::Release);
             });
         }
         barrier.wait();
-        let t = Instant::now();
-        barrier.wait();
-        elapsed = t.elapsed();
+        start = Instant::now();
+        // The consumer: drop whatever is sealed.
+        while done.load(Ordering::Acquire) < threads {
+            std::thread::sleep(Duration::from_millis(1));
+            let _ = j.remove_segments_below(j.next_id());
+        }
     });
-    // Keep the disk footprint bounded between samples.
     let _ = j.remove_segments_below(j.next_id());
-    elapsed
+    let end = ends
+        .into_inner()
+        .expect("ends")
+        .into_iter()
+        .max()
+        .unwrap_or(start);
+    end.duration_since(start)
 }
 
 fn memcpy_ref(buf: &mut [u8], iters: u64, payload: &[u8]) -> Duration {
@@ -110,7 +132,9 @@ fn append_throughput(c: &mut Criterion) {
     let dir = tempfile::tempdir_in(std::env::temp_dir()).expect("tempdir");
     for &size in &[100usize, 4096] {
         let mut g = c.benchmark_group(format!("append_{size}B"));
-        g.sample_size(10).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+        g.sample_size(10)
+            .measurement_time(Duration::from_secs(3))
+            .warm_up_time(Duration::from_secs(1));
         if size == 100 {
             g.throughput(Throughput::Elements(1));
         } else {
@@ -127,9 +151,13 @@ fn append_throughput(c: &mut Criterion) {
             let _ = std::fs::remove_dir_all(&sub);
         }
         let mut buf = vec![1u8; 64 << 20];
-        g.bench_function("memcpy_reference", |b| b.iter_custom(|iters| memcpy_ref(&mut buf, iters, &payload)));
+        g.bench_function("memcpy_reference", |b| {
+            b.iter_custom(|iters| memcpy_ref(&mut buf, iters, &payload))
+        });
         if size == 100 {
-            g.bench_function("arrayqueue_vec_reference", |b| b.iter_custom(|iters| array_queue_ref(iters, size)));
+            g.bench_function("arrayqueue_vec_reference", |b| {
+                b.iter_custom(|iters| array_queue_ref(iters, size))
+            });
         }
         g.finish();
     }
@@ -138,7 +166,9 @@ fn append_throughput(c: &mut Criterion) {
 fn sync_latency(c: &mut Criterion) {
     let dir = tempfile::tempdir_in(std::env::temp_dir()).expect("tempdir");
     let mut g = c.benchmark_group("sync_append_100B");
-    g.sample_size(10).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
     g.throughput(Throughput::Elements(1));
     let payload = vec![0x5Au8; 100];
     for threads in [1usize, 32] {
@@ -151,7 +181,13 @@ fn sync_latency(c: &mut Criterion) {
         let _ = std::fs::remove_dir_all(&sub);
     }
     let path = dir.path().join("raw.log");
-    let mut f = std::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path).expect("raw file");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .expect("raw file");
     let rec = vec![0x5Au8; 160]; // 100 B payload + record header, as the journal writes
     g.bench_function("raw_write_fdatasync_reference", |b| {
         b.iter_custom(|iters| {

@@ -109,20 +109,32 @@ impl<'a> RecordIn<'a> {
 /// Validates the limits and returns the unpadded encoded length. Nothing is written.
 pub(crate) fn encoded_len(rec: &RecordIn<'_>, max_payload: usize) -> Result<u32, Error> {
     if rec.payload.len() > max_payload {
-        return Err(Error::RecordTooLarge { size: rec.payload.len() as u64, max: max_payload as u64 });
+        return Err(Error::RecordTooLarge {
+            size: rec.payload.len() as u64,
+            max: max_payload as u64,
+        });
     }
     if rec.headers.len() > MAX_HEADERS {
-        return Err(Error::TooManyHeaders { count: rec.headers.len(), max: MAX_HEADERS });
+        return Err(Error::TooManyHeaders {
+            count: rec.headers.len(),
+            max: MAX_HEADERS,
+        });
     }
     let mut hbytes = 0usize;
     for (k, v) in rec.headers {
         if k.len() > MAX_HEADER_KEY {
-            return Err(Error::HeaderKeyTooLarge { len: k.len(), max: MAX_HEADER_KEY });
+            return Err(Error::HeaderKeyTooLarge {
+                len: k.len(),
+                max: MAX_HEADER_KEY,
+            });
         }
         hbytes = hbytes.saturating_add(k.len()).saturating_add(v.len());
     }
     if hbytes > MAX_HEADERS_BYTES {
-        return Err(Error::HeadersTooLarge { size: hbytes, max: MAX_HEADERS_BYTES });
+        return Err(Error::HeadersTooLarge {
+            size: hbytes,
+            max: MAX_HEADERS_BYTES,
+        });
     }
     let dedup = rec.dedup_key.map_or(0, <[u8]>::len);
     let total = (RECORD_HEADER_LEN as u64)
@@ -133,7 +145,10 @@ pub(crate) fn encoded_len(rec: &RecordIn<'_>, max_payload: usize) -> Result<u32,
     // Aligned length must also fit in u32 (checked against the segment by the caller).
     match u32::try_from(total) {
         Ok(t) if t <= u32::MAX - 8 => Ok(t),
-        _ => Err(Error::RecordTooLarge { size: total, max: u64::from(u32::MAX - 8) }),
+        _ => Err(Error::RecordTooLarge {
+            size: total,
+            max: u64::from(u32::MAX - 8),
+        }),
     }
 }
 
@@ -144,7 +159,14 @@ pub(crate) fn encoded_len(rec: &RecordIn<'_>, max_payload: usize) -> Result<u32,
 /// `dst` must be valid for writes of `align8(len)` bytes, 8-aligned, exclusively owned
 /// by the caller (a reservation), and hold zeros (padding is not written).
 #[inline]
-pub(crate) unsafe fn write_record(dst: *mut u8, len: u32, rec: &RecordIn<'_>, id: u64, ts: u64, salt: u32) {
+pub(crate) unsafe fn write_record(
+    dst: *mut u8,
+    len: u32,
+    rec: &RecordIn<'_>,
+    id: u64,
+    ts: u64,
+    salt: u32,
+) {
     let mut h = [0u8; RECORD_HEADER_LEN as usize];
     let mut hlen = 0u32;
     for (k, v) in rec.headers {
@@ -153,7 +175,11 @@ pub(crate) unsafe fn write_record(dst: *mut u8, len: u32, rec: &RecordIn<'_>, id
     }
     let dedup = rec.dedup_key.unwrap_or(&[]);
     h[8..12].copy_from_slice(&len.to_le_bytes());
-    h[12] = if rec.dedup_key.is_some() { FLAG_DEDUP } else { 0 };
+    h[12] = if rec.dedup_key.is_some() {
+        FLAG_DEDUP
+    } else {
+        0
+    };
     h[13] = rec.priority;
     h[14] = rec.compression;
     h[16..24].copy_from_slice(&id.to_le_bytes());
@@ -193,7 +219,11 @@ pub(crate) unsafe fn write_record(dst: *mut u8, len: u32, rec: &RecordIn<'_>, id
         debug_assert_eq!(at + rec.payload.len(), len as usize);
         h[4..8].copy_from_slice(&crc.to_le_bytes());
         // Bytes 4..56: everything of the header except the commit word.
-        std::ptr::copy_nonoverlapping(h.as_ptr().add(4), dst.add(4), RECORD_HEADER_LEN as usize - 4);
+        std::ptr::copy_nonoverlapping(
+            h.as_ptr().add(4),
+            dst.add(4),
+            RECORD_HEADER_LEN as usize - 4,
+        );
     }
 }
 
@@ -306,7 +336,12 @@ impl SegmentHeader {
         if crc32c::crc32c(&c) != rd_u32(b, 12) {
             return Err("segment header checksum mismatch");
         }
-        Ok(SegmentHeader { base_id: rd_u64(b, 16), created_ns: rd_u64(b, 24), size: rd_u64(b, 32), salt: rd_u32(b, 40) })
+        Ok(SegmentHeader {
+            base_id: rd_u64(b, 16),
+            created_ns: rd_u64(b, 24),
+            size: rd_u64(b, 32),
+            salt: rd_u32(b, 40),
+        })
     }
 }
 
@@ -341,13 +376,20 @@ impl Position {
     }
     /// Builds a position from its parts (as stored by the queue).
     pub fn new(segment: u64, offset: u32, id: u64) -> Self {
-        Position { segment, offset, id }
+        Position {
+            segment,
+            offset,
+            id,
+        }
     }
 }
 
 impl std::fmt::Debug for RecordView<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RecordView").field("pos", &self.pos).field("payload_len", &self.payload().len()).finish()
+        f.debug_struct("RecordView")
+            .field("pos", &self.pos)
+            .field("payload_len", &self.payload().len())
+            .finish()
     }
 }
 
@@ -410,7 +452,10 @@ impl<'a> RecordView<'a> {
     pub fn headers(&self) -> Headers<'a> {
         let at = (RECORD_HEADER_LEN - 8) as usize;
         let bytes = self.raw.get(at..at + self.hlen()).unwrap_or(&[]);
-        Headers { bytes, left: rd_u16(self.raw, 44) }
+        Headers {
+            bytes,
+            left: rd_u16(self.raw, 44),
+        }
     }
     /// Where the record lives.
     pub fn position(&self) -> Position {
@@ -471,26 +516,55 @@ mod tests {
     #[test]
     fn limits_are_typed_errors() {
         let p = vec![0u8; 11];
-        assert!(matches!(encoded_len(&RecordIn::new(&p), 10), Err(Error::RecordTooLarge { size: 11, max: 10 })));
+        assert!(matches!(
+            encoded_len(&RecordIn::new(&p), 10),
+            Err(Error::RecordTooLarge { size: 11, max: 10 })
+        ));
         let hs: Vec<(&str, &str)> = (0..65).map(|_| ("k", "v")).collect();
-        let r = RecordIn { headers: &hs, ..RecordIn::new(b"x") };
-        assert!(matches!(encoded_len(&r, 10), Err(Error::TooManyHeaders { count: 65, max: 64 })));
+        let r = RecordIn {
+            headers: &hs,
+            ..RecordIn::new(b"x")
+        };
+        assert!(matches!(
+            encoded_len(&r, 10),
+            Err(Error::TooManyHeaders { count: 65, max: 64 })
+        ));
         let k = "k".repeat(257);
         let hs = [(k.as_str(), "v")];
-        let r = RecordIn { headers: &hs, ..RecordIn::new(b"x") };
-        assert!(matches!(encoded_len(&r, 10), Err(Error::HeaderKeyTooLarge { len: 257, max: 256 })));
+        let r = RecordIn {
+            headers: &hs,
+            ..RecordIn::new(b"x")
+        };
+        assert!(matches!(
+            encoded_len(&r, 10),
+            Err(Error::HeaderKeyTooLarge { len: 257, max: 256 })
+        ));
         let v = "v".repeat(40_000);
         let hs = [("a", v.as_str()), ("b", v.as_str())];
-        let r = RecordIn { headers: &hs, ..RecordIn::new(b"x") };
-        assert!(matches!(encoded_len(&r, 10), Err(Error::HeadersTooLarge { .. })));
+        let r = RecordIn {
+            headers: &hs,
+            ..RecordIn::new(b"x")
+        };
+        assert!(matches!(
+            encoded_len(&r, 10),
+            Err(Error::HeadersTooLarge { .. })
+        ));
         let hs: Vec<(&str, &str)> = (0..64).map(|_| ("k", "v")).collect();
-        let r = RecordIn { headers: &hs, ..RecordIn::new(b"x") };
+        let r = RecordIn {
+            headers: &hs,
+            ..RecordIn::new(b"x")
+        };
         assert!(encoded_len(&r, 10).is_ok());
     }
 
     #[test]
     fn segment_header_roundtrip_and_damage() {
-        let h = SegmentHeader { base_id: 42, created_ns: 9, size: 65536, salt: 0xdead_beef };
+        let h = SegmentHeader {
+            base_id: 42,
+            created_ns: 9,
+            size: 65536,
+            salt: 0xdead_beef,
+        };
         let mut b = h.encode();
         assert_eq!(SegmentHeader::decode(&b), Ok(h));
         b[20] ^= 1;

@@ -23,11 +23,19 @@ pub struct Cursor {
 
 impl Cursor {
     pub(crate) fn at_segment(seg: Arc<Segment>, from_id: u64) -> Cursor {
-        Cursor { seg: Some(seg), off: SEGMENT_HEADER_LEN, next_id: from_id }
+        Cursor {
+            seg: Some(seg),
+            off: SEGMENT_HEADER_LEN,
+            next_id: from_id,
+        }
     }
 
     pub(crate) fn empty(from_id: u64) -> Cursor {
-        Cursor { seg: None, off: SEGMENT_HEADER_LEN, next_id: from_id }
+        Cursor {
+            seg: None,
+            off: SEGMENT_HEADER_LEN,
+            next_id: from_id,
+        }
     }
 
     /// The ID this cursor will return next (at least; IDs lost in holes are skipped).
@@ -40,7 +48,11 @@ impl Cursor {
     ///
     /// # Errors
     /// [`Error::Corrupt`] if the bytes at the cursor are not a valid record.
-    pub fn next<R>(&mut self, journal: &Journal, f: impl FnOnce(RecordView<'_>) -> R) -> Result<Option<R>, Error> {
+    pub fn next<R>(
+        &mut self,
+        journal: &Journal,
+        f: impl FnOnce(RecordView<'_>) -> R,
+    ) -> Result<Option<R>, Error> {
         let mut refreshed = false;
         loop {
             if self.seg.is_none() {
@@ -64,7 +76,9 @@ impl Cursor {
                     }
                 }
             }
-            let Some(seg) = self.seg.as_ref() else { return Ok(None) };
+            let Some(seg) = self.seg.as_ref() else {
+                return Ok(None);
+            };
             let step = seg.step(self.off, false);
             let at_end = match step {
                 Step::Record { view, len } => {
@@ -80,7 +94,9 @@ impl Cursor {
                     self.off += len;
                     continue;
                 }
-                Step::Corrupt(reason) => return Err(Error::corrupt(&seg.path, u64::from(self.off), reason)),
+                Step::Corrupt(reason) => {
+                    return Err(Error::corrupt(&seg.path, u64::from(self.off), reason))
+                }
                 Step::End => true,
                 // A slot nobody will ever fill: a segment this process does not append
                 // to, once a later segment exists.

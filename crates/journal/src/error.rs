@@ -97,8 +97,16 @@ impl Error {
         Error::Io { op, path, source }
     }
 
-    pub(crate) fn corrupt(path: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Error {
-        Error::Corrupt { path: path.into(), offset, reason: reason.into() }
+    pub(crate) fn corrupt(
+        path: impl Into<PathBuf>,
+        offset: u64,
+        reason: impl Into<String>,
+    ) -> Error {
+        Error::Corrupt {
+            path: path.into(),
+            offset,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -154,7 +162,11 @@ mod tests {
     #[test]
     fn error_is_send_sync_and_displays() {
         assert_send_sync::<Error>();
-        let e = Error::io("create segment", "/x", io::Error::from_raw_os_error(libc::ENOSPC));
+        let e = Error::io(
+            "create segment",
+            "/x",
+            io::Error::from_raw_os_error(libc::ENOSPC),
+        );
         assert!(matches!(e, Error::NoSpace { .. }));
         let s = Error::Locked { dir: "/q".into() }.to_string();
         assert!(s.starts_with("queue directory /q is locked"));

@@ -48,6 +48,10 @@ pub const LOCK_FILE: &str = "LOCK";
 const GATHER_ROUNDS: usize = 8;
 const TMP_PREFIX: &str = "prepared-";
 const TMP_SUFFIX: &str = ".seg.tmp";
+/// Most removed segment files kept for reuse.
+const MAX_RECYCLED: usize = 2;
+/// How far ahead of the tail the preparer pre-faults the active segment per step.
+const POPULATE_CHUNK: u32 = 2 * 1024 * 1024;
 
 /// Facts about one segment file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +83,8 @@ impl Table {
     /// Index of the segment that holds `id` (or would: the last with base <= id).
     pub(crate) fn index_for_id(&self, id: u64) -> Option<usize> {
         let n = self.segs.partition_point(|s| s.base_id <= id);
-        n.checked_sub(1).or(if self.segs.is_empty() { None } else { Some(0) })
+        n.checked_sub(1)
+            .or(if self.segs.is_empty() { None } else { Some(0) })
     }
 }
 
@@ -88,6 +93,17 @@ struct Prepared {
     path: PathBuf,
     file: File,
     map: Map,
+    /// The mapping is populated writable.
+    populated: bool,
+}
+
+/// A removed segment kept (under a temporary name) to become a new segment.
+#[derive(Debug)]
+struct Recycled {
+    path: PathBuf,
+    seg: Arc<Segment>,
+    /// Bytes `0..extent` may be nonzero; the rest of the file is zero.
+    extent: u32,
 }
 
 #[derive(Debug, Default)]
@@ -133,6 +149,8 @@ pub(crate) struct Inner {
     sync_arrivals: AtomicU64,
     /// Largest aligned record that fits in a new segment.
     max_in_segment: u32,
+    /// Removed segments kept for reuse (see [`JournalOptions::recycle_segments`]).
+    recycled: Mutex<Vec<Recycled>>,
     /// Set by `shutdown`: appends, syncs and rolls fail with [`Error::Closed`].
     closed: AtomicBool,
     /// The directory lock (writer only); dropped (released) by `shutdown`.
@@ -157,13 +175,20 @@ pub struct Journal {
 pub(crate) fn now_ns() -> u64 {
     #[cfg(target_os = "linux")]
     {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         // SAFETY: `ts` is a valid, writable timespec.
         if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) } == 0 {
-            return (ts.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(ts.tv_nsec as u64);
+            return (ts.tv_sec as u64)
+                .wrapping_mul(1_000_000_000)
+                .wrapping_add(ts.tv_nsec as u64);
         }
     }
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 fn segment_name(base: u64) -> String {
@@ -214,7 +239,9 @@ fn lock_dir(dir: &Path) -> Result<File, Error> {
     if rc != 0 {
         let e = io::Error::last_os_error();
         if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-            return Err(Error::Locked { dir: dir.to_path_buf() });
+            return Err(Error::Locked {
+                dir: dir.to_path_buf(),
+            });
         }
         return Err(Error::io("lock", &path, e));
     }
@@ -224,54 +251,111 @@ fn lock_dir(dir: &Path) -> Result<File, Error> {
 #[cfg(not(unix))]
 fn lock_dir(dir: &Path) -> Result<File, Error> {
     let path = dir.join(LOCK_FILE);
-    OpenOptions::new().read(true).write(true).create(true).open(&path).map_err(|e| Error::io("open lock file", &path, e))
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .open(&path)
+        .map_err(|e| Error::io("open lock file", &path, e))
 }
 
 /// Opens and maps an existing segment file, checking its header.
-fn open_segment(base: u64, path: &Path, writable: bool, populate: bool) -> Result<(Segment, SegmentHeader), Error> {
+fn open_segment(
+    base: u64,
+    path: &Path,
+    writable: bool,
+    populate: bool,
+) -> Result<(Segment, SegmentHeader), Error> {
     let file = OpenOptions::new()
         .read(true)
         .write(writable)
         .open(path)
         .map_err(|e| Error::io("open segment", path, e))?;
-    let len = file.metadata().map_err(|e| Error::io("stat segment", path, e))?.len();
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io("stat segment", path, e))?
+        .len();
     let mut hb = [0u8; SEGMENT_HEADER_LEN as usize];
     {
         use std::io::Read;
         let mut f = &file;
         if len < u64::from(SEGMENT_HEADER_LEN) || f.read_exact(&mut hb).is_err() {
-            return Err(Error::corrupt(path, 0, "file is shorter than a segment header"));
+            return Err(Error::corrupt(
+                path,
+                0,
+                "file is shorter than a segment header",
+            ));
         }
     }
     let h = SegmentHeader::decode(&hb).map_err(|r| Error::corrupt(path, 0, r))?;
     if h.base_id != base {
-        return Err(Error::corrupt(path, 16, format!("header base ID {} does not match the file name", h.base_id)));
+        return Err(Error::corrupt(
+            path,
+            16,
+            format!("header base ID {} does not match the file name", h.base_id),
+        ));
     }
     if h.size != len
         || !(crate::options::MIN_SEGMENT_SIZE..=crate::options::MAX_SEGMENT_SIZE).contains(&len)
         || len % 8 != 0
     {
-        return Err(Error::corrupt(path, 32, format!("header size {} does not match file length {len}", h.size)));
+        return Err(Error::corrupt(
+            path,
+            32,
+            format!("header size {} does not match file length {len}", h.size),
+        ));
     }
-    let map = if writable { Map::writable(&file, len as usize, populate) } else { Map::read_only(&file, len as usize) }
-        .map_err(|e| Error::io("map segment", path, e))?;
-    Ok((Segment::new(base, h.salt, h.created_ns, path.to_path_buf(), file, map, proto::SEALED, false), h))
+    let map = if writable {
+        Map::writable(&file, len as usize, populate)
+    } else {
+        Map::read_only(&file, len as usize)
+    }
+    .map_err(|e| Error::io("map segment", path, e))?;
+    Ok((
+        Segment::new(
+            base,
+            h.salt,
+            h.created_ns,
+            path.to_path_buf(),
+            file,
+            map,
+            proto::SEALED,
+            false,
+        ),
+        h,
+    ))
 }
 
 /// Writes (and flushes) an end marker at `end_off` of a segment being opened, so
 /// that the next segment may start at any later base ID.
-fn seal_at_open(seg: &Segment, end_off: u32, storage: &dyn crate::storage::Storage) -> Result<(), Error> {
+fn seal_at_open(
+    seg: &Segment,
+    end_off: u32,
+    storage: &dyn crate::storage::Storage,
+) -> Result<(), Error> {
     if u64::from(end_off) + u64::from(proto::END_MARKER_LEN) > u64::from(seg.capacity) {
         return Ok(()); // no room for a marker: the segment ends here anyway
     }
     if !seg.is_writable() {
-        return Err(Error::corrupt(&seg.path, u64::from(end_off), "cannot seal a segment mapped read-only"));
+        return Err(Error::corrupt(
+            &seg.path,
+            u64::from(end_off),
+            "cannot seal a segment mapped read-only",
+        ));
     }
     proto::mark_end(seg, end_off);
     // SAFETY: exclusive access at open; `end_off + 8 <= capacity` (checked above).
     let bytes = unsafe { seg.slice(end_off, proto::END_MARKER_LEN) };
-    let req = FlushRequest { path: &seg.path, base_id: seg.base_id, file: &seg.file, offset: u64::from(end_off), bytes };
-    storage.flush(&req).map_err(|e| Error::io("flush segment", &seg.path, e))
+    let req = FlushRequest {
+        path: &seg.path,
+        base_id: seg.base_id,
+        file: &seg.file,
+        offset: u64::from(end_off),
+        bytes,
+    };
+    storage
+        .flush(&req)
+        .map_err(|e| Error::io("flush segment", &seg.path, e))
 }
 
 fn header_is_blank(path: &Path) -> Result<bool, Error> {
@@ -301,7 +385,11 @@ impl Journal {
         opts.validate()?;
         fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
         if !dir.is_dir() {
-            return Err(Error::io("open directory", dir, io::Error::other("not a directory")));
+            return Err(Error::io(
+                "open directory",
+                dir,
+                io::Error::other("not a directory"),
+            ));
         }
         let lock = lock_dir(dir)?;
         let storage = opts.storage.clone();
@@ -311,10 +399,14 @@ impl Journal {
         }
         // A tail segment whose header was never completely written is removed.
         while let Some((_, path)) = found.last() {
-            let len = fs::metadata(path).map_err(|e| Error::io("stat segment", path, e))?.len();
+            let len = fs::metadata(path)
+                .map_err(|e| Error::io("stat segment", path, e))?
+                .len();
             if len < u64::from(SEGMENT_HEADER_LEN) || header_is_blank(path)? {
                 fs::remove_file(path).map_err(|e| Error::io("remove blank segment", path, e))?;
-                storage.sync_dir(dir).map_err(|e| Error::io("sync directory", dir, e))?;
+                storage
+                    .sync_dir(dir)
+                    .map_err(|e| Error::io("sync directory", dir, e))?;
                 found.pop();
             } else {
                 break;
@@ -327,7 +419,11 @@ impl Journal {
             let (seg, _) = open_segment(*base, path, tail, false)?;
             if let Some(prev) = segs.last() {
                 if prev.base_id >= seg.base_id {
-                    return Err(Error::corrupt(path, 16, "segment base IDs are not increasing"));
+                    return Err(Error::corrupt(
+                        path,
+                        16,
+                        "segment base IDs are not increasing",
+                    ));
                 }
             }
             segs.push(seg);
@@ -338,13 +434,22 @@ impl Journal {
             let scan = recover::scan_and_repair(&segs[i], opts.recovery_mode, &*storage)?;
             if let Some(next) = segs.get(i + 1) {
                 if scan.next_id > next.base_id {
-                    return Err(Error::corrupt(&segs[i].path, u64::from(scan.end_off), "segment overlaps the next one"));
+                    return Err(Error::corrupt(
+                        &segs[i].path,
+                        u64::from(scan.end_off),
+                        "segment overlaps the next one",
+                    ));
                 }
             }
             last_scan = Some(scan);
         }
         let mut durable = 1;
-        let mut progress = FlushProgress { seg_base: 1, scan_off: SEGMENT_HEADER_LEN, flushed_off: 0, next_id: 1 };
+        let mut progress = FlushProgress {
+            seg_base: 1,
+            scan_off: SEGMENT_HEADER_LEN,
+            flushed_off: 0,
+            next_id: 1,
+        };
         let mut need_new = None;
         match (segs.last_mut(), last_scan) {
             (Some(last), Some(scan)) => {
@@ -352,8 +457,16 @@ impl Journal {
                 if last.is_writable() {
                     // SAFETY: exclusive access at open; in bounds.
                     let bytes = unsafe { last.slice(0, scan.end_off) };
-                    let req = FlushRequest { path: &last.path, base_id: last.base_id, file: &last.file, offset: 0, bytes };
-                    storage.flush(&req).map_err(|e| Error::io("flush segment", &last.path, e))?;
+                    let req = FlushRequest {
+                        path: &last.path,
+                        base_id: last.base_id,
+                        file: &last.file,
+                        offset: 0,
+                        bytes,
+                    };
+                    storage
+                        .flush(&req)
+                        .map_err(|e| Error::io("flush segment", &last.path, e))?;
                 }
                 durable = scan.next_id;
                 let room = u64::from(last.capacity) - u64::from(scan.end_off);
@@ -370,7 +483,8 @@ impl Journal {
                 } else {
                     let count = u32::try_from(scan.next_id - last.base_id)
                         .map_err(|_| Error::corrupt(&last.path, 16, "too many records"))?;
-                    last.word.store(proto::pack(count, scan.end_off), proto_ordering());
+                    last.word
+                        .store(proto::pack(count, scan.end_off), proto_ordering());
                     last.live = true;
                     progress = FlushProgress {
                         seg_base: last.base_id,
@@ -387,10 +501,16 @@ impl Journal {
         let inner = Arc::new(Inner {
             dir: dir.to_path_buf(),
             read_only: false,
-            table: Atomic::new(Table { segs: segs.into_iter().map(Arc::new).collect() }),
+            table: Atomic::new(Table {
+                segs: segs.into_iter().map(Arc::new).collect(),
+            }),
             active: AtomicPtr::new(std::ptr::null_mut()),
             roll_lock: Mutex::new(()),
-            prep: Mutex::new(PrepState { ready: None, want: true, stop: false }),
+            prep: Mutex::new(PrepState {
+                ready: None,
+                want: true,
+                stop: false,
+            }),
             prep_cv: Condvar::new(),
             progress: Mutex::new(progress),
             gc: Mutex::new(false),
@@ -403,6 +523,7 @@ impl Journal {
             sync_arrivals: AtomicU64::new(0),
             max_in_segment,
             opts,
+            recycled: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
             lock: Mutex::new(Some(lock)),
         });
@@ -412,13 +533,20 @@ impl Journal {
             let seg = inner.install(p, base)?;
             inner.sync_dir_for(&seg)?;
             let mut pr = lock_ignore_poison(&inner.progress);
-            *pr = FlushProgress { seg_base: base, scan_off: SEGMENT_HEADER_LEN, flushed_off: 0, next_id: base };
+            *pr = FlushProgress {
+                seg_base: base,
+                scan_off: SEGMENT_HEADER_LEN,
+                flushed_off: 0,
+                next_id: base,
+            };
             inner.durable.store(base, Ordering::Release);
         } else {
             let guard = epoch::pin();
             let t = inner.table(&guard);
             let last = t.segs.last().expect("a live tail segment exists");
-            inner.active.store(Arc::as_ptr(last).cast_mut(), Ordering::Release);
+            inner
+                .active
+                .store(Arc::as_ptr(last).cast_mut(), Ordering::Release);
         }
         let mut threads = Vec::new();
         let i2 = inner.clone();
@@ -437,7 +565,13 @@ impl Journal {
                     .map_err(|e| Error::io("spawn flusher", dir, e))?,
             );
         }
-        Ok(Journal { inner, shutdown: Mutex::new(ShutdownState { threads, done: false }) })
+        Ok(Journal {
+            inner,
+            shutdown: Mutex::new(ShutdownState {
+                threads,
+                done: false,
+            }),
+        })
     }
 
     /// Opens the journal in `dir` for reading only: no lock, creates nothing, maps
@@ -458,7 +592,12 @@ impl Journal {
             roll_lock: Mutex::new(()),
             prep: Mutex::new(PrepState::default()),
             prep_cv: Condvar::new(),
-            progress: Mutex::new(FlushProgress { seg_base: 0, scan_off: 0, flushed_off: 0, next_id: 0 }),
+            progress: Mutex::new(FlushProgress {
+                seg_base: 0,
+                scan_off: 0,
+                flushed_off: 0,
+                next_id: 0,
+            }),
             gc: Mutex::new(false),
             gc_cv: Condvar::new(),
             durable: AtomicU64::new(0),
@@ -469,13 +608,24 @@ impl Journal {
             sync_arrivals: AtomicU64::new(0),
             max_in_segment,
             opts,
+            recycled: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
             lock: Mutex::new(None),
         });
         if !dir.is_dir() {
-            return Err(Error::io("open directory", dir, io::Error::from(io::ErrorKind::NotFound)));
+            return Err(Error::io(
+                "open directory",
+                dir,
+                io::Error::from(io::ErrorKind::NotFound),
+            ));
         }
-        let j = Journal { inner, shutdown: Mutex::new(ShutdownState { threads: Vec::new(), done: false }) };
+        let j = Journal {
+            inner,
+            shutdown: Mutex::new(ShutdownState {
+                threads: Vec::new(),
+                done: false,
+            }),
+        };
         j.refresh()?;
         Ok(j)
     }
@@ -531,7 +681,10 @@ impl Journal {
         let len = codec::encoded_len(rec, inner.opts.max_record_size)?;
         let alen = codec::align8(len);
         if alen > inner.max_in_segment {
-            return Err(Error::RecordTooLarge { size: u64::from(alen), max: u64::from(inner.max_in_segment) });
+            return Err(Error::RecordTooLarge {
+                size: u64::from(alen),
+                max: u64::from(inner.max_in_segment),
+            });
         }
         let ts = match rec.timestamp_ns {
             Some(t) => t,
@@ -570,16 +723,31 @@ impl Journal {
             total += u64::from(codec::align8(len));
         }
         if total > u64::from(inner.max_in_segment) {
-            return Err(Error::RecordTooLarge { size: total, max: u64::from(inner.max_in_segment) });
+            return Err(Error::RecordTooLarge {
+                size: total,
+                max: u64::from(inner.max_in_segment),
+            });
         }
-        let n = u32::try_from(recs.len()).map_err(|_| Error::RecordTooLarge { size: total, max: 0 })?;
+        let n = u32::try_from(recs.len()).map_err(|_| Error::RecordTooLarge {
+            size: total,
+            max: 0,
+        })?;
         let now = now_ns();
         // `total <= max_in_segment`, a u32.
         let first = inner.reserve_and_write(total as u32, n, |seg, off, first| {
             let mut at = off;
             for (i, (r, len)) in recs.iter().zip(&lens).enumerate() {
                 // SAFETY: the reservation covers every record of the batch back to back.
-                unsafe { codec::write_record(seg.ptr(at), *len, r, first + i as u64, r.timestamp_ns.unwrap_or(now), seg.salt) };
+                unsafe {
+                    codec::write_record(
+                        seg.ptr(at),
+                        *len,
+                        r,
+                        first + i as u64,
+                        r.timestamp_ns.unwrap_or(now),
+                        seg.salt,
+                    )
+                };
                 at += codec::align8(*len);
             }
             // Commit in order so in-order readers never see a later record first.
@@ -616,7 +784,11 @@ impl Journal {
     /// The lowest ID still retained (the first segment's base ID).
     pub fn first_id(&self) -> u64 {
         let guard = epoch::pin();
-        self.inner.table(&guard).segs.first().map_or(1, |s| s.base_id)
+        self.inner
+            .table(&guard)
+            .segs
+            .first()
+            .map_or(1, |s| s.base_id)
     }
 
     /// Every committed ID below this is on stable storage.
@@ -660,11 +832,17 @@ impl Journal {
     /// # Errors
     /// [`Error::NotFound`] if the segment was removed or the position holds no
     /// committed record with that ID.
-    pub fn read<R>(&self, pos: codec::Position, f: impl FnOnce(RecordView<'_>) -> R) -> Result<R, Error> {
+    pub fn read<R>(
+        &self,
+        pos: codec::Position,
+        f: impl FnOnce(RecordView<'_>) -> R,
+    ) -> Result<R, Error> {
         let guard = epoch::pin();
         let t = self.inner.table(&guard);
         let nf = Error::NotFound { id: pos.id };
-        let Some(i) = t.index_of(pos.segment) else { return Err(nf) };
+        let Some(i) = t.index_of(pos.segment) else {
+            return Err(nf);
+        };
         let seg = &t.segs[i];
         if pos.offset < SEGMENT_HEADER_LEN || pos.offset % 8 != 0 || pos.offset >= seg.capacity {
             return Err(nf);
@@ -682,11 +860,15 @@ impl Journal {
     /// # Errors
     /// [`Error::Corrupt`] if a scanned record is damaged.
     pub fn seek_time(&self, t: SystemTime) -> Result<u64, Error> {
-        let t_ns = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        let t_ns = t
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
         let start = {
             let guard = epoch::pin();
             let tb = self.inner.table(&guard);
-            let n = tb.segs.partition_point(|s| first_timestamp(s).is_some_and(|ts| ts < t_ns));
+            let n = tb
+                .segs
+                .partition_point(|s| first_timestamp(s).is_some_and(|ts| ts < t_ns));
             match tb.segs.get(n.saturating_sub(1)) {
                 Some(s) => s.base_id,
                 None => return Ok(self.next_id()),
@@ -713,9 +895,20 @@ impl Journal {
             .map(|(i, s)| {
                 let next = t.segs.get(i + 1).map(|n| n.base_id);
                 let w = s.word.load(Ordering::Acquire);
-                let sealed = next.is_some() || (s.live && proto::is_sealed(w) && !std::ptr::eq(active, &**s));
-                let end_id = next.or_else(|| (s.live && proto::is_sealed(w)).then(|| s.base_id + u64::from(proto::count_of(w))));
-                SegmentInfo { base_id: s.base_id, end_id, path: s.path.clone(), size: u64::from(s.capacity), sealed, created_ns: s.created_ns }
+                let sealed = next.is_some()
+                    || (s.live && proto::is_sealed(w) && !std::ptr::eq(active, &**s));
+                let end_id = next.or_else(|| {
+                    (s.live && proto::is_sealed(w))
+                        .then(|| s.base_id + u64::from(proto::count_of(w)))
+                });
+                SegmentInfo {
+                    base_id: s.base_id,
+                    end_id,
+                    path: s.path.clone(),
+                    size: u64::from(s.capacity),
+                    sealed,
+                    created_ns: s.created_ns,
+                }
             })
             .collect()
     }
@@ -740,7 +933,10 @@ impl Journal {
         let t = inner.table(&guard);
         let active = inner.active.load(Ordering::Acquire);
         let mut k = 0;
-        while k + 1 < t.segs.len() && t.segs[k + 1].base_id <= id && !std::ptr::eq(active, &*t.segs[k]) {
+        while k + 1 < t.segs.len()
+            && t.segs[k + 1].base_id <= id
+            && !std::ptr::eq(active, &*t.segs[k])
+        {
             k += 1;
         }
         if k == 0 {
@@ -749,20 +945,33 @@ impl Journal {
         let keep: Vec<Arc<Segment>> = t.segs[k..].to_vec();
         let gone: Vec<Arc<Segment>> = t.segs[..k].to_vec();
         inner.publish_table(Table { segs: keep }, &guard);
-        for s in &gone {
-            fs::remove_file(&s.path).map_err(|e| Error::io("remove segment", &s.path, e))?;
+        drop(guard);
+        for s in gone {
+            inner.recycle_or_remove(&s)?;
         }
-        inner.opts.storage.sync_dir(&inner.dir).map_err(|e| Error::io("sync directory", &inner.dir, e))?;
+        inner
+            .opts
+            .storage
+            .sync_dir(&inner.dir)
+            .map_err(|e| Error::io("sync directory", &inner.dir, e))?;
         Ok(k)
     }
 
-    /// Bytes of segment files on disk (including a prepared next segment).
+    /// Bytes of segment files on disk (including a prepared next segment and removed
+    /// files kept for reuse).
     pub fn disk_bytes(&self) -> u64 {
         let guard = epoch::pin();
         let t = self.inner.table(&guard);
         let segs: u64 = t.segs.iter().map(|s| u64::from(s.capacity)).sum();
-        let prep = lock_ignore_poison(&self.inner.prep).ready.as_ref().map_or(0, |p| p.map.len() as u64);
-        segs + prep
+        let prep = lock_ignore_poison(&self.inner.prep)
+            .ready
+            .as_ref()
+            .map_or(0, |p| p.map.len() as u64);
+        let recycled: u64 = lock_ignore_poison(&self.inner.recycled)
+            .iter()
+            .map(|r| u64::from(r.seg.capacity))
+            .sum();
+        segs + prep + recycled
     }
 
     /// The queue directory.
@@ -820,6 +1029,8 @@ impl Journal {
             return Ok(());
         }
         let r = inner.quiesce_and_flush();
+        // After `quiesce_and_flush` took `roll_lock`: no removal can add to the pool.
+        inner.discard_recycled();
         // Release the directory lock last: nothing of this handle writes the
         // directory after this point.
         drop(lock_ignore_poison(&inner.lock).take());
@@ -918,7 +1129,12 @@ impl Inner {
     /// Reserves `len` bytes and `n` IDs in the active segment (rolling as needed) and
     /// runs `write(segment, offset, first_id)` on the reservation.
     #[inline]
-    fn reserve_and_write(&self, len: u32, n: u32, write: impl FnOnce(&Segment, u32, u64)) -> Result<u64, Error> {
+    fn reserve_and_write(
+        &self,
+        len: u32,
+        n: u32,
+        write: impl FnOnce(&Segment, u32, u64),
+    ) -> Result<u64, Error> {
         let guard = epoch::pin();
         loop {
             let seg = self.active_seg(&guard);
@@ -968,18 +1184,28 @@ impl Inner {
         self.sync_dir_for(&seg)
     }
 
-    /// Creates, allocates, maps and populates a new segment under a temporary name.
+    /// A new segment file under a temporary name: a recycled one (zeroed) if one is
+    /// free, else created, allocated, mapped and (if `populate`) populated.
     fn prepare(&self, populate: bool) -> Result<Prepared, Error> {
+        if let Some(p) = self.take_recycled()? {
+            return Ok(p);
+        }
         let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
         let path = self.dir.join(format!("{TMP_PREFIX}{n}{TMP_SUFFIX}"));
         let size = self.opts.segment_size;
-        let file = self.opts.storage.create_segment(&path, size).map_err(|e| Error::io("create segment", &path, e))?;
-        let len = usize::try_from(size).map_err(|_| Error::InvalidOptions("segment_size too large".into()))?;
+        let file = self
+            .opts
+            .storage
+            .create_segment(&path, size)
+            .map_err(|e| Error::io("create segment", &path, e))?;
+        let len = usize::try_from(size)
+            .map_err(|_| Error::InvalidOptions("segment_size too large".into()))?;
+        let mut populated = false;
         let map = match Map::writable(&file, len, false) {
             Ok(m) => {
                 if populate && self.opts.prefault {
                     // Best effort: without it appenders just take page faults.
-                    let _ = m.populate_write();
+                    populated = m.populate_write().is_ok();
                 }
                 m
             }
@@ -988,7 +1214,112 @@ impl Inner {
                 return Err(Error::io("map segment", &path, e));
             }
         };
-        Ok(Prepared { path, file, map })
+        Ok(Prepared {
+            path,
+            file,
+            map,
+            populated,
+        })
+    }
+
+    /// Takes a recycled segment file nobody references any more and zeroes it.
+    fn take_recycled(&self) -> Result<Option<Prepared>, Error> {
+        let mut r = None;
+        for round in 0..4 {
+            let mut pool = lock_ignore_poison(&self.recycled);
+            if pool.is_empty() {
+                return Ok(None);
+            }
+            // A count of one means only the pool holds it: no table, cursor or
+            // epoch-deferred table can reach it, and no new reference can appear.
+            if let Some(i) = pool.iter().position(|r| Arc::strong_count(&r.seg) == 1) {
+                r = Some(pool.swap_remove(i));
+                break;
+            }
+            drop(pool);
+            if round < 3 {
+                // Retired tables still hold the segment: help the epoch collect them.
+                epoch::pin().flush();
+            }
+        }
+        let Some(r) = r else { return Ok(None) };
+        let Recycled { path, seg, extent } = r;
+        let seg = match Arc::try_unwrap(seg) {
+            Ok(seg) => seg,
+            Err(seg) => {
+                lock_ignore_poison(&self.recycled).push(Recycled { path, seg, extent });
+                return Ok(None);
+            }
+        };
+        let (file, map) = seg.into_parts();
+        let len = u32::try_from(map.len())
+            .map_err(|_| Error::InvalidOptions("segment_size too large".into()))?;
+        let extent = extent.min(len);
+        // SAFETY: we own the only reference to this mapping (unwrapped above) and
+        // `0..extent` is inside it; nobody reads the file under its temporary name.
+        unsafe { std::ptr::write_bytes(map.ptr(), 0, extent as usize) };
+        // The blank header must be durable before the file is renamed to a segment
+        // name: after a crash a blank tail is discarded, an old header would not be.
+        // SAFETY: exclusively owned, in bounds (segments are at least 64 KiB).
+        let head = unsafe { std::slice::from_raw_parts(map.ptr(), SEGMENT_HEADER_LEN as usize) };
+        let req = FlushRequest {
+            path: &path,
+            base_id: 0,
+            file: &file,
+            offset: 0,
+            bytes: head,
+        };
+        if let Err(e) = self.opts.storage.flush(&req) {
+            drop(map);
+            let _ = fs::remove_file(&path);
+            return Err(Error::io("flush recycled segment", &path, e));
+        }
+        if extent < len && self.opts.prefault {
+            let _ = map.populate_write_range(extent as usize, (len - extent) as usize);
+        }
+        Ok(Some(Prepared {
+            path,
+            file,
+            map,
+            populated: true,
+        }))
+    }
+
+    /// Keeps a removed segment for reuse (renamed to a temporary name), or deletes it.
+    fn recycle_or_remove(&self, s: &Arc<Segment>) -> Result<(), Error> {
+        let reusable = self.opts.recycle
+            && s.live
+            && s.is_writable()
+            && u64::from(s.capacity) == self.opts.segment_size
+            && !self.closed.load(Ordering::Relaxed);
+        if reusable {
+            let mut pool = lock_ignore_poison(&self.recycled);
+            if pool.len() < MAX_RECYCLED {
+                let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
+                let tmp = self.dir.join(format!("{TMP_PREFIX}{n}{TMP_SUFFIX}"));
+                if fs::rename(&s.path, &tmp).is_ok() {
+                    // Acquire: pairs with the sealing CAS; the final offset is fixed.
+                    let w = s.word.load(Ordering::Acquire);
+                    let extent = proto::offset_of(w)
+                        .saturating_add(proto::END_MARKER_LEN)
+                        .min(s.capacity);
+                    pool.push(Recycled {
+                        path: tmp,
+                        seg: s.clone(),
+                        extent,
+                    });
+                    return Ok(());
+                }
+            }
+        }
+        fs::remove_file(&s.path).map_err(|e| Error::io("remove segment", &s.path, e))
+    }
+
+    /// Deletes every recycled file (shutdown).
+    fn discard_recycled(&self) {
+        for r in lock_ignore_poison(&self.recycled).drain(..) {
+            let _ = fs::remove_file(&r.path);
+        }
     }
 
     /// Writes the header, renames the prepared file and publishes it as active.
@@ -996,7 +1327,12 @@ impl Inner {
     fn install(&self, p: Prepared, base: u64) -> Result<Arc<Segment>, Error> {
         let salt = fastrand::u32(..);
         let created_ns = now_ns();
-        let h = SegmentHeader { base_id: base, created_ns, size: p.map.len() as u64, salt };
+        let h = SegmentHeader {
+            base_id: base,
+            created_ns,
+            size: p.map.len() as u64,
+            salt,
+        };
         let hb = h.encode();
         // SAFETY: the prepared mapping is private to this thread until published below
         // and at least 64 KiB long.
@@ -1006,15 +1342,26 @@ impl Inner {
             let _ = fs::remove_file(&p.path);
             return Err(Error::io("rename segment", &path, e));
         }
-        let seg = Segment::new(base, salt, created_ns, path, p.file, p.map, proto::pack(0, SEGMENT_HEADER_LEN), true);
+        let seg = Segment::new(
+            base,
+            salt,
+            created_ns,
+            path,
+            p.file,
+            p.map,
+            proto::pack(0, SEGMENT_HEADER_LEN),
+            true,
+        );
         seg.dir_synced.store(false, Ordering::Relaxed);
+        seg.populated.store(p.populated, Ordering::Relaxed);
         let seg = Arc::new(seg);
         let guard = epoch::pin();
         let mut segs = self.table(&guard).segs.clone();
         segs.push(seg.clone());
         self.publish_table(Table { segs }, &guard);
         // Release: pairs with the Acquire load in `active_seg`.
-        self.active.store(Arc::as_ptr(&seg).cast_mut(), Ordering::Release);
+        self.active
+            .store(Arc::as_ptr(&seg).cast_mut(), Ordering::Release);
         Ok(seg)
     }
 
@@ -1076,26 +1423,69 @@ impl Inner {
         Error::Poisoned { cause }
     }
 
-    fn preparer(&self) {
-        // First pre-fault the segment opened (or created) at open, off the open path.
+    /// The active segment (an owning reference, so no epoch pin is held long).
+    fn active_arc(&self) -> Option<Arc<Segment>> {
+        let guard = epoch::pin();
+        let p = self.active.load(Ordering::Acquire);
+        self.table(&guard)
+            .segs
+            .iter()
+            .rev()
+            .find(|s| std::ptr::eq(Arc::as_ptr(s), p))
+            .cloned()
+    }
+
+    fn active_populated(&self) -> bool {
+        let guard = epoch::pin();
+        // Relaxed: a hint for the preparer; populating twice is harmless.
+        self.active_seg(&guard).populated.load(Ordering::Relaxed)
+    }
+
+    /// Pre-faults the active segment from its tail on, a chunk at a time, jumping
+    /// ahead whenever the appenders overtake (so they fault as little as possible).
+    fn populate_active_ahead(&self) {
+        let Some(seg) = self.active_arc() else { return };
+        if seg.populated.load(Ordering::Relaxed) {
+            return;
+        }
         if self.opts.prefault {
-            let active = {
-                let guard = epoch::pin();
-                let p = self.active.load(Ordering::Acquire);
-                self.table(&guard).segs.iter().find(|s| std::ptr::eq(Arc::as_ptr(s), p)).cloned()
-            };
-            if let Some(seg) = active {
-                seg.populate_write();
+            // Relaxed loads of the word and flags below: progress hints only.
+            let mut from = proto::offset_of(seg.word.load(Ordering::Relaxed));
+            while from < seg.capacity {
+                if self.closed.load(Ordering::Relaxed)
+                    || !std::ptr::eq(self.active.load(Ordering::Relaxed), &*seg)
+                {
+                    break;
+                }
+                from = from.max(proto::offset_of(seg.word.load(Ordering::Relaxed)));
+                seg.populate_write_range(from, POPULATE_CHUNK);
+                from = from.saturating_add(POPULATE_CHUNK);
             }
         }
+        seg.populated.store(true, Ordering::Relaxed);
+    }
+
+    fn preparer(&self) {
         loop {
+            // A segment installed without being populated (at open, or by a roll that
+            // found nothing prepared) comes first: appenders are writing into it.
+            self.populate_active_ahead();
             {
                 let mut p = lock_ignore_poison(&self.prep);
-                while !(p.stop || p.want && p.ready.is_none()) {
+                loop {
+                    if p.stop {
+                        return;
+                    }
+                    if p.want && p.ready.is_none() {
+                        break;
+                    }
+                    if !self.active_populated() {
+                        break;
+                    }
                     p = self.prep_cv.wait(p).unwrap_or_else(|e| e.into_inner());
                 }
-                if p.stop {
-                    return;
+                if !(p.want && p.ready.is_none()) {
+                    continue;
                 }
                 p.want = false;
             }
@@ -1121,7 +1511,10 @@ impl Inner {
                 if *stop {
                     return;
                 }
-                let (stop, _) = self.stop_cv.wait_timeout(stop, every).unwrap_or_else(|e| e.into_inner());
+                let (stop, _) = self
+                    .stop_cv
+                    .wait_timeout(stop, every)
+                    .unwrap_or_else(|e| e.into_inner());
                 if *stop {
                     return;
                 }
@@ -1198,7 +1591,12 @@ impl Inner {
             let idx = t.segs.partition_point(|s| s.base_id < p.seg_base);
             let Some(seg) = t.segs.get(idx) else { break };
             if seg.base_id != p.seg_base {
-                *p = FlushProgress { seg_base: seg.base_id, scan_off: SEGMENT_HEADER_LEN, flushed_off: 0, next_id: seg.base_id };
+                *p = FlushProgress {
+                    seg_base: seg.base_id,
+                    scan_off: SEGMENT_HEADER_LEN,
+                    flushed_off: 0,
+                    next_id: seg.base_id,
+                };
             }
             let has_next = idx + 1 < t.segs.len();
             let (mut off, mut next_id, mut done) = (p.scan_off, p.next_id, false);
@@ -1239,7 +1637,12 @@ impl Inner {
             self.durable.fetch_max(next_id, Ordering::Release);
             match (done, t.segs.get(idx + 1)) {
                 (true, Some(n)) => {
-                    *p = FlushProgress { seg_base: n.base_id, scan_off: SEGMENT_HEADER_LEN, flushed_off: 0, next_id: n.base_id };
+                    *p = FlushProgress {
+                        seg_base: n.base_id,
+                        scan_off: SEGMENT_HEADER_LEN,
+                        flushed_off: 0,
+                        next_id: n.base_id,
+                    };
                 }
                 _ => break,
             }

@@ -50,8 +50,8 @@ mod storage;
 
 #[cfg(not(ledgerq_loom))]
 pub use codec::{
-    Headers, Position, RecordIn, RecordView, MAX_HEADERS, MAX_HEADERS_BYTES, MAX_HEADER_KEY, RECORD_HEADER_LEN,
-    SEGMENT_HEADER_LEN,
+    Headers, Position, RecordIn, RecordView, MAX_HEADERS, MAX_HEADERS_BYTES, MAX_HEADER_KEY,
+    RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
 #[cfg(not(ledgerq_loom))]
 pub use cursor::Cursor;
@@ -60,6 +60,9 @@ pub use error::Error;
 #[cfg(not(ledgerq_loom))]
 pub use journal::{Journal, SegmentInfo, LOCK_FILE};
 #[cfg(not(ledgerq_loom))]
-pub use options::{Durability, JournalOptions, RecoveryMode, DEFAULT_SEGMENT_SIZE, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE};
+pub use options::{
+    Durability, JournalOptions, RecoveryMode, DEFAULT_SEGMENT_SIZE, MAX_SEGMENT_SIZE,
+    MIN_SEGMENT_SIZE,
+};
 #[cfg(not(ledgerq_loom))]
 pub use storage::{FileStorage, FlushRequest, Storage};

@@ -46,12 +46,18 @@ impl Map {
         if populate {
             o.populate();
         }
-        Ok(Map { raw: o.map_raw(file)?, writable: true })
+        Ok(Map {
+            raw: o.map_raw(file)?,
+            writable: true,
+        })
     }
 
     /// Maps `len` bytes of `file` read-only.
     pub(crate) fn read_only(file: &File, len: usize) -> io::Result<Map> {
-        Ok(Map { raw: MmapOptions::new().len(len).map_raw_read_only(file)?, writable: false })
+        Ok(Map {
+            raw: MmapOptions::new().len(len).map_raw_read_only(file)?,
+            writable: false,
+        })
     }
 
     /// Faults every page in writable (`MADV_POPULATE_WRITE`), so appenders take no
@@ -64,6 +70,26 @@ impl Map {
         }
         #[cfg(not(target_os = "linux"))]
         {
+            Ok(())
+        }
+    }
+
+    /// [`Map::populate_write`] for `offset..offset + len` (clamped to the mapping;
+    /// `offset` is rounded down to a page).
+    pub(crate) fn populate_write_range(&self, offset: usize, len: usize) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        {
+            let start = offset & !(crate::storage::page_size() - 1);
+            let end = offset.saturating_add(len).min(self.len());
+            if start >= end {
+                return Ok(());
+            }
+            self.raw
+                .advise_range(memmap2::Advice::PopulateWrite, start, end - start)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = (offset, len);
             Ok(())
         }
     }

@@ -115,7 +115,12 @@ pub fn reserve(word: &AtomicU64, len: u32, n: u32, capacity: u32) -> Reserve {
         // and the range was never written before), but acquiring keeps the roll's
         // read of the final count ordered after the seal; free on x86.
         match word.compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Relaxed) {
-            Ok(_) if fits => return Reserve::Reserved { index: count, offset: off },
+            Ok(_) if fits => {
+                return Reserve::Reserved {
+                    index: count,
+                    offset: off,
+                }
+            }
             Ok(_) => return Reserve::SealedByMe { count, offset: off },
             Err(actual) => cur = actual,
         }
@@ -201,9 +206,27 @@ mod tests {
     #[test]
     fn reserve_fills_then_seals() {
         let w = AtomicU64::new(pack(0, 64));
-        assert_eq!(reserve(&w, 32, 1, 128), Reserve::Reserved { index: 0, offset: 64 });
-        assert_eq!(reserve(&w, 32, 2, 128), Reserve::Reserved { index: 1, offset: 96 });
-        assert_eq!(reserve(&w, 8, 1, 128), Reserve::SealedByMe { count: 3, offset: 128 });
+        assert_eq!(
+            reserve(&w, 32, 1, 128),
+            Reserve::Reserved {
+                index: 0,
+                offset: 64
+            }
+        );
+        assert_eq!(
+            reserve(&w, 32, 2, 128),
+            Reserve::Reserved {
+                index: 1,
+                offset: 96
+            }
+        );
+        assert_eq!(
+            reserve(&w, 8, 1, 128),
+            Reserve::SealedByMe {
+                count: 3,
+                offset: 128
+            }
+        );
         assert_eq!(reserve(&w, 8, 1, 128), Reserve::Sealed);
     }
 }

@@ -29,11 +29,22 @@ pub(crate) struct Scan {
 }
 
 /// Scans `seg` from its first record, repairing it in place (if writable).
-pub(crate) fn scan_and_repair(seg: &Segment, mode: RecoveryMode, storage: &dyn Storage) -> Result<Scan, Error> {
+pub(crate) fn scan_and_repair(
+    seg: &Segment,
+    mode: RecoveryMode,
+    storage: &dyn Storage,
+) -> Result<Scan, Error> {
     let cap = seg.capacity;
     let mut off = SEGMENT_HEADER_LEN;
     let mut next_id = seg.base_id;
-    let mut scan = Scan { end_off: off, next_id, sealed: false, holes: 0, skipped: 0, truncated: false };
+    let mut scan = Scan {
+        end_off: off,
+        next_id,
+        sealed: false,
+        holes: 0,
+        skipped: 0,
+        truncated: false,
+    };
     let mut dirty: Option<(u32, u32)> = None;
     let max_records = u64::from(cap / 8);
     loop {
@@ -87,7 +98,9 @@ pub(crate) fn scan_and_repair(seg: &Segment, mode: RecoveryMode, storage: &dyn S
                 writable(seg, off)?;
                 let marker = codec::hole_marker(next - off, seg.salt);
                 // SAFETY: exclusive access at open; `off + 16 <= next <= cap`.
-                unsafe { std::ptr::copy_nonoverlapping(marker.as_ptr(), seg.ptr(off), marker.len()) };
+                unsafe {
+                    std::ptr::copy_nonoverlapping(marker.as_ptr(), seg.ptr(off), marker.len())
+                };
                 dirty = Some(widen(dirty, off, off + HOLE_MIN_LEN));
                 if commit == 0 {
                     scan.holes += 1;
@@ -101,9 +114,16 @@ pub(crate) fn scan_and_repair(seg: &Segment, mode: RecoveryMode, storage: &dyn S
     if let Some((lo, hi)) = dirty {
         // SAFETY: exclusive access at open; in bounds.
         let bytes = unsafe { seg.slice(lo, hi - lo) };
-        let req =
-            FlushRequest { path: &seg.path, base_id: seg.base_id, file: &seg.file, offset: u64::from(lo), bytes };
-        storage.flush(&req).map_err(|e| Error::io("flush recovered segment", &seg.path, e))?;
+        let req = FlushRequest {
+            path: &seg.path,
+            base_id: seg.base_id,
+            file: &seg.file,
+            offset: u64::from(lo),
+            bytes,
+        };
+        storage
+            .flush(&req)
+            .map_err(|e| Error::io("flush recovered segment", &seg.path, e))?;
     }
     scan.end_off = off.min(cap);
     scan.next_id = next_id;
@@ -114,7 +134,11 @@ fn writable(seg: &Segment, off: u32) -> Result<(), Error> {
     if seg.is_writable() {
         Ok(())
     } else {
-        Err(Error::corrupt(&seg.path, u64::from(off), "damaged tail in a segment mapped read-only"))
+        Err(Error::corrupt(
+            &seg.path,
+            u64::from(off),
+            "damaged tail in a segment mapped read-only",
+        ))
     }
 }
 
@@ -127,7 +151,14 @@ fn widen(d: Option<(u32, u32)>, lo: u32, hi: u32) -> (u32, u32) {
 
 /// The first valid record after `off` (at 8-byte alignment, leaving room for a hole
 /// marker) whose ID is at least `next_id`.
-fn find_next_valid(s: &[u8], off: u32, salt: u32, next_id: u64, base: u64, max_records: u64) -> Option<u32> {
+fn find_next_valid(
+    s: &[u8],
+    off: u32,
+    salt: u32,
+    next_id: u64,
+    base: u64,
+    max_records: u64,
+) -> Option<u32> {
     let mut p = off as usize + HOLE_MIN_LEN as usize;
     while p + 8 <= s.len() {
         if codec::rd_u32(s, p) == KIND_RECORD {

@@ -33,6 +33,8 @@ pub(crate) struct Segment {
     pub(crate) live: bool,
     /// Whether the directory entry (rename) of this segment is known durable.
     pub(crate) dir_synced: AtomicBool,
+    /// Whether the mapping is known to be populated writable (no appender faults).
+    pub(crate) populated: AtomicBool,
 }
 
 impl Region for Segment {
@@ -86,13 +88,19 @@ impl Segment {
             word: CachePadded::new(AtomicU64::new(word)),
             live,
             dir_synced: AtomicBool::new(true),
+            populated: AtomicBool::new(false),
         }
     }
 
-    /// Pre-faults the whole mapping writable (see `Map::populate_write`).
-    pub(crate) fn populate_write(&self) {
+    /// The file and mapping, for reuse of the file as a new segment.
+    pub(crate) fn into_parts(self) -> (File, Map) {
+        (self.file, self.map)
+    }
+
+    /// Pre-faults `offset..offset + len` writable (best effort).
+    pub(crate) fn populate_write_range(&self, offset: u32, len: u32) {
         if self.map.is_writable() {
-            let _ = self.map.populate_write();
+            let _ = self.map.populate_write_range(offset as usize, len as usize);
         }
     }
 
@@ -148,7 +156,10 @@ impl Segment {
                     return Step::Corrupt("hole marker past the end of the segment");
                 }
                 let len = self.read_u32(offset + 8);
-                if len < 16 || len % 8 != 0 || u64::from(offset) + u64::from(len) > u64::from(self.capacity) {
+                if len < 16
+                    || len % 8 != 0
+                    || u64::from(offset) + u64::from(len) > u64::from(self.capacity)
+                {
                     return Step::Corrupt("hole marker length out of bounds");
                 }
                 Step::Hole { len }
@@ -159,7 +170,8 @@ impl Segment {
                 }
                 let len = self.read_u32(offset + 8);
                 if len < RECORD_HEADER_LEN
-                    || u64::from(offset) + u64::from(codec::align8(len.min(u32::MAX - 8))) > u64::from(self.capacity)
+                    || u64::from(offset) + u64::from(codec::align8(len.min(u32::MAX - 8)))
+                        > u64::from(self.capacity)
                 {
                     return Step::Corrupt("record length out of bounds");
                 }
@@ -167,9 +179,16 @@ impl Segment {
                 // committed bytes are never written again.
                 let raw = unsafe { self.slice(offset + 8, len - 8) };
                 let id = codec::rd_u64(raw, 8);
-                let pos = Position { segment: self.base_id, offset, id };
+                let pos = Position {
+                    segment: self.base_id,
+                    offset,
+                    id,
+                };
                 match RecordView::new(raw, pos) {
-                    Some(view) => Step::Record { view, len: codec::align8(len) },
+                    Some(view) => Step::Record {
+                        view,
+                        len: codec::align8(len),
+                    },
                     None => Step::Corrupt("record field lengths do not add up"),
                 }
             }

@@ -41,7 +41,11 @@ pub struct FileStorage;
 
 impl Storage for FileStorage {
     fn create_segment(&self, path: &Path, size: u64) -> io::Result<File> {
-        let file = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)?;
         if let Err(e) = allocate(&file, size) {
             drop(file);
             let _ = std::fs::remove_file(path);
@@ -74,7 +78,8 @@ impl Storage for FileStorage {
 #[cfg(target_os = "linux")]
 fn allocate(file: &File, size: u64) -> io::Result<()> {
     use std::os::unix::io::AsRawFd;
-    let len = libc::off_t::try_from(size).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let len =
+        libc::off_t::try_from(size).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: the fd is open for writing for the duration of the call.
     let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
     match rc {
@@ -110,7 +115,10 @@ fn msync(bytes: &[u8]) -> io::Result<()> {
 
 #[cfg(not(unix))]
 fn msync(_bytes: &[u8]) -> io::Result<()> {
-    Err(io::Error::new(io::ErrorKind::Unsupported, "msync is only implemented on unix"))
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "msync is only implemented on unix",
+    ))
 }
 
 /// The system page size.
@@ -119,7 +127,10 @@ pub(crate) fn page_size() -> usize {
     {
         // SAFETY: sysconf has no preconditions.
         let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        usize::try_from(p).ok().filter(|p| p.is_power_of_two()).unwrap_or(4096)
+        usize::try_from(p)
+            .ok()
+            .filter(|p| p.is_power_of_two())
+            .unwrap_or(4096)
     }
     #[cfg(not(unix))]
     {

@@ -62,7 +62,13 @@ fn append_read_reopen() {
     };
     assert_eq!(j.append(&rec).unwrap(), 1);
     assert_eq!(j.append(&RecordIn::new(b"world")).unwrap(), 2);
-    let r = j.append_batch(&[RecordIn::new(b"a"), RecordIn::new(b"b"), RecordIn::new(b"c")]).unwrap();
+    let r = j
+        .append_batch(&[
+            RecordIn::new(b"a"),
+            RecordIn::new(b"b"),
+            RecordIn::new(b"c"),
+        ])
+        .unwrap();
     assert_eq!(r, 3..6);
     assert_eq!(j.next_id(), 6);
     let mut c = j.cursor(1).unwrap();
@@ -81,7 +87,10 @@ fn append_read_reopen() {
         .unwrap()
         .unwrap();
     assert_eq!(j.read(pos, |v| v.payload().to_vec()).unwrap(), b"hello");
-    assert!(matches!(j.read(Position::new(pos.segment(), pos.offset(), 77), |_| ()), Err(Error::NotFound { id: 77 })));
+    assert!(matches!(
+        j.read(Position::new(pos.segment(), pos.offset(), 77), |_| ()),
+        Err(Error::NotFound { id: 77 })
+    ));
     assert_eq!(c.position_id(), 2);
     j.sync().unwrap();
     assert!(j.durable_id() >= 6);
@@ -89,10 +98,16 @@ fn append_read_reopen() {
 
     let j = Journal::open(d.path(), opts()).unwrap();
     let all = read_all(&j, 1);
-    assert_eq!(all.iter().map(|r| r.0).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
+    assert_eq!(
+        all.iter().map(|r| r.0).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
     assert_eq!(all[4].1, b"c");
     assert_eq!(j.append(&RecordIn::new(b"x")).unwrap(), 6);
-    assert_eq!(read_all(&j, 4).iter().map(|r| r.0).collect::<Vec<_>>(), vec![4, 5, 6]);
+    assert_eq!(
+        read_all(&j, 4).iter().map(|r| r.0).collect::<Vec<_>>(),
+        vec![4, 5, 6]
+    );
     // unrelated files are ignored
     std::fs::write(d.path().join("consumer.state"), b"whatever").unwrap();
     j.close().unwrap();
@@ -105,14 +120,29 @@ fn limits_are_checked_before_writing() {
     let d = tempfile::tempdir().unwrap();
     let j = Journal::open(d.path(), opts().max_record_size(1000)).unwrap();
     let big = vec![0u8; 1001];
-    assert!(matches!(j.append(&RecordIn::new(&big)), Err(Error::RecordTooLarge { size: 1001, max: 1000 })));
+    assert!(matches!(
+        j.append(&RecordIn::new(&big)),
+        Err(Error::RecordTooLarge {
+            size: 1001,
+            max: 1000
+        })
+    ));
     let j2 = tempfile::tempdir().unwrap();
     let j2 = Journal::open(j2.path(), opts()).unwrap();
     let huge = vec![0u8; SEG as usize];
-    assert!(matches!(j2.append(&RecordIn::new(&huge)), Err(Error::RecordTooLarge { .. })));
+    assert!(matches!(
+        j2.append(&RecordIn::new(&huge)),
+        Err(Error::RecordTooLarge { .. })
+    ));
     assert_eq!(j.next_id(), 1);
-    assert!(matches!(JournalOptions::new().segment_size(1000).validate(), Err(Error::InvalidOptions(_))));
-    assert!(JournalOptions::new().flush_interval(std::time::Duration::ZERO).validate().is_err());
+    assert!(matches!(
+        JournalOptions::new().segment_size(1000).validate(),
+        Err(Error::InvalidOptions(_))
+    ));
+    assert!(JournalOptions::new()
+        .flush_interval(std::time::Duration::ZERO)
+        .validate()
+        .is_err());
 }
 
 #[test]
@@ -185,7 +215,10 @@ fn four_threads_many_appends() {
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
     for v in &ids {
-        assert!(v.windows(2).all(|w| w[0] < w[1]), "ids increase per producer");
+        assert!(
+            v.windows(2).all(|w| w[0] < w[1]),
+            "ids increase per producer"
+        );
     }
     let mut all: Vec<u64> = ids.concat();
     all.sort_unstable();
@@ -196,7 +229,11 @@ fn four_threads_many_appends() {
     while let Some((id, t, i)) = c
         .next(&j, |v| {
             let p = v.payload();
-            (v.id(), u64::from_le_bytes(p[..8].try_into().unwrap()), u64::from_le_bytes(p[8..16].try_into().unwrap()))
+            (
+                v.id(),
+                u64::from_le_bytes(p[..8].try_into().unwrap()),
+                u64::from_le_bytes(p[8..16].try_into().unwrap()),
+            )
         })
         .unwrap()
     {
@@ -247,7 +284,10 @@ fn lock_and_read_only() {
         j.append(&RecordIn::new(&i.to_le_bytes())).unwrap();
     }
     let ro = Journal::open_read_only(d.path(), opts()).unwrap();
-    assert!(matches!(ro.append(&RecordIn::new(b"x")), Err(Error::ReadOnly)));
+    assert!(matches!(
+        ro.append(&RecordIn::new(b"x")),
+        Err(Error::ReadOnly)
+    ));
     let mut c = ro.cursor(1).unwrap();
     let mut n = 0;
     while c.next(&ro, |_| ()).unwrap().is_some() {
@@ -283,7 +323,11 @@ fn seek_time_finds_first_at_or_after() {
     let d = tempfile::tempdir().unwrap();
     let j = Journal::open(d.path(), opts()).unwrap();
     for i in 0..2000u64 {
-        j.append(&RecordIn { timestamp_ns: Some(1_000 + i * 10), ..RecordIn::new(&[0u8; 100]) }).unwrap();
+        j.append(&RecordIn {
+            timestamp_ns: Some(1_000 + i * 10),
+            ..RecordIn::new(&[0u8; 100])
+        })
+        .unwrap();
     }
     let t = |ns| std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns);
     assert_eq!(j.seek_time(t(0)).unwrap(), 1);
@@ -327,7 +371,10 @@ fn torn_tail_is_truncated() {
     assert_eq!(j.append(&RecordIn::new(b"again")).unwrap(), 5);
     j.close().unwrap();
     let raw = std::fs::read(&seg).unwrap();
-    assert!(raw[30_000..30_100].iter().all(|&b| b == 0), "garbage zeroed");
+    assert!(
+        raw[30_000..30_100].iter().all(|&b| b == 0),
+        "garbage zeroed"
+    );
     let j = Journal::open(d.path(), opts()).unwrap();
     let all = read_all(&j, 1);
     assert_eq!(all.len(), 5);
@@ -360,7 +407,11 @@ fn corruption_in_the_middle_is_strict_error_or_skipped() {
     let seg = last_segment(d.path());
     patch(&seg, u64::from(pos[1].offset()) + 70, &[0xAA, 0xBB]);
     match Journal::open(d.path(), opts()) {
-        Err(Error::Corrupt { path, offset, reason }) => {
+        Err(Error::Corrupt {
+            path,
+            offset,
+            reason,
+        }) => {
             assert_eq!(path, seg);
             assert_eq!(offset, u64::from(pos[1].offset()));
             assert!(reason.contains("checksum"), "{reason}");
@@ -377,14 +428,20 @@ fn blank_tail_segment_is_removed_and_bad_named_file_is_corrupt() {
     let d = tempfile::tempdir().unwrap();
     write_records(d.path(), 3, 10);
     // A tail segment whose header never made it.
-    File::create(d.path().join(format!("{:020}.seg", 100))).unwrap().set_len(SEG).unwrap();
+    File::create(d.path().join(format!("{:020}.seg", 100)))
+        .unwrap()
+        .set_len(SEG)
+        .unwrap();
     let j = Journal::open(d.path(), opts()).unwrap();
     assert_eq!(j.next_id(), 4);
     assert_eq!(j.segments().len(), 1);
     j.close().unwrap();
     // A non-tail file named like a segment with garbage.
     std::fs::write(d.path().join(format!("{:020}.seg", 0)), vec![1u8; 100]).unwrap();
-    assert!(matches!(Journal::open(d.path(), opts()), Err(Error::Corrupt { .. })));
+    assert!(matches!(
+        Journal::open(d.path(), opts()),
+        Err(Error::Corrupt { .. })
+    ));
 }
 
 #[test]
@@ -414,7 +471,10 @@ impl Storage for Faulty {
     }
     fn flush(&self, req: &FlushRequest<'_>) -> io::Result<()> {
         let n = self.flushes.fetch_add(1, Ordering::SeqCst) + 1;
-        self.log.lock().unwrap().push((req.base_id, req.offset, req.bytes.len()));
+        self.log
+            .lock()
+            .unwrap()
+            .push((req.base_id, req.offset, req.bytes.len()));
         if self.fail_flush_at.is_some_and(|k| n >= k) {
             return Err(io::Error::other("injected EIO"));
         }
@@ -432,8 +492,15 @@ fn libc_enospc() -> i32 {
 #[test]
 fn failed_flush_latches() {
     let d = tempfile::tempdir().unwrap();
-    let st = Arc::new(Faulty { fail_flush_at: Some(3), ..Default::default() });
-    let j = Journal::open(d.path(), opts().durability(Durability::Sync).storage(st.clone())).unwrap();
+    let st = Arc::new(Faulty {
+        fail_flush_at: Some(3),
+        ..Default::default()
+    });
+    let j = Journal::open(
+        d.path(),
+        opts().durability(Durability::Sync).storage(st.clone()),
+    )
+    .unwrap();
     let mut results = Vec::new();
     for _ in 0..5 {
         results.push(j.append(&RecordIn::new(b"x")));
@@ -450,7 +517,10 @@ fn failed_flush_latches() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(j.append(&RecordIn::new(b"y")), Err(Error::Poisoned { .. })));
+    assert!(matches!(
+        j.append(&RecordIn::new(b"y")),
+        Err(Error::Poisoned { .. })
+    ));
     assert!(j.close().is_err());
     // Records that were reported durable are there.
     let j = Journal::open(d.path(), opts()).unwrap();
@@ -461,7 +531,11 @@ fn failed_flush_latches() {
 fn sync_flush_covers_the_record() {
     let d = tempfile::tempdir().unwrap();
     let st = Arc::new(Faulty::default());
-    let j = Journal::open(d.path(), opts().durability(Durability::Sync).storage(st.clone())).unwrap();
+    let j = Journal::open(
+        d.path(),
+        opts().durability(Durability::Sync).storage(st.clone()),
+    )
+    .unwrap();
     for i in 0..10u64 {
         let id = j.append(&RecordIn::new(b"abc")).unwrap();
         assert_eq!(id, i + 1);
@@ -501,7 +575,10 @@ fn enospc_at_segment_creation_is_typed_and_harmless() {
     assert!(err.to_string().contains("no space left"));
     // ok covers the first segment plus the prepared one
     assert!(ok > 15);
-    assert!(matches!(j.append(&RecordIn::new(&payload)), Err(Error::NoSpace { .. })));
+    assert!(matches!(
+        j.append(&RecordIn::new(&payload)),
+        Err(Error::NoSpace { .. })
+    ));
     assert_eq!(read_all(&j, 1).len() as u64, ok);
     st.no_space.store(false, Ordering::SeqCst);
     assert_eq!(j.append(&RecordIn::new(&payload)).unwrap(), ok + 1);

@@ -25,20 +25,34 @@ fn shutdown_releases_the_lock_while_the_handle_lives() {
     let d = tempfile::tempdir().unwrap();
     let j = Journal::open(d.path(), opts()).unwrap();
     let first = j.append(&RecordIn::new(b"one")).unwrap();
-    let pos = j.cursor(first).unwrap().next(&j, |v| v.position()).unwrap().unwrap();
+    let pos = j
+        .cursor(first)
+        .unwrap()
+        .next(&j, |v| v.position())
+        .unwrap()
+        .unwrap();
     j.shutdown().unwrap();
     j.shutdown().unwrap(); // idempotent
     assert!(matches!(j.append(&RecordIn::new(b"x")), Err(Error::Closed)));
-    assert!(matches!(j.append_batch(&[RecordIn::new(b"x")]), Err(Error::Closed)));
+    assert!(matches!(
+        j.append_batch(&[RecordIn::new(b"x")]),
+        Err(Error::Closed)
+    ));
     assert!(matches!(j.sync(), Err(Error::Closed)));
-    assert!(matches!(j.remove_segments_below(u64::MAX), Err(Error::Closed)));
+    assert!(matches!(
+        j.remove_segments_below(u64::MAX),
+        Err(Error::Closed)
+    ));
     assert_eq!(Error::Closed.to_string(), "the journal is closed");
     // Reads of existing records still work on the old handle.
     assert_eq!(j.read(pos, |v| v.payload().to_vec()).unwrap(), b"one");
     // The same directory opens again while `j` is alive, and continues after it.
     let j2 = Journal::open(d.path(), opts()).unwrap();
     assert_eq!(j2.append(&RecordIn::new(b"two")).unwrap(), first + 1);
-    assert_eq!(read_all(&j2, 1), vec![(1, b"one".to_vec()), (2, b"two".to_vec())]);
+    assert_eq!(
+        read_all(&j2, 1),
+        vec![(1, b"one".to_vec()), (2, b"two".to_vec())]
+    );
     drop(j); // dropping the shut-down handle does not disturb the new owner
     assert_eq!(j2.append(&RecordIn::new(b"three")).unwrap(), 3);
     j2.close().unwrap();
@@ -76,7 +90,11 @@ fn shutdown_during_concurrent_appends_loses_no_acknowledged_record() {
     assert!(n > 0);
     let j2 = Journal::open(d.path(), opts()).unwrap();
     let all = read_all(&j2, 1);
-    assert_eq!(all.len() as u64, n, "every acknowledged append is there, nothing else");
+    assert_eq!(
+        all.len() as u64,
+        n,
+        "every acknowledged append is there, nothing else"
+    );
     for (i, (id, _)) in all.iter().enumerate() {
         assert_eq!(*id, i as u64 + 1);
     }
@@ -116,7 +134,11 @@ fn min_next_id_skips_ids_and_persists() {
 #[test]
 fn min_next_id_on_an_empty_journal_and_with_sync() {
     let d = tempfile::tempdir().unwrap();
-    let j = Journal::open(d.path(), opts().min_next_id(42).durability(Durability::Sync)).unwrap();
+    let j = Journal::open(
+        d.path(),
+        opts().min_next_id(42).durability(Durability::Sync),
+    )
+    .unwrap();
     assert_eq!(j.next_id(), 42);
     assert_eq!(j.first_id(), 42);
     assert_eq!(j.append(&RecordIn::new(b"x")).unwrap(), 42);

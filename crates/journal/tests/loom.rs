@@ -54,7 +54,11 @@ struct Chain {
 
 impl Chain {
     fn new(n: usize, cap: u32) -> Chain {
-        let c = Chain { segs: (0..n).map(|_| Seg::new(cap)).collect(), active: AtomicUsize::new(0), roll_lock: Mutex::new(()) };
+        let c = Chain {
+            segs: (0..n).map(|_| Seg::new(cap)).collect(),
+            active: AtomicUsize::new(0),
+            roll_lock: Mutex::new(()),
+        };
         c.segs[0].base.store(1, Ordering::Relaxed);
         c
     }
@@ -144,12 +148,20 @@ fn check(threads: usize, per_thread: usize, cap: u32, segs: usize) {
                 loom::thread::spawn(move || (0..per_thread).map(|_| c.append()).collect::<Vec<_>>())
             })
             .collect();
-        let mut reader = Reader { seg: 0, off: 0, next_id: 1, seen: Vec::new() };
+        let mut reader = Reader {
+            seg: 0,
+            off: 0,
+            next_id: 1,
+            seen: Vec::new(),
+        };
         reader.drain(&chain);
         let mut all = Vec::new();
         for h in hs {
             let got = h.join().unwrap();
-            assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "ids increase per appender");
+            assert!(
+                got.windows(2).all(|w| w[0].0 < w[1].0),
+                "ids increase per appender"
+            );
             all.extend(got);
         }
         let total = threads * per_thread;
