@@ -127,7 +127,11 @@ impl Queue {
             }
             Err(e) => return Err(io_err("read queue directory", &dir, e)),
         }
+        // IDs the consumer state already counts as consumed must never be assigned again,
+        // even if the journal's tail was lost (power loss in buffered mode).
+        let consumed_below = crate::state::peek_watermark(&dir);
         let jopts = JournalOptions::new()
+            .min_next_id(consumed_below)
             .segment_size(opts.segment_size)
             .durability(opts.durability)
             .flush_interval(opts.flush_interval)
@@ -137,13 +141,9 @@ impl Queue {
         let state = StateFile::open(&dir)?;
         let first = journal.first_id();
         let end = journal.next_id();
-        let mut w = state.watermark().load(Ordering::SeqCst).max(first);
-        if w > end {
-            // The state ran ahead of the journal (the journal's tail was lost with the
-            // page cache). IDs from `end` on will be assigned again to new messages, which
-            // must not count as consumed.
-            w = end;
-        }
+        // `min_next_id` keeps `end` at or above the watermark; the clamp only matters if
+        // the state file changed between the peek and the lock.
+        let w = state.watermark().load(Ordering::SeqCst).max(first).min(end);
         state.set_watermark(w);
         let acked_ahead = if opts.ack_mode == AckMode::Manual {
             (w..end.min(w + WINDOW))
@@ -380,7 +380,11 @@ impl Queue {
         if let Some(h) = lock(&self.maintenance).take() {
             let _ = h.join();
         }
-        inner.sync()
+        let synced = inner.sync();
+        // Releases the directory's lock: the queue can be opened again at once, even while
+        // this handle exists.
+        let shut = inner.journal.shutdown().map_err(Error::from);
+        synced.and(shut)
     }
 
     /// The queue directory.

@@ -48,6 +48,19 @@ const ACKED: u64 = 0xFF;
 /// The name of the default consumer group's state file.
 pub(crate) const FILE_NAME: &str = "consumer.default.state";
 
+/// Reads the watermark of the state file in `dir` without mapping it (before the queue's
+/// lock is taken); 0 if the file is missing or unreadable.
+pub(crate) fn peek_watermark(dir: &Path) -> u64 {
+    use std::io::Read;
+    let mut head = [0u8; 24];
+    match File::open(dir.join(FILE_NAME)).and_then(|mut f| f.read_exact(&mut head)) {
+        Ok(()) if head[..8] == MAGIC => {
+            u64::from_le_bytes(head[16..24].try_into().expect("8 bytes"))
+        }
+        _ => 0,
+    }
+}
+
 /// What the state file records for one message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Entry {

@@ -339,7 +339,12 @@ fn second_open_is_locked() {
         other => panic!("expected Locked, got {other:?}"),
     }
     drop(q);
-    Queue::open(dir.path()).expect("the lock is released on drop");
+    let q = Queue::open(dir.path()).expect("the lock is released on drop");
+    q.close().unwrap();
+    let q2 = Queue::open(dir.path()).expect("the lock is released on close");
+    assert!(matches!(q.enqueue(b"x"), Err(Error::Closed)));
+    drop(q);
+    q2.enqueue(b"still works").unwrap();
 }
 
 #[test]
@@ -393,4 +398,27 @@ fn sync_and_stats() {
     assert!(s.segments >= 1 && s.disk_bytes > 0);
     q.dequeue().unwrap();
     assert_eq!(q.stats().pending, 9);
+}
+
+#[test]
+fn consumed_ids_are_not_reassigned_after_a_lost_journal_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let q = Queue::open_with(dir.path(), small()).unwrap();
+        q.enqueue_batch((0..10u8).map(|i| [i])).unwrap();
+        assert_eq!(q.dequeue_batch(10).unwrap().len(), 10);
+        q.close().unwrap();
+    }
+    // A power loss that kept the consumer state but lost the journal's data.
+    for e in std::fs::read_dir(dir.path()).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "seg") {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    let q = Queue::open_with(dir.path(), small()).unwrap();
+    let id = q.enqueue(b"new").unwrap();
+    assert!(id > 10, "ID {id} was already consumed");
+    let m = q.dequeue().unwrap().expect("the new message is delivered");
+    assert_eq!((m.id(), m.payload()), (id, &b"new"[..]));
 }
