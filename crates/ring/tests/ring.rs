@@ -18,7 +18,7 @@ fn ring_is_send_and_sync() {
 
 #[test]
 fn capacity_rounds_up_to_a_power_of_two() {
-    assert_eq!(Ring::<u8>::with_capacity(1).capacity(), 2);
+    assert_eq!(Ring::<u8>::with_capacity(1).capacity(), 1);
     assert_eq!(Ring::<u8>::with_capacity(2).capacity(), 2);
     assert_eq!(Ring::<u8>::with_capacity(3).capacity(), 4);
     assert_eq!(Ring::<u8>::with_capacity(1000).capacity(), 1024);
@@ -28,6 +28,28 @@ fn capacity_rounds_up_to_a_power_of_two() {
 #[should_panic(expected = "capacity must be non-zero")]
 fn zero_capacity_panics() {
     let _ = Ring::<u8>::with_capacity(0);
+}
+
+#[test]
+#[should_panic(expected = "capacity overflow")]
+fn overflowing_capacity_panics() {
+    let _ = Ring::<u8>::with_capacity(usize::MAX);
+}
+
+#[test]
+fn capacity_one_alternates_full_and_empty() {
+    let r = Ring::with_capacity(1);
+    for i in 0..10u32 {
+        assert_eq!(r.pop(), None);
+        r.push(i).unwrap();
+        assert!(r.is_full());
+        assert_eq!(r.push(i + 100), Err(i + 100));
+        assert_eq!(r.pop(), Some(i));
+    }
+    let mut out = Vec::new();
+    assert_eq!(r.push_batch([1, 2, 3]), 1);
+    assert_eq!(r.pop_batch(&mut out, 8), 1);
+    assert_eq!(out, [1]);
 }
 
 #[test]
@@ -109,7 +131,7 @@ fn every_value_dropped_exactly_once() {
     drop(out);
     assert_eq!(drops.load(Ordering::SeqCst), 6);
     // A refused value comes back and is dropped by its owner, not by the ring.
-    let full = Ring::with_capacity(1);
+    let full = Ring::with_capacity(2);
     full.push(DropCounter(drops.clone()))
         .map_err(|_| ())
         .unwrap();
@@ -124,6 +146,74 @@ fn every_value_dropped_exactly_once() {
     drop(r);
     drop(full);
     assert_eq!(drops.load(Ordering::SeqCst), 13);
+}
+
+/// An `ExactSizeIterator` that reports `len` items but yields only `real`, then panics if
+/// `panic` is set, else ends.
+struct Liar {
+    len: usize,
+    real: usize,
+    panic: bool,
+    drops: Arc<AtomicUsize>,
+}
+
+impl Iterator for Liar {
+    type Item = DropCounter;
+    fn next(&mut self) -> Option<DropCounter> {
+        if self.real == 0 {
+            assert!(!self.panic, "iterator panicked");
+            return None;
+        }
+        self.real -= 1;
+        self.len -= 1;
+        Some(DropCounter(self.drops.clone()))
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.len, Some(self.len))
+    }
+}
+
+impl ExactSizeIterator for Liar {}
+
+#[test]
+fn push_batch_survives_a_panicking_or_short_iterator() {
+    for panic in [false, true] {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let r = Ring::with_capacity(8);
+        r.push(DropCounter(drops.clone())).map_err(|_| ()).unwrap();
+        let liar = Liar {
+            len: 5,
+            real: 2,
+            panic,
+            drops: drops.clone(),
+        };
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.push_batch(liar)));
+        assert_eq!(result.is_err(), panic);
+        if !panic {
+            assert_eq!(result.unwrap(), 2);
+        }
+        // The claimed but unwritten positions are skipped; the ring keeps working.
+        r.push(DropCounter(drops.clone())).map_err(|_| ()).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(r.pop_batch(&mut out, 2), 2);
+        assert!(r.pop().is_some());
+        assert!(r.pop().is_some());
+        assert!(r.pop().is_none());
+        assert!(r.is_empty());
+        drop(out);
+        assert_eq!(drops.load(Ordering::SeqCst), 4);
+        // And a dropped ring with skipped positions drops only real values.
+        let liar = Liar {
+            len: 4,
+            real: 1,
+            panic,
+            drops: drops.clone(),
+        };
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.push_batch(liar)));
+        r.push(DropCounter(drops.clone())).map_err(|_| ()).unwrap();
+        drop(r);
+        assert_eq!(drops.load(Ordering::SeqCst), 6);
+    }
 }
 
 #[test]
