@@ -44,8 +44,8 @@ use crate::storage::FlushRequest;
 
 /// Name of the lock file in the queue directory.
 pub const LOCK_FILE: &str = "LOCK";
-/// Most yields a group-commit leader spends gathering followers before flushing.
-const GATHER_ROUNDS: usize = 8;
+/// Longest a group-commit leader waits for the previous group to come back.
+const MAX_GATHER: Duration = Duration::from_millis(2);
 const TMP_PREFIX: &str = "prepared-";
 const TMP_SUFFIX: &str = ".seg.tmp";
 /// Most removed segment files kept for reuse.
@@ -144,9 +144,8 @@ pub(crate) struct Inner {
     stop: Mutex<bool>,
     stop_cv: Condvar,
     tmp_counter: AtomicU64,
-    /// Calls of `wait_durable` so far; lets a leader see whether more appenders are
-    /// still arriving before it flushes.
-    sync_arrivals: AtomicU64,
+    /// Group-commit statistics for the leader's gathering rule (see `gather`).
+    gc_stats: GroupStats,
     /// Largest aligned record that fits in a new segment.
     max_in_segment: u32,
     /// Removed segments kept for reuse (see [`JournalOptions::recycle_segments`]).
@@ -155,6 +154,36 @@ pub(crate) struct Inner {
     closed: AtomicBool,
     /// The directory lock (writer only); dropped (released) by `shutdown`.
     lock: Mutex<Option<File>>,
+}
+
+/// Group-commit statistics. All Relaxed: they steer a heuristic and order nothing.
+#[derive(Debug)]
+struct GroupStats {
+    /// Threads inside `wait_durable` (their records are committed).
+    inside: AtomicU64,
+    /// How many were inside when the last group flush started.
+    last_batch: AtomicU64,
+    /// Duration of the last group flush, ns.
+    last_flush_ns: AtomicU64,
+    /// When the last group flush ended, ns since `base`.
+    last_end_ns: AtomicU64,
+    base: std::time::Instant,
+}
+
+impl GroupStats {
+    fn new() -> Self {
+        GroupStats {
+            inside: AtomicU64::new(0),
+            last_batch: AtomicU64::new(0),
+            last_flush_ns: AtomicU64::new(0),
+            last_end_ns: AtomicU64::new(0),
+            base: std::time::Instant::now(),
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
 }
 
 /// What `Journal::shutdown` still has to do.
@@ -520,7 +549,7 @@ impl Journal {
             stop: Mutex::new(false),
             stop_cv: Condvar::new(),
             tmp_counter: AtomicU64::new(0),
-            sync_arrivals: AtomicU64::new(0),
+            gc_stats: GroupStats::new(),
             max_in_segment,
             opts,
             recycled: Mutex::new(Vec::new()),
@@ -605,7 +634,7 @@ impl Journal {
             stop: Mutex::new(false),
             stop_cv: Condvar::new(),
             tmp_counter: AtomicU64::new(0),
-            sync_arrivals: AtomicU64::new(0),
+            gc_stats: GroupStats::new(),
             max_in_segment,
             opts,
             recycled: Mutex::new(Vec::new()),
@@ -1536,8 +1565,14 @@ impl Inner {
 
     /// Group commit: returns once `id` is durable (leader/follower, see module docs).
     pub(crate) fn wait_durable(&self, id: u64) -> Result<(), Error> {
-        // Relaxed: a statistic for the leader's gathering heuristic, orders nothing.
-        self.sync_arrivals.fetch_add(1, Ordering::Relaxed);
+        // Relaxed (all `gc_stats`): statistics for the gathering rule, order nothing.
+        self.gc_stats.inside.fetch_add(1, Ordering::Relaxed);
+        let r = self.wait_durable_inner(id);
+        self.gc_stats.inside.fetch_sub(1, Ordering::Relaxed);
+        r
+    }
+
+    fn wait_durable_inner(&self, id: u64) -> Result<(), Error> {
         loop {
             if let Some(c) = self.poison.get() {
                 return Err(Error::Poisoned { cause: c.clone() });
@@ -1556,19 +1591,17 @@ impl Inner {
             }
             *leader = true;
             drop(leader);
-            // Gather: while other appenders keep arriving (they run between our
-            // yields), let them commit so one flush covers them all. Bounded.
-            let mut seen = self.sync_arrivals.load(Ordering::Relaxed);
-            for _ in 0..GATHER_ROUNDS {
-                std::thread::yield_now();
-                let now = self.sync_arrivals.load(Ordering::Relaxed);
-                if now == seen {
-                    break;
-                }
-                seen = now;
-            }
+            self.gather();
+            let st = &self.gc_stats;
+            let batch = st.inside.load(Ordering::Relaxed);
             let before = self.durable.load(Ordering::Acquire);
+            let t0 = st.now_ns();
             let r = self.flush_committed();
+            let t1 = st.now_ns();
+            st.last_flush_ns
+                .store(t1.saturating_sub(t0), Ordering::Relaxed);
+            st.last_batch.store(batch, Ordering::Relaxed);
+            st.last_end_ns.store(t1, Ordering::Relaxed);
             *lock_ignore_poison(&self.gc) = false;
             self.gc_cv.notify_all();
             r?;
@@ -1577,6 +1610,32 @@ impl Inner {
                 // An earlier reservation is still being written; let it finish.
                 std::thread::yield_now();
             }
+        }
+    }
+
+    /// The leader's gathering rule. If the last flush covered several syncers and
+    /// ended less than a flush time ago, those syncers are on their way back (woken,
+    /// appending): wait, yielding the CPU to them, until as many are inside
+    /// `wait_durable` as the last flush covered, for at most one flush time (capped
+    /// at [`MAX_GATHER`]). Otherwise (a lone syncer, or an idle pipeline) flush at once.
+    fn gather(&self) {
+        let st = &self.gc_stats;
+        let target = st.last_batch.load(Ordering::Relaxed);
+        if target <= 1 {
+            return;
+        }
+        let budget = st
+            .last_flush_ns
+            .load(Ordering::Relaxed)
+            .min(MAX_GATHER.as_nanos() as u64);
+        let start = st.now_ns();
+        if start.saturating_sub(st.last_end_ns.load(Ordering::Relaxed)) > budget {
+            return;
+        }
+        while st.inside.load(Ordering::Relaxed) < target
+            && st.now_ns().saturating_sub(start) < budget
+        {
+            std::thread::yield_now();
         }
     }
 

@@ -148,3 +148,58 @@ fn min_next_id_on_an_empty_journal_and_with_sync() {
     assert_eq!(read_all(&j, 1), vec![(42, b"x".to_vec())]);
     assert_eq!(read_all(&j, 10), vec![(42, b"x".to_vec())]);
 }
+
+#[test]
+fn concurrent_sync_appends_share_flushes() {
+    use std::sync::{Arc, Mutex};
+    #[derive(Debug, Default)]
+    struct Counting(Mutex<u64>);
+    impl Storage for Counting {
+        fn create_segment(
+            &self,
+            path: &std::path::Path,
+            size: u64,
+        ) -> std::io::Result<std::fs::File> {
+            FileStorage.create_segment(path, size)
+        }
+        fn flush(&self, req: &FlushRequest<'_>) -> std::io::Result<()> {
+            *self.0.lock().unwrap() += 1;
+            FileStorage.flush(req)
+        }
+        fn sync_dir(&self, dir: &std::path::Path) -> std::io::Result<()> {
+            FileStorage.sync_dir(dir)
+        }
+    }
+    let d = tempfile::tempdir().unwrap();
+    let st = Arc::new(Counting::default());
+    let j = Journal::open(
+        d.path(),
+        opts().durability(Durability::Sync).storage(st.clone()),
+    )
+    .unwrap();
+    let before = *st.0.lock().unwrap();
+    let (threads, per) = (16u64, 40u64);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                for _ in 0..per {
+                    let id = j.append(&RecordIn::new(&[1u8; 100])).unwrap();
+                    assert!(j.durable_id() > id);
+                }
+            });
+        }
+    });
+    let flushes = *st.0.lock().unwrap() - before;
+    assert!(
+        flushes * 2 <= threads * per,
+        "{flushes} flushes for {} appends",
+        threads * per
+    );
+    // A lone syncer afterwards is not held back by the gathering rule for long.
+    let t = std::time::Instant::now();
+    for _ in 0..20 {
+        j.append(&RecordIn::new(b"x")).unwrap();
+    }
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
+    j.close().unwrap();
+}
