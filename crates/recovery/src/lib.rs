@@ -1,2 +1,25 @@
-//! Open-time recovery of a LedgerQ directory.
+//! Open-time recovery of a LedgerQ directory, and the read-only [`verify`] report the
+//! CLI prints.
+//!
+//! [`verify`] reads every segment file and the default consumer state file directly
+//! (it opens nothing for writing and creates nothing, so it works beside a running
+//! writer and on a directory that must not be touched, e.g. after a crash, before
+//! recovery repairs it) and reports every segment, the ID gaps and hole markers, torn
+//! tails and corruption with file, offset and reason.
+//!
+//! ```no_run
+//! let report = ledgerq_recovery::verify(std::path::Path::new("/var/lib/app/queue"))?;
+//! print!("{report}");
+//! if !report.is_clean() {
+//!     std::process::exit(1);
+//! }
+//! # Ok::<(), ledgerq_recovery::Error>(())
+//! ```
 #![forbid(unsafe_code)]
+
+mod verify;
+
+pub use verify::{
+    verify, ConsumerState, Corruption, Error, HoleMarker, IdGap, Report, SegmentReport, TornTail,
+    CONSUMER_STATE_FILE,
+};

@@ -1,0 +1,670 @@
+//! The read-only verification report of a queue directory.
+//!
+//! The segment format is the journal's (byte map in `ledgerq_journal`'s codec module);
+//! the journal exposes no public validator that scans a segment and reports damage
+//! without failing, so the checks below mirror its open-time scan: a record is valid
+//! when its lengths add up and its CRC32C (seeded with the segment salt) matches, and
+//! its ID is at least the one after the previous record.
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use ledgerq_journal::proto::{KIND_END, KIND_HOLE, KIND_RECORD};
+use ledgerq_journal::{MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+
+/// Name of the default consumer group's state file.
+pub const CONSUMER_STATE_FILE: &str = "consumer.default.state";
+
+/// Segment magic number (the journal's codec; not re-exported by it).
+const MAGIC: [u8; 8] = [0x89, b'L', b'Q', b'J', 0x0D, 0x0A, 0x1A, 0x0A];
+const VERSION: u32 = 1;
+const HOLE_MIN_LEN: usize = 16;
+const STATE_MAGIC: [u8; 8] = *b"LQSTATE\x01";
+const STATE_VERSION: u32 = 1;
+const STATE_HEADER: u64 = 4096;
+
+/// Why [`verify`] could not produce a report. Damage is never an error: it is in the
+/// [`Report`].
+#[derive(Debug)]
+pub enum Error {
+    /// Reading the directory or a file failed.
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The path is not a directory.
+    NotADirectory {
+        /// The path given.
+        path: PathBuf,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io { op, path, source } => {
+                write!(f, "{op} failed for {}: {source}", path.display())
+            }
+            Error::NotADirectory { path } => {
+                write!(f, "{} is not a queue directory", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            Error::NotADirectory { .. } => None,
+        }
+    }
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Error + 'a {
+    move |source| Error::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One segment file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentReport {
+    /// The file.
+    pub path: PathBuf,
+    /// Base ID from the file name.
+    pub base_id: u64,
+    /// Size of the file in bytes.
+    pub size: u64,
+    /// ID of the first valid record, if any.
+    pub first_id: Option<u64>,
+    /// ID of the last valid record, if any.
+    pub last_id: Option<u64>,
+    /// Valid records.
+    pub records: u64,
+    /// Hole markers (reservations never committed, marked by recovery).
+    pub hole_markers: u64,
+    /// Bytes from the start of the file to the end of the last valid record, hole or
+    /// end marker (header included).
+    pub bytes_used: u64,
+    /// The segment ends with an end marker: no more appends go to it.
+    pub sealed: bool,
+    /// The header is valid (if not, nothing else of the segment was read).
+    pub header_ok: bool,
+}
+
+/// Damage that opening in `RecoveryMode::Strict` reports (or that no open repairs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Corruption {
+    /// The damaged file.
+    pub path: PathBuf,
+    /// Byte offset of the damage in that file.
+    pub offset: u64,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// Bytes after the last valid record of one of the last two segments that are not a
+/// valid record and are followed by none: a write torn by a crash. Opening the queue
+/// zeroes them (nothing acknowledged as written is lost).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    /// The segment file.
+    pub path: PathBuf,
+    /// Where the torn bytes start.
+    pub offset: u64,
+    /// Bytes from `offset` to the last nonzero byte.
+    pub len: u64,
+    /// What is at `offset`.
+    pub reason: String,
+}
+
+/// A span of a segment that holds no record: a hole marker written by recovery, or a
+/// reservation never committed (followed by valid records) that the next open marks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoleMarker {
+    /// The segment file.
+    pub path: PathBuf,
+    /// Byte offset of the span.
+    pub offset: u64,
+    /// Length in bytes.
+    pub len: u64,
+    /// Whether recovery already marked it (`false`: still an uncommitted reservation).
+    pub marked: bool,
+}
+
+/// IDs `from..to` that no record holds (lost in holes, skipped, or never assigned).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdGap {
+    /// First missing ID.
+    pub from: u64,
+    /// ID after the last missing one.
+    pub to: u64,
+}
+
+/// The default consumer group's state (`consumer.default.state`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerState {
+    /// The file.
+    pub path: PathBuf,
+    /// Every ID below this is consumed (auto-ack) or acknowledged (manual), if the
+    /// file could be read.
+    pub watermark: Option<u64>,
+    /// A problem with the file (format, size), if any.
+    pub problem: Option<String>,
+}
+
+/// What [`verify`] found. `Display` prints it for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// The directory.
+    pub dir: PathBuf,
+    /// Every segment file, in base ID order.
+    pub segments: Vec<SegmentReport>,
+    /// Hole markers and uncommitted reservations.
+    pub holes: Vec<HoleMarker>,
+    /// IDs missing between valid records (across segments too).
+    pub gaps: Vec<IdGap>,
+    /// Torn tails (repaired by the next open).
+    pub torn: Vec<TornTail>,
+    /// Corruption.
+    pub corruption: Vec<Corruption>,
+    /// The consumer state, if the file exists.
+    pub consumer: Option<ConsumerState>,
+}
+
+impl Report {
+    /// No corruption, no torn tail and a readable consumer state: the directory opens
+    /// in strict mode without repairs that lose data. Holes and ID gaps are normal
+    /// after crashes and do not count.
+    pub fn is_clean(&self) -> bool {
+        self.corruption.is_empty()
+            && self.torn.is_empty()
+            && self.consumer.as_ref().is_none_or(|c| c.problem.is_none())
+    }
+
+    /// Valid records in all segments.
+    pub fn records(&self) -> u64 {
+        self.segments.iter().map(|s| s.records).sum()
+    }
+
+    /// The first valid ID, if any.
+    pub fn first_id(&self) -> Option<u64> {
+        self.segments.iter().find_map(|s| s.first_id)
+    }
+
+    /// The last valid ID, if any.
+    pub fn last_id(&self) -> Option<u64> {
+        self.segments.iter().rev().find_map(|s| s.last_id)
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "queue directory {}", self.dir.display())?;
+        let ids = match (self.first_id(), self.last_id()) {
+            (Some(a), Some(b)) => format!("IDs {a}..={b}"),
+            _ => "no records".to_string(),
+        };
+        writeln!(
+            f,
+            "{} segment(s), {} record(s), {ids}",
+            self.segments.len(),
+            self.records()
+        )?;
+        for s in &self.segments {
+            let name = s.path.file_name().map_or_else(
+                || s.path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            if !s.header_ok {
+                writeln!(f, "  {name}  base {}  bad header", s.base_id)?;
+                continue;
+            }
+            let ids = match (s.first_id, s.last_id) {
+                (Some(a), Some(b)) => format!("IDs {a}..={b}"),
+                _ => "empty".to_string(),
+            };
+            writeln!(
+                f,
+                "  {name}  base {}  {ids}  {} record(s)  {} of {} bytes used  {}{}",
+                s.base_id,
+                s.records,
+                s.bytes_used,
+                s.size,
+                if s.sealed { "sealed" } else { "open" },
+                if s.hole_markers > 0 {
+                    format!("  {} hole(s)", s.hole_markers)
+                } else {
+                    String::new()
+                }
+            )?;
+        }
+        for h in &self.holes {
+            writeln!(
+                f,
+                "hole: {} at offset {}, {} bytes{}",
+                h.path.display(),
+                h.offset,
+                h.len,
+                if h.marked {
+                    ""
+                } else {
+                    " (uncommitted reservation; marked at next open)"
+                }
+            )?;
+        }
+        for g in &self.gaps {
+            writeln!(f, "missing IDs: {}..{}", g.from, g.to)?;
+        }
+        for t in &self.torn {
+            writeln!(
+                f,
+                "torn tail: {} at offset {}, {} bytes: {} (zeroed at next open)",
+                t.path.display(),
+                t.offset,
+                t.len,
+                t.reason
+            )?;
+        }
+        for c in &self.corruption {
+            writeln!(
+                f,
+                "CORRUPT: {} at offset {}: {}",
+                c.path.display(),
+                c.offset,
+                c.reason
+            )?;
+        }
+        match &self.consumer {
+            None => writeln!(f, "consumer state: none")?,
+            Some(c) => {
+                match c.watermark {
+                    Some(w) => {
+                        let pending = self.last_id().map_or(0, |l| (l + 1).saturating_sub(w));
+                        writeln!(
+                            f,
+                            "consumer state: watermark {w} (IDs below are consumed), {pending} ID(s) at or above it"
+                        )?;
+                        if self.last_id().is_some_and(|l| w > l + 1) {
+                            writeln!(
+                                f,
+                                "consumer state: watermark is ahead of the journal (its tail was lost); open clamps it"
+                            )?;
+                        }
+                    }
+                    None => writeln!(f, "consumer state: unreadable")?,
+                }
+                if let Some(p) = &c.problem {
+                    writeln!(f, "CORRUPT: {}: {p}", c.path.display())?;
+                }
+            }
+        }
+        writeln!(
+            f,
+            "{}",
+            if self.is_clean() {
+                "clean"
+            } else {
+                "NOT CLEAN"
+            }
+        )
+    }
+}
+
+fn parse_segment_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".seg")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+fn rd_u32(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+fn rd_u64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+fn align8(n: u64) -> u64 {
+    (n + 7) & !7
+}
+
+/// The segment header: `(base_id, size, salt)`.
+fn decode_header(b: &[u8]) -> Result<(u64, u64, u32), &'static str> {
+    let Some(b) = b.get(..SEGMENT_HEADER_LEN as usize) else {
+        return Err("file is shorter than a segment header");
+    };
+    if b[0..8] != MAGIC {
+        return Err("bad segment magic (not a LedgerQ segment)");
+    }
+    if rd_u32(b, 8) != VERSION {
+        return Err("unsupported segment format version");
+    }
+    let mut c = [0u8; SEGMENT_HEADER_LEN as usize];
+    c.copy_from_slice(b);
+    c[12..16].fill(0);
+    if crc32c::crc32c(&c) != rd_u32(b, 12) {
+        return Err("segment header checksum mismatch");
+    }
+    Ok((rd_u64(b, 16), rd_u64(b, 32), rd_u32(b, 40)))
+}
+
+/// A valid record at `off`: `(aligned len, id)`.
+fn validate_record(s: &[u8], off: usize, salt: u32) -> Result<(u64, u64), &'static str> {
+    let Some(hdr) = s.get(off..off + RECORD_HEADER_LEN as usize) else {
+        return Err("record header runs past the end of the segment");
+    };
+    let len = u64::from(rd_u32(hdr, 8));
+    if len < u64::from(RECORD_HEADER_LEN) {
+        return Err("record length below the header size");
+    }
+    if off as u64 + align8(len) > s.len() as u64 {
+        return Err("record runs past the end of the segment");
+    }
+    let (h, d, p) = (
+        u64::from(rd_u32(hdr, 40)),
+        u64::from(rd_u32(hdr, 44)),
+        u64::from(rd_u32(hdr, 48)),
+    );
+    if u64::from(RECORD_HEADER_LEN) + h + d + p != len {
+        return Err("record field lengths do not add up");
+    }
+    let body = &s[off + 8..off + len as usize];
+    if crc32c::crc32c_append(salt, body) != rd_u32(hdr, 4) {
+        return Err("record checksum mismatch");
+    }
+    Ok((align8(len), rd_u64(hdr, 16)))
+}
+
+fn validate_hole(s: &[u8], off: usize, salt: u32) -> Result<u64, &'static str> {
+    let Some(hdr) = s.get(off..off + HOLE_MIN_LEN) else {
+        return Err("hole marker runs past the end of the segment");
+    };
+    if crc32c::crc32c_append(salt, &hdr[8..16]) != rd_u32(hdr, 4) {
+        return Err("hole marker checksum mismatch");
+    }
+    let len = u64::from(rd_u32(hdr, 8));
+    if len < HOLE_MIN_LEN as u64 || len % 8 != 0 || off as u64 + len > s.len() as u64 {
+        return Err("hole marker length out of bounds");
+    }
+    Ok(len)
+}
+
+/// The first valid record after `off` (8-aligned, leaving room for a hole marker)
+/// with an ID of at least `next_id`.
+fn find_next_valid(s: &[u8], off: usize, salt: u32, next_id: u64) -> Option<usize> {
+    let mut p = off + HOLE_MIN_LEN;
+    while p + 8 <= s.len() {
+        if rd_u32(s, p) == KIND_RECORD {
+            if let Ok((_, id)) = validate_record(s, p, salt) {
+                if id >= next_id {
+                    return Some(p);
+                }
+            }
+        }
+        p += 8;
+    }
+    None
+}
+
+/// Scans one segment; `tail` says whether it is one of the last two (where a torn
+/// write is expected after a crash rather than corruption).
+fn scan_segment(
+    base: u64,
+    path: &Path,
+    tail: bool,
+    next_expected: &mut Option<u64>,
+    r: &mut Report,
+) -> Result<(), Error> {
+    let s = fs::read(path).map_err(io_err("read segment", path))?;
+    let mut seg = SegmentReport {
+        path: path.to_path_buf(),
+        base_id: base,
+        size: s.len() as u64,
+        first_id: None,
+        last_id: None,
+        records: 0,
+        hole_markers: 0,
+        bytes_used: 0,
+        sealed: false,
+        header_ok: false,
+    };
+    let corrupt = |r: &mut Report, offset: u64, reason: String| {
+        r.corruption.push(Corruption {
+            path: path.to_path_buf(),
+            offset,
+            reason,
+        });
+    };
+    if tail && s.iter().take(SEGMENT_HEADER_LEN as usize).all(|&b| b == 0) {
+        // A segment created but whose header never reached the disk: open removes it.
+        r.torn.push(TornTail {
+            path: path.to_path_buf(),
+            offset: 0,
+            len: s.iter().rposition(|&b| b != 0).map_or(0, |p| p as u64 + 1),
+            reason: "blank segment header (removed at next open)".into(),
+        });
+        r.segments.push(seg);
+        return Ok(());
+    }
+    let salt = match decode_header(&s) {
+        Ok((hbase, size, salt)) => {
+            let len = s.len() as u64;
+            if hbase != base {
+                corrupt(
+                    r,
+                    16,
+                    format!("header base ID {hbase} does not match the file name"),
+                );
+                None
+            } else if size != len
+                || !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&len)
+                || len % 8 != 0
+            {
+                corrupt(
+                    r,
+                    32,
+                    format!("header size {size} does not match file length {len}"),
+                );
+                None
+            } else {
+                Some(salt)
+            }
+        }
+        Err(reason) => {
+            corrupt(r, 0, reason.to_string());
+            None
+        }
+    };
+    let Some(salt) = salt else {
+        r.segments.push(seg);
+        return Ok(());
+    };
+    seg.header_ok = true;
+    let mut off = SEGMENT_HEADER_LEN as usize;
+    let mut next_id = base;
+    while off + 8 <= s.len() {
+        let commit = rd_u32(&s, off);
+        let bad: String = match commit {
+            KIND_END => {
+                seg.sealed = true;
+                off += 8;
+                break;
+            }
+            KIND_RECORD => match validate_record(&s, off, salt) {
+                Ok((len, id)) if id >= next_id => {
+                    if let Some(n) = *next_expected {
+                        if id > n {
+                            r.gaps.push(IdGap { from: n, to: id });
+                        }
+                    }
+                    seg.first_id.get_or_insert(id);
+                    seg.last_id = Some(id);
+                    seg.records += 1;
+                    *next_expected = Some(id + 1);
+                    next_id = id + 1;
+                    off += len as usize;
+                    continue;
+                }
+                Ok((_, id)) => format!("record ID {id} out of order (expected at least {next_id})"),
+                Err(reason) => reason.to_string(),
+            },
+            KIND_HOLE => match validate_hole(&s, off, salt) {
+                Ok(len) => {
+                    r.holes.push(HoleMarker {
+                        path: path.to_path_buf(),
+                        offset: off as u64,
+                        len,
+                        marked: true,
+                    });
+                    seg.hole_markers += 1;
+                    off += len as usize;
+                    continue;
+                }
+                Err(reason) => reason.to_string(),
+            },
+            0 => "record reserved but never committed".to_string(),
+            w => format!("unknown commit word {w:#010x}"),
+        };
+        match find_next_valid(&s, off, salt, next_id) {
+            Some(next) => {
+                if commit == 0 {
+                    r.holes.push(HoleMarker {
+                        path: path.to_path_buf(),
+                        offset: off as u64,
+                        len: (next - off) as u64,
+                        marked: false,
+                    });
+                } else {
+                    corrupt(r, off as u64, bad);
+                }
+                off = next;
+            }
+            None => {
+                if let Some(last) = s[off..].iter().rposition(|&b| b != 0) {
+                    if tail {
+                        r.torn.push(TornTail {
+                            path: path.to_path_buf(),
+                            offset: off as u64,
+                            len: last as u64 + 1,
+                            reason: bad,
+                        });
+                    } else {
+                        corrupt(r, off as u64, format!("{bad} (nothing valid follows)"));
+                    }
+                }
+                break;
+            }
+        }
+    }
+    seg.bytes_used = off.min(s.len()) as u64;
+    r.segments.push(seg);
+    Ok(())
+}
+
+fn read_consumer_state(path: &Path) -> Result<Option<ConsumerState>, Error> {
+    let b = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("read consumer state", path)(e)),
+    };
+    let mut st = ConsumerState {
+        path: path.to_path_buf(),
+        watermark: None,
+        problem: None,
+    };
+    if b.len() < 24 {
+        st.problem = Some(format!("file is {} bytes, too short for a header", b.len()));
+        return Ok(Some(st));
+    }
+    if b[0..8] != STATE_MAGIC {
+        st.problem = Some("bad magic: not a LedgerQ consumer state file".into());
+        return Ok(Some(st));
+    }
+    let version = rd_u32(&b, 8);
+    if version != STATE_VERSION {
+        st.problem = Some(format!("unsupported format version {version}"));
+        return Ok(Some(st));
+    }
+    let bits = rd_u32(&b, 12);
+    st.watermark = Some(rd_u64(&b, 16));
+    let want = if bits < 32 {
+        Some(STATE_HEADER + 8 * (1u64 << bits))
+    } else {
+        None
+    };
+    if want != Some(b.len() as u64) {
+        st.problem = Some(format!(
+            "file is {} bytes, which does not match a window of {bits} bits",
+            b.len()
+        ));
+    }
+    Ok(Some(st))
+}
+
+/// Reads the queue directory `dir` and reports on every segment, hole, gap, torn
+/// tail and corruption, and on the consumer state. Writes and creates nothing.
+///
+/// # Errors
+/// [`Error::NotADirectory`] if `dir` is not a directory, [`Error::Io`] if it or a file
+/// in it cannot be read. Damage is reported in the [`Report`], not as an error.
+pub fn verify(dir: &Path) -> Result<Report, Error> {
+    let meta = fs::metadata(dir).map_err(io_err("open queue directory", dir))?;
+    if !meta.is_dir() {
+        return Err(Error::NotADirectory {
+            path: dir.to_path_buf(),
+        });
+    }
+    let mut found = Vec::new();
+    for ent in fs::read_dir(dir).map_err(io_err("read directory", dir))? {
+        let ent = ent.map_err(io_err("read directory", dir))?;
+        let name = ent.file_name();
+        if let Some(base) = name.to_str().and_then(parse_segment_name) {
+            found.push((base, ent.path()));
+        }
+    }
+    found.sort();
+    let mut r = Report {
+        dir: dir.to_path_buf(),
+        segments: Vec::new(),
+        holes: Vec::new(),
+        gaps: Vec::new(),
+        torn: Vec::new(),
+        corruption: Vec::new(),
+        consumer: None,
+    };
+    let n = found.len();
+    let mut next_expected = None;
+    for (i, (base, path)) in found.iter().enumerate() {
+        if let Some(next) = next_expected {
+            if *base < next {
+                r.corruption.push(Corruption {
+                    path: path.clone(),
+                    offset: 16,
+                    reason: format!(
+                        "segment base ID {base} overlaps the previous segment (IDs up to {})",
+                        next - 1
+                    ),
+                });
+            }
+        }
+        scan_segment(*base, path, i + 2 >= n, &mut next_expected, &mut r)?;
+    }
+    r.consumer = read_consumer_state(&dir.join(CONSUMER_STATE_FILE))?;
+    Ok(r)
+}
