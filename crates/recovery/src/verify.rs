@@ -668,3 +668,211 @@ pub fn verify(dir: &Path) -> Result<Report, Error> {
     r.consumer = read_consumer_state(&dir.join(CONSUMER_STATE_FILE))?;
     Ok(r)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledgerq_journal::{Journal, JournalOptions, RecordIn};
+    use std::collections::BTreeMap;
+
+    const SEG: u64 = 64 << 10;
+
+    /// A journal of `n` records of 200 bytes (several segments), closed.
+    fn journal(n: u64) -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        let j = Journal::open(t.path(), JournalOptions::new().segment_size(SEG)).unwrap();
+        for i in 0..n {
+            j.append(&RecordIn::new(&[i as u8; 200])).unwrap();
+        }
+        j.close().unwrap();
+        t
+    }
+
+    /// Every file's bytes, to prove verify writes nothing.
+    fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+        fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let p = e.unwrap().path();
+                let b = fs::read(&p).unwrap();
+                (p, b)
+            })
+            .collect()
+    }
+
+    fn segs(dir: &Path) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn clean_journal_reports_every_segment_and_record() {
+        let t = journal(1000);
+        let r = verify(t.path()).unwrap();
+        assert!(r.is_clean(), "{r}");
+        assert!(r.segments.len() >= 3, "{r}");
+        assert_eq!(r.records(), 1000);
+        assert_eq!((r.first_id(), r.last_id()), (Some(1), Some(1000)));
+        assert!(r.gaps.is_empty() && r.holes.is_empty() && r.torn.is_empty());
+        // Consecutive segments continue each other; all but the last are sealed.
+        for w in r.segments.windows(2) {
+            assert!(w[0].sealed, "{r}");
+            assert_eq!(w[0].last_id.unwrap() + 1, w[1].first_id.unwrap());
+            assert_eq!(w[1].base_id, w[1].first_id.unwrap());
+        }
+        let last = r.segments.last().unwrap();
+        assert!(!last.sealed);
+        assert!(last.bytes_used > u64::from(SEGMENT_HEADER_LEN) && last.bytes_used < SEG);
+        assert_eq!(r.consumer, None);
+        let text = r.to_string();
+        assert!(text.contains("record(s), IDs 1..=1000"), "{text}");
+        assert!(text.trim_end().ends_with("clean"), "{text}");
+    }
+
+    #[test]
+    fn flipped_byte_in_an_old_segment_is_reported_with_file_and_offset() {
+        let t = journal(1000);
+        let first = segs(t.path())[0].clone();
+        let mut b = fs::read(&first).unwrap();
+        // Third record: 64 + 2 * align8(56 + 200) = 576; flip a payload byte.
+        b[576 + 100] ^= 1;
+        fs::write(&first, &b).unwrap();
+        let before = snapshot(t.path());
+        let r = verify(t.path()).unwrap();
+        assert_eq!(snapshot(t.path()), before, "verify must write nothing");
+        assert!(!r.is_clean());
+        assert_eq!(r.corruption.len(), 1, "{r}");
+        let c = &r.corruption[0];
+        assert_eq!((c.path.as_path(), c.offset), (first.as_path(), 576));
+        assert_eq!(c.reason, "record checksum mismatch");
+        // The damaged record is not counted; everything else is.
+        assert_eq!(r.records(), 999);
+        assert_eq!(r.gaps, vec![IdGap { from: 3, to: 4 }]);
+        let text = r.to_string();
+        assert!(
+            text.contains("CORRUPT: ") && text.contains("at offset 576"),
+            "{text}"
+        );
+        assert!(text.contains("missing IDs: 3..4"), "{text}");
+        assert!(text.trim_end().ends_with("NOT CLEAN"), "{text}");
+    }
+
+    #[test]
+    fn torn_tail_is_reported_and_left_alone() {
+        let t = journal(10);
+        let last = segs(t.path()).pop().unwrap();
+        let mut b = fs::read(&last).unwrap();
+        // Garbage in place of the last record (it starts at 64 + 9 * 256).
+        let at = 64 + 9 * 256;
+        for (i, x) in b[at..at + 100].iter_mut().enumerate() {
+            *x = (i as u8).wrapping_mul(7) | 1;
+        }
+        fs::write(&last, &b).unwrap();
+        let before = snapshot(t.path());
+        let r = verify(t.path()).unwrap();
+        assert_eq!(snapshot(t.path()), before);
+        assert!(!r.is_clean());
+        assert!(r.corruption.is_empty(), "{r}");
+        assert_eq!(r.torn.len(), 1, "{r}");
+        // From the garbage to the last nonzero byte (the rest of the old record).
+        assert_eq!((r.torn[0].offset, r.torn[0].len), (at as u64, 256));
+        assert_eq!(r.records(), 9);
+        // Opening repairs it; then the report is clean.
+        Journal::open(t.path(), JournalOptions::new().segment_size(SEG))
+            .unwrap()
+            .close()
+            .unwrap();
+        let r = verify(t.path()).unwrap();
+        assert!(r.is_clean(), "{r}");
+        assert_eq!(r.records(), 9);
+    }
+
+    #[test]
+    fn uncommitted_reservation_then_hole_marker() {
+        let t = journal(10);
+        let last = segs(t.path()).pop().unwrap();
+        let mut b = fs::read(&last).unwrap();
+        // The fifth record was reserved but never committed: its commit word is 0.
+        let at = 64 + 4 * 256;
+        b[at..at + 4].fill(0);
+        fs::write(&last, &b).unwrap();
+        let r = verify(t.path()).unwrap();
+        assert!(r.is_clean(), "{r}");
+        assert_eq!(r.holes.len(), 1);
+        assert!(!r.holes[0].marked);
+        assert_eq!((r.holes[0].offset, r.holes[0].len), (at as u64, 256));
+        assert_eq!(r.gaps, vec![IdGap { from: 5, to: 6 }]);
+        Journal::open(t.path(), JournalOptions::new().segment_size(SEG))
+            .unwrap()
+            .close()
+            .unwrap();
+        let r = verify(t.path()).unwrap();
+        assert_eq!(r.holes.len(), 1, "{r}");
+        assert!(r.holes[0].marked);
+        assert_eq!(r.segments.last().unwrap().hole_markers, 1);
+        assert!(r.to_string().contains("hole: "));
+    }
+
+    #[test]
+    fn foreign_file_named_like_a_segment_is_corruption() {
+        let t = journal(5);
+        let junk = t.path().join("00000000000000000099.seg");
+        fs::write(&junk, vec![0x5a; 5000]).unwrap();
+        let r = verify(t.path()).unwrap();
+        assert!(!r.is_clean());
+        assert!(
+            r.corruption.iter().any(|c| c.path == junk && c.offset == 0),
+            "{r}"
+        );
+        assert!(!r.segments.last().unwrap().header_ok);
+    }
+
+    #[test]
+    fn consumer_state_watermark_is_read() {
+        let t = journal(5);
+        let mut b = vec![0u8; 4096 + 8 * (1 << 17)];
+        b[..8].copy_from_slice(b"LQSTATE\x01");
+        b[8..12].copy_from_slice(&1u32.to_le_bytes());
+        b[12..16].copy_from_slice(&17u32.to_le_bytes());
+        b[16..24].copy_from_slice(&3u64.to_le_bytes());
+        let p = t.path().join(CONSUMER_STATE_FILE);
+        fs::write(&p, &b).unwrap();
+        let r = verify(t.path()).unwrap();
+        let c = r.consumer.clone().unwrap();
+        assert_eq!((c.watermark, c.problem), (Some(3), None));
+        assert!(r.is_clean());
+        assert!(r.to_string().contains("watermark 3"), "{r}");
+        // A damaged one is reported.
+        b[0] = b'X';
+        fs::write(&p, &b).unwrap();
+        let r = verify(t.path()).unwrap();
+        assert!(r.consumer.as_ref().unwrap().problem.is_some());
+        assert!(!r.is_clean());
+    }
+
+    #[test]
+    fn empty_directory_and_errors() {
+        let t = tempfile::tempdir().unwrap();
+        let r = verify(t.path()).unwrap();
+        assert!(r.is_clean() && r.segments.is_empty());
+        assert_eq!(
+            fs::read_dir(t.path()).unwrap().count(),
+            0,
+            "creates nothing"
+        );
+        assert!(matches!(
+            verify(&t.path().join("missing")),
+            Err(Error::Io { .. })
+        ));
+        let f = t.path().join("file");
+        fs::write(&f, b"x").unwrap();
+        let e = verify(&f).unwrap_err();
+        assert!(matches!(e, Error::NotADirectory { .. }));
+        assert!(e.to_string().contains("is not a queue directory"));
+    }
+}
