@@ -191,6 +191,23 @@ fn drain(c: &mut Criterion) {
                 total
             })
         });
+        g.bench_function(BenchmarkId::new("ArrayQueue<Vec<u8>>", n), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let q = ArrayQueue::<Vec<u8>>::new(n as usize);
+                    for _ in 0..n {
+                        q.push(PAYLOAD.to_vec()).unwrap();
+                    }
+                    let start = Instant::now();
+                    while let Some(v) = q.pop() {
+                        std::hint::black_box(v);
+                    }
+                    total += start.elapsed();
+                }
+                total
+            })
+        });
     }
     g.finish();
 }
