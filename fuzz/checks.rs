@@ -1,0 +1,349 @@
+//! Checking functions shared by the fuzz targets (`fuzz/fuzz_targets/*.rs`) and the
+//! corpus replay test (`tests/tests/fuzz_corpus.rs`), both of which include this file
+//! with `#[path]`. Each takes the raw fuzz input; each panics only on a real failure
+//! (a library panic is one too).
+//!
+//! Inputs are decoded with a small byte reader rather than `arbitrary`, so that the
+//! replay test needs no extra dependency.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::Path;
+
+use ledgerq::{AckMode, Options, Queue};
+use ledgerq_journal::proto::{KIND_HOLE, KIND_RECORD};
+use ledgerq_journal::{Journal, JournalOptions};
+
+/// Segment size used by every target.
+pub const SEGMENT_SIZE: usize = 64 << 10;
+/// Base ID of the fuzzed segment.
+const BASE: u64 = 1;
+const SEGMENT_NAME: &str = "00000000000000000001.seg";
+const STATE_NAME: &str = "consumer.default.state";
+const SALT: u32 = 0x5eed_1234;
+
+/// Reads fuzz input bytes; returns zeros when exhausted.
+struct Bytes<'a>(&'a [u8]);
+
+impl Bytes<'_> {
+    fn u8(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((b, rest)) => {
+                self.0 = rest;
+                *b
+            }
+            None => 0,
+        }
+    }
+    fn u64(&mut self) -> u64 {
+        (0..8).fold(0, |acc, i| acc | u64::from(self.u8()) << (8 * i))
+    }
+    fn rest(&mut self) -> &[u8] {
+        std::mem::take(&mut self.0)
+    }
+}
+
+/// A valid segment header for a segment of `SEGMENT_SIZE` bytes with base ID 1.
+pub fn segment_header() -> [u8; 64] {
+    let mut b = [0u8; 64];
+    b[0..8].copy_from_slice(&[0x89, b'L', b'Q', b'J', 0x0D, 0x0A, 0x1A, 0x0A]);
+    b[8..12].copy_from_slice(&1u32.to_le_bytes());
+    b[16..24].copy_from_slice(&BASE.to_le_bytes());
+    b[24..32].copy_from_slice(&1_700_000_000_000_000_000u64.to_le_bytes());
+    b[32..40].copy_from_slice(&(SEGMENT_SIZE as u64).to_le_bytes());
+    b[40..44].copy_from_slice(&SALT.to_le_bytes());
+    let crc = crc32c::crc32c(&b);
+    b[12..16].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// A valid encoded record (for seed corpora): `(bytes, aligned length)`.
+pub fn encode_record(id: u64, payload: &[u8]) -> Vec<u8> {
+    let len = 56 + payload.len();
+    let mut r = vec![0u8; (len + 7) & !7];
+    r[0..4].copy_from_slice(&KIND_RECORD.to_le_bytes());
+    r[8..12].copy_from_slice(&(len as u32).to_le_bytes());
+    r[16..24].copy_from_slice(&id.to_le_bytes());
+    r[48..52].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    r[56..len].copy_from_slice(payload);
+    let crc = crc32c::crc32c_append(SALT, &r[8..len]);
+    r[4..8].copy_from_slice(&crc.to_le_bytes());
+    r
+}
+
+fn rd_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+}
+
+fn rd_u64(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+}
+
+/// The records before the first invalid byte of a segment image (independent of the
+/// journal's own scan): `(id, payload)` in order.
+fn valid_prefix(s: &[u8]) -> Vec<(u64, Vec<u8>)> {
+    let mut out = Vec::new();
+    if s.len() < 64 || s[..64] != segment_header() {
+        return out;
+    }
+    let (mut off, mut next_id) = (64usize, BASE);
+    let max_records = (s.len() / 8) as u64;
+    while off + 16 <= s.len() {
+        let commit = rd_u32(s, off);
+        if commit == KIND_HOLE {
+            let len = rd_u32(s, off + 8) as usize;
+            let crc = crc32c::crc32c_append(SALT, &s[off + 8..off + 16]);
+            if crc != rd_u32(s, off + 4) || len < 16 || len % 8 != 0 || off + len > s.len() {
+                break;
+            }
+            off += len;
+            continue;
+        }
+        if commit != KIND_RECORD || off + 56 > s.len() {
+            break;
+        }
+        let len = rd_u32(s, off + 8) as usize;
+        let alen = (len + 7) & !7;
+        if len < 56 || off.checked_add(alen).is_none_or(|e| e > s.len()) {
+            break;
+        }
+        let (h, d, p) = (
+            rd_u32(s, off + 40) as u64,
+            rd_u32(s, off + 44) as u64,
+            rd_u32(s, off + 48) as usize,
+        );
+        if 56 + h + d + p as u64 != len as u64 {
+            break;
+        }
+        if crc32c::crc32c_append(SALT, &s[off + 8..off + len]) != rd_u32(s, off + 4) {
+            break;
+        }
+        let id = rd_u64(s, off + 16);
+        if id < next_id || id - BASE >= max_records {
+            break;
+        }
+        out.push((id, s[off + len - p..off + len].to_vec()));
+        next_id = id + 1;
+        off += alen;
+    }
+    out
+}
+
+/// `decode_record`: arbitrary bytes as the body of a segment after a valid header,
+/// read by a read-only journal's cursor (the record decoder of the read path).
+/// Never panics; every record read has consistent lengths.
+pub fn decode_record(data: &[u8]) {
+    let t = tempfile::tempdir().unwrap();
+    let mut img = vec![0u8; SEGMENT_SIZE];
+    img[..64].copy_from_slice(&segment_header());
+    let n = data.len().min(SEGMENT_SIZE - 64);
+    img[64..64 + n].copy_from_slice(&data[..n]);
+    fs::write(t.path().join(SEGMENT_NAME), &img).unwrap();
+    let opts = JournalOptions::new().segment_size(SEGMENT_SIZE as u64);
+    let j = match Journal::open_read_only(t.path(), opts) {
+        Ok(j) => j,
+        Err(_) => return,
+    };
+    let Ok(mut c) = j.cursor(j.first_id()) else {
+        return;
+    };
+    for _ in 0..SEGMENT_SIZE / 16 {
+        match c.next(&j, |r| {
+            let _ = (r.id(), r.priority(), r.timestamp_ns(), r.expires_at_ns());
+            let _ = r.dedup_key();
+            let _ = r.headers().count();
+            r.payload().len()
+        }) {
+            Ok(Some(len)) => assert!(len <= SEGMENT_SIZE),
+            Ok(None) | Err(_) => break,
+        }
+    }
+}
+
+/// `recover_segment`: arbitrary bytes as a segment file (optionally behind a valid
+/// header, optionally padded to full size), optionally with a consumer state file,
+/// then `Queue::open`: a typed error, or a queue that delivers every record before the
+/// first invalid byte (above the consumer watermark) and goes on.
+pub fn recover_segment(data: &[u8]) {
+    let mut b = Bytes(data);
+    let flags = b.u8();
+    let watermark = b.u64();
+    let body = b.rest();
+    let mut img = Vec::new();
+    if flags & 1 != 0 {
+        img.extend_from_slice(&segment_header());
+    }
+    img.extend_from_slice(&body[..body.len().min(SEGMENT_SIZE)]);
+    if flags & 2 != 0 && img.len() < SEGMENT_SIZE {
+        img.resize(SEGMENT_SIZE, 0);
+    }
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    fs::write(dir.join(SEGMENT_NAME), &img).unwrap();
+    let mut w = 0;
+    match flags >> 2 & 3 {
+        1 => {
+            // A valid state file with the given watermark.
+            let mut s = vec![0u8; 4096 + 8 * (1 << 17)];
+            s[..8].copy_from_slice(b"LQSTATE\x01");
+            s[8..12].copy_from_slice(&1u32.to_le_bytes());
+            s[12..16].copy_from_slice(&17u32.to_le_bytes());
+            s[16..24].copy_from_slice(&watermark.to_le_bytes());
+            fs::write(dir.join(STATE_NAME), &s).unwrap();
+            w = watermark;
+        }
+        2 => {
+            // A damaged one.
+            fs::write(dir.join(STATE_NAME), watermark.to_le_bytes()).unwrap();
+        }
+        _ => {}
+    }
+    let want: Vec<(u64, Vec<u8>)> = valid_prefix(&img)
+        .into_iter()
+        .filter(|r| r.0 >= w)
+        .collect();
+    let opts = Options::new().segment_size(SEGMENT_SIZE as u64);
+    let q = match Queue::open_with(dir, opts) {
+        Ok(q) => q,
+        Err(_) => return,
+    };
+    let mut got = Vec::new();
+    let mut failed = false;
+    for _ in 0..SEGMENT_SIZE {
+        match q.dequeue() {
+            Ok(Some(m)) => got.push((m.id(), m.payload().to_vec())),
+            Ok(None) => break,
+            Err(_) => {
+                failed = true;
+                break;
+            }
+        }
+    }
+    assert!(
+        got.len() >= want.len(),
+        "delivered {} of the {} records before the first invalid byte",
+        got.len(),
+        want.len()
+    );
+    for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g.0, e.0, "record #{i}: wrong id");
+        assert!(g.1 == e.1, "record #{i} (id {}): wrong payload", g.0);
+    }
+    if !failed {
+        let id = q
+            .enqueue(b"after recovery")
+            .expect("enqueue after recovery");
+        let m = q.dequeue().unwrap().expect("the new message is delivered");
+        assert_eq!((m.id(), m.payload()), (id, &b"after recovery"[..]));
+    }
+    let _ = q.close();
+}
+
+fn open_manual(dir: &Path) -> Queue {
+    let opts = Options::new()
+        .segment_size(SEGMENT_SIZE as u64)
+        .ack_mode(AckMode::Manual)
+        .ring_capacity(16);
+    Queue::open_with(dir, opts).expect("reopen of a queue this process wrote")
+}
+
+/// `ops_with_crash`: a sequence of operations on a small manual-ack queue checked
+/// against a model. A crash drops the queue without `close` (in process, the mapped
+/// data is what a `kill -9` leaves; the drop releases the lock).
+pub fn ops_with_crash(data: &[u8]) {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let mut q = Some(open_manual(dir));
+    // Unacknowledged messages: id -> payload. Leased: delivered since the last open.
+    let mut pending: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+    let mut leased: BTreeSet<u64> = BTreeSet::new();
+    let mut b = Bytes(data);
+    let mut n = 0u64;
+    for _ in 0..data.len().min(256) {
+        let op = b.u8();
+        let arg = b.u8();
+        let qq = q.as_ref().unwrap();
+        match op % 8 {
+            0 | 1 => {
+                let mut p = n.to_le_bytes().to_vec();
+                p.resize(8 + usize::from(arg) * 3, arg);
+                n += 1;
+                let id = qq.enqueue(&p).expect("enqueue");
+                assert!(
+                    pending.keys().next_back().is_none_or(|&l| id > l),
+                    "IDs increase"
+                );
+                pending.insert(id, p);
+            }
+            2 | 3 => match qq.dequeue().expect("dequeue") {
+                Some(m) => {
+                    let want = pending
+                        .get(&m.id())
+                        .unwrap_or_else(|| panic!("delivered id {} is not pending", m.id()));
+                    assert!(m.payload() == &want[..], "id {}: wrong payload", m.id());
+                    assert!(leased.insert(m.id()), "id {} delivered twice", m.id());
+                }
+                None => {
+                    let free: Vec<_> = pending.keys().filter(|k| !leased.contains(k)).collect();
+                    assert!(
+                        free.is_empty(),
+                        "dequeue gave nothing, but {free:?} are ready"
+                    );
+                }
+            },
+            4 => {
+                if leased.is_empty() {
+                    assert!(qq.ack(1 << 40 | u64::from(arg)).is_err());
+                } else {
+                    let id = *leased.iter().nth(usize::from(arg) % leased.len()).unwrap();
+                    qq.ack(id).expect("ack of a leased message");
+                    leased.remove(&id);
+                    pending.remove(&id);
+                    assert!(qq.ack(id).is_err(), "second ack of {id}");
+                }
+            }
+            5 => {
+                if !leased.is_empty() {
+                    let id = *leased.iter().nth(usize::from(arg) % leased.len()).unwrap();
+                    qq.nack(id, "fuzz").expect("nack of a leased message");
+                    leased.remove(&id);
+                }
+            }
+            6 => {
+                if arg & 1 == 0 {
+                    qq.sync().expect("sync");
+                } else {
+                    qq.close().expect("close");
+                    drop(q.take());
+                    leased.clear();
+                    q = Some(open_manual(dir));
+                }
+            }
+            _ => {
+                // Crash: no close.
+                drop(q.take());
+                leased.clear();
+                q = Some(open_manual(dir));
+            }
+        }
+    }
+    // Reopen: exactly the unacknowledged messages come back.
+    drop(q.take());
+    let q = open_manual(dir);
+    let mut got = BTreeMap::new();
+    while let Some(m) = q.dequeue().expect("final dequeue") {
+        assert!(
+            got.insert(m.id(), m.payload().to_vec()).is_none(),
+            "id {} delivered twice after reopen",
+            m.id()
+        );
+    }
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        pending.keys().collect::<Vec<_>>(),
+        "after reopen: delivered ids vs unacknowledged ids"
+    );
+    assert!(got == pending, "payloads differ after reopen");
+    q.close().unwrap();
+}
