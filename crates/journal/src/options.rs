@@ -146,6 +146,15 @@ impl JournalOptions {
     /// Default `true`. Turn it off if read-only openers in *other processes* may still
     /// be reading segments after the writer removed them (a recycled file is
     /// rewritten in place, where a deleted one would stay intact for them).
+    ///
+    /// Power loss: the zeroing of a recycled file is not made durable (only its
+    /// header is), so a page of the new life that never reached the disk reads back
+    /// as bytes of the old life instead of zeros. Recovery never accepts them (the
+    /// records' CRCs are seeded with the new segment's salt and their IDs are lower),
+    /// and a lost tail is truncated as before; but if such a page is followed by a
+    /// page that did reach the disk, [`RecoveryMode::Strict`] reports it as
+    /// corruption where a fresh file would show a hole ([`RecoveryMode::Skip`] turns
+    /// it into a hole).
     pub fn recycle_segments(mut self, on: bool) -> Self {
         self.recycle = on;
         self
