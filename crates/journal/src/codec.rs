@@ -457,6 +457,13 @@ impl<'a> RecordView<'a> {
             left: rd_u16(self.raw, 44),
         }
     }
+
+    /// The record's length in bytes before padding (its header included).
+    pub(crate) fn raw_len(&self) -> u32 {
+        // `raw` is bytes 8..len of a record whose len is a u32.
+        u32::try_from(self.raw.len() + 8).expect("a record's length fits in u32")
+    }
+
     /// Where the record lives.
     pub fn position(&self) -> Position {
         self.pos

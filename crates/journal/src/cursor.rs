@@ -7,6 +7,7 @@ use crossbeam_epoch as epoch;
 use crate::codec::{RecordView, SEGMENT_HEADER_LEN};
 use crate::error::Error;
 use crate::journal::Journal;
+use crate::options::RecoveryMode;
 use crate::segment::{Segment, Step};
 
 /// Reads committed records in ID order. A reserved but uncommitted record stops the
@@ -82,6 +83,22 @@ impl Cursor {
             let step = seg.step(self.off, false);
             let at_end = match step {
                 Step::Record { view, len } => {
+                    // Every record a cursor hands out is checked against its salted
+                    // checksum: a segment that was not scanned at open (everything but
+                    // the tail) may hold a flipped byte, which must be reported or skipped,
+                    // never delivered.
+                    let raw_len = view.raw_len();
+                    if !seg.record_checksum_ok(self.off, raw_len) {
+                        if journal.inner().recovery_mode() == RecoveryMode::Skip {
+                            self.off += len;
+                            continue;
+                        }
+                        return Err(Error::corrupt(
+                            &seg.path,
+                            u64::from(self.off),
+                            "record checksum mismatch",
+                        ));
+                    }
                     let id = view.id();
                     self.off += len;
                     if id < self.next_id {

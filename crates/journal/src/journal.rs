@@ -289,11 +289,16 @@ fn lock_dir(dir: &Path) -> Result<File, Error> {
 }
 
 /// Opens and maps an existing segment file, checking its header.
+///
+/// With `grow_short` (the last segment of a writer), a file shorter than its header says
+/// is a torn tail (the file system lost its end): it is grown back to full size with
+/// zeros, and the tail scan then finds where the valid records end.
 fn open_segment(
     base: u64,
     path: &Path,
     writable: bool,
     populate: bool,
+    grow_short: bool,
 ) -> Result<(Segment, SegmentHeader), Error> {
     let file = OpenOptions::new()
         .read(true)
@@ -317,6 +322,19 @@ fn open_segment(
         }
     }
     let h = SegmentHeader::decode(&hb).map_err(|r| Error::corrupt(path, 0, r))?;
+    let len = if grow_short
+        && writable
+        && len < h.size
+        && (crate::options::MIN_SEGMENT_SIZE..=crate::options::MAX_SEGMENT_SIZE).contains(&h.size)
+    {
+        file.set_len(h.size)
+            .map_err(|e| Error::io("grow truncated segment", path, e))?;
+        file.sync_all()
+            .map_err(|e| Error::io("sync grown segment", path, e))?;
+        h.size
+    } else {
+        len
+    };
     if h.base_id != base {
         return Err(Error::corrupt(
             path,
@@ -445,7 +463,7 @@ impl Journal {
         let mut segs: Vec<Segment> = Vec::with_capacity(n + 1);
         for (i, (base, path)) in found.iter().enumerate() {
             let tail = i + 2 >= n;
-            let (seg, _) = open_segment(*base, path, tail, false)?;
+            let (seg, _) = open_segment(*base, path, tail, false, i + 1 == n)?;
             if let Some(prev) = segs.last() {
                 if prev.base_id >= seg.base_id {
                     return Err(Error::corrupt(
@@ -680,7 +698,7 @@ impl Journal {
             if last_base.is_some_and(|l| base <= l) {
                 continue;
             }
-            match open_segment(base, &path, false, false) {
+            match open_segment(base, &path, false, false, false) {
                 Ok((seg, _)) => {
                     segs.push(Arc::new(seg));
                     added += 1;
@@ -1108,6 +1126,11 @@ impl Drop for Inner {
 }
 
 impl Inner {
+    /// What to do with a damaged record met by a reader.
+    pub(crate) fn recovery_mode(&self) -> crate::options::RecoveryMode {
+        self.opts.recovery_mode
+    }
+
     #[inline]
     pub(crate) fn table<'g>(&self, guard: &'g Guard) -> &'g Table {
         // Acquire: pairs with the Release swap in `publish_table`.

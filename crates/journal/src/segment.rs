@@ -146,6 +146,18 @@ impl Segment {
 
     /// Looks at `offset` as an in-order reader. `has_next` says whether a later
     /// segment exists (a pending slot of a non-live segment is then its end).
+    /// Whether the committed record of `len` bytes at `offset` matches its salted
+    /// checksum. The caller has seen the record committed and in bounds (from `step`).
+    pub(crate) fn record_checksum_ok(&self, offset: u32, len: u32) -> bool {
+        debug_assert!(len >= RECORD_HEADER_LEN);
+        let stored = self.read_u32(offset + 4);
+        // SAFETY: `step` returned this record: it is committed (Acquire on its commit
+        // word) and `offset + len` is within the segment; committed bytes are never
+        // written again.
+        let body = unsafe { self.slice(offset + 8, len - 8) };
+        crc32c::crc32c_append(self.salt, body) == stored
+    }
+
     pub(crate) fn step(&self, offset: u32, has_next: bool) -> Step<'_> {
         match proto::observe(self, self.live_word(), offset) {
             Observed::Pending if !self.live && has_next => Step::End,

@@ -71,7 +71,10 @@ impl<S, T: Copy> Dispatch<S, T> {
         if let Some(x) = self.ring.pop() {
             if self.ring.len() < self.ring.capacity() / 4 {
                 if let Ok(mut f) = self.feeder.try_lock() {
-                    self.feed(&mut f, fill)?;
+                    // `x` is already claimed and must reach the caller: a feed error here
+                    // is not returned (that would drop `x`); the source reports it again
+                    // when a consumer finds the ring empty.
+                    let _ = self.feed(&mut f, fill);
                 }
             }
             return Ok(Some(x));

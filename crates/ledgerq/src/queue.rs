@@ -558,7 +558,14 @@ impl Inner {
             if src.cursor.position_id() >= limit {
                 break;
             }
-            let Some(pos) = src.cursor.next(&self.journal, |v| v.position())? else {
+            let next = match src.cursor.next(&self.journal, |v| v.position()) {
+                Ok(next) => next,
+                // Deliver what was fed before the damage first; the cursor stays at the
+                // damaged record and reports it on the next fill.
+                Err(_) if pushed > 0 => break,
+                Err(e) => return Err(e.into()),
+            };
+            let Some(pos) = next else {
                 break;
             };
             let id = pos.id();
