@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use crossbeam_queue::ArrayQueue;
+use crossbeam_utils::Backoff;
 use ledgerq_ring::Ring;
 
 const CAPACITY: usize = 1024;
@@ -28,16 +29,8 @@ impl<T: Send> Q<T> for Ring<T> {
             let v = make();
             return usize::from(self.push(v).is_ok());
         }
-        // Only make as many values as there is room for, as a producer batching its own
-        // buffer would.
-        let room = self.capacity() - self.len();
-        let k = n.min(room);
-        if k == 0 {
-            return 0;
-        }
-        let mut batch: Vec<T> = (0..k).map(|_| make()).collect();
-        let mut it = batch.drain(..);
-        self.push_batch(&mut it)
+        // Values are made only for the slots the batch claims.
+        self.push_batch((0..n).map(|_| make()))
     }
 
     fn pop_n(&self, out: &mut Vec<T>, n: usize) -> usize {
@@ -69,7 +62,10 @@ impl<T: Send> Q<T> for ArrayQueue<T> {
     }
 }
 
-/// Moves `PER_RUN` values from `p` producers to `c` consumers in batches of `batch`.
+/// Moves `PER_RUN` values from `p` producers to `c` consumers in batches of `batch`; the
+/// time runs from the barrier until every thread is done. A thread that finds the queue
+/// full or empty backs off (`Backoff::snooze`, which yields), the same for both queues:
+/// the machine may have fewer cores than threads.
 fn run<T: Send, F: Fn() -> T + Sync>(
     q: &dyn Q<T>,
     p: usize,
@@ -81,44 +77,50 @@ fn run<T: Send, F: Fn() -> T + Sync>(
     let total = per * p as u64;
     let taken = AtomicU64::new(0);
     let barrier = Barrier::new(p + c + 1);
-    let mut start = Instant::now();
     thread::scope(|s| {
+        let mut threads = Vec::with_capacity(p + c);
         for _ in 0..p {
-            s.spawn(|| {
+            threads.push(s.spawn(|| {
                 barrier.wait();
+                let backoff = Backoff::new();
                 let mut left = per as usize;
                 let mut make = || make();
                 while left > 0 {
                     let n = q.push_n(&mut make, batch.min(left));
                     if n == 0 {
-                        std::hint::spin_loop();
+                        backoff.snooze();
+                    } else {
+                        backoff.reset();
                     }
                     left -= n;
                 }
-            });
+            }));
         }
         for _ in 0..c {
-            s.spawn(|| {
+            threads.push(s.spawn(|| {
                 barrier.wait();
+                let backoff = Backoff::new();
                 let mut out = Vec::with_capacity(batch);
                 while taken.load(Ordering::Relaxed) < total {
                     out.clear();
                     let n = q.pop_n(&mut out, batch);
                     if n == 0 {
-                        std::hint::spin_loop();
+                        backoff.snooze();
                     } else {
-                        std::hint::black_box(&out);
+                        backoff.reset();
+                        std::hint::black_box(&mut out);
                         taken.fetch_add(n as u64, Ordering::Relaxed);
                     }
                 }
-            });
+            }));
         }
         barrier.wait();
-        // The main thread blocks in the scope's joins rather than polling, so it takes
-        // no core from the workers.
-        start = Instant::now();
-    });
-    start.elapsed()
+        let start = Instant::now();
+        for t in threads {
+            t.join().unwrap();
+        }
+        start.elapsed()
+    })
 }
 
 fn group<T: Send + 'static, F: Fn() -> T + Sync + Copy>(c: &mut Criterion, name: &str, make: F) {

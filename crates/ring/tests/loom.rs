@@ -173,3 +173,32 @@ fn batches_exactly_once() {
         assert_eq!(all, vec![1, 2, 3]);
     });
 }
+
+/// A batch pusher and a batch popper over three laps of a capacity-2 ring: every value
+/// arrives once, in order, and full / empty batches return 0 without losing anything.
+#[test]
+fn batches_fifo_over_laps() {
+    loom::model(|| {
+        let ring = Arc::new(Ring::with_capacity(2));
+        let producer = {
+            let ring = ring.clone();
+            thread::spawn(move || {
+                let mut it = vec![1u32, 2, 3, 4, 5, 6].into_iter();
+                while it.len() > 0 {
+                    if ring.push_batch(&mut it) == 0 {
+                        thread::yield_now();
+                    }
+                }
+            })
+        };
+        let mut got = Vec::new();
+        while got.len() < 6 {
+            if ring.pop_batch(&mut got, 2) == 0 {
+                thread::yield_now();
+            }
+        }
+        producer.join().unwrap();
+        assert_eq!(got, vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(ring.pop_batch(&mut got, 2), 0);
+    });
+}

@@ -102,9 +102,18 @@ fn zero_sized_and_heap_values() {
     let r = Ring::with_capacity(4);
     r.push(()).unwrap();
     assert_eq!(r.pop(), Some(()));
+    assert_eq!(r.push_batch(vec![(); 6]), 4);
+    assert_eq!(r.push(()), Err(()));
+    let mut units = Vec::new();
+    assert_eq!(r.pop_batch(&mut units, 8), 4);
+    assert_eq!(units.len(), 4);
     let r = Ring::with_capacity(4);
     r.push(vec![1u8; 100]).unwrap();
     assert_eq!(r.pop().unwrap().len(), 100);
+    assert_eq!(r.push_batch((0..3u8).map(|i| vec![i; 100])), 3);
+    let mut out = Vec::new();
+    assert_eq!(r.pop_batch(&mut out, 8), 3);
+    assert_eq!(out, [vec![0u8; 100], vec![1; 100], vec![2; 100]]);
 }
 
 struct DropCounter(Arc<AtomicUsize>);
@@ -227,12 +236,22 @@ fn stress_4x250k_exactly_once_and_in_order() {
         for p in 0..PRODUCERS {
             let r = &r;
             s.spawn(move || {
-                let mut i = 0;
-                while i < PER {
-                    if r.push((p << 32) | i).is_ok() {
-                        i += 1;
-                    } else {
-                        thread::yield_now();
+                if p % 2 == 0 {
+                    let mut i = 0;
+                    while i < PER {
+                        if r.push((p << 32) | i).is_ok() {
+                            i += 1;
+                        } else {
+                            thread::yield_now();
+                        }
+                    }
+                } else {
+                    // Half the producers push in batches of up to 16.
+                    let mut values = (0..PER as usize).map(|i| (p << 32) | i as u64);
+                    while values.len() > 0 {
+                        if r.push_batch(values.by_ref().take(16)) == 0 {
+                            thread::yield_now();
+                        }
                     }
                 }
             });
