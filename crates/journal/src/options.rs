@@ -82,7 +82,7 @@ impl Default for JournalOptions {
             storage: Arc::new(FileStorage),
             prefault: true,
             min_next_id: 0,
-            recycle: true,
+            recycle: false,
         }
     }
 }
@@ -143,9 +143,10 @@ impl JournalOptions {
     /// segment files to reuse as new segments instead of deleting them: their pages
     /// are already in the page cache, so a new segment costs a `memset` on the
     /// preparer thread instead of the kernel allocating and zeroing fresh pages.
-    /// Default `true`. Turn it off if read-only openers in *other processes* may still
-    /// be reading segments after the writer removed them (a recycled file is
-    /// rewritten in place, where a deleted one would stay intact for them).
+    /// Default `false`, because of the two costs below: turn it on for throughput
+    /// only where neither matters. Read-only openers in *other processes* may still be
+    /// reading segments after the writer removed them (a recycled file is rewritten in
+    /// place, where a deleted one would stay intact for them).
     ///
     /// Power loss: the zeroing of a recycled file is not made durable (only its
     /// header is), so a page of the new life that never reached the disk reads back

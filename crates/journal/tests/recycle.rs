@@ -60,7 +60,13 @@ fn fill_segment(j: &Journal, byte: u8) {
 #[test]
 fn removed_segments_are_reused_without_stale_records() {
     let d = tempfile::tempdir().unwrap();
-    let j = Journal::open(d.path(), JournalOptions::new().segment_size(SEG)).unwrap();
+    let j = Journal::open(
+        d.path(),
+        JournalOptions::new()
+            .segment_size(SEG)
+            .recycle_segments(true),
+    )
+    .unwrap();
     fill_segment(&j, 1);
     fill_segment(&j, 2);
     let kept = keep(d.path(), 2);
@@ -90,7 +96,13 @@ fn removed_segments_are_reused_without_stale_records() {
         .file_name()
         .to_string_lossy()
         .ends_with(".tmp")));
-    let j = Journal::open(d.path(), JournalOptions::new().segment_size(SEG)).unwrap();
+    let j = Journal::open(
+        d.path(),
+        JournalOptions::new()
+            .segment_size(SEG)
+            .recycle_segments(true),
+    )
+    .unwrap();
     assert_eq!(j.next_id(), newest + 10);
     assert_eq!(read_all(&j, below), live);
     j.close().unwrap();
@@ -120,7 +132,13 @@ fn recycling_can_be_turned_off() {
 #[test]
 fn a_cursor_keeps_a_removed_segment_intact() {
     let d = tempfile::tempdir().unwrap();
-    let j = Journal::open(d.path(), JournalOptions::new().segment_size(SEG)).unwrap();
+    let j = Journal::open(
+        d.path(),
+        JournalOptions::new()
+            .segment_size(SEG)
+            .recycle_segments(true),
+    )
+    .unwrap();
     fill_segment(&j, 1);
     fill_segment(&j, 2);
     let kept = keep(d.path(), 1);
