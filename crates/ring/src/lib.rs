@@ -15,7 +15,7 @@
 //!
 //! Under `--cfg ledgerq_loom`, the atomics and cells come from loom (see `sync`), so the
 //! same code is model-checked by `tests/loom.rs`. Capacities are chosen by the caller, so
-//! the loom models use capacity 1, 2 and 4 rings directly to reach wrap-around.
+//! the loom models use capacity-2 and capacity-4 rings directly to reach wrap-around.
 //!
 //! ```
 //! use ledgerq_ring::Ring;
