@@ -130,6 +130,16 @@ impl Queue {
         // IDs the consumer state already counts as consumed must never be assigned again,
         // even if the journal's tail was lost (power loss in buffered mode).
         let consumed_below = crate::state::peek_watermark(&dir);
+        if consumed_below > crate::state::MAX_WATERMARK {
+            return Err(Error::Corrupt {
+                path: dir.join(crate::state::FILE_NAME),
+                offset: 16,
+                reason: format!(
+                    "consumed watermark {consumed_below} is beyond any ID a queue can have \
+                     assigned"
+                ),
+            });
+        }
         let jopts = JournalOptions::new()
             .min_next_id(consumed_below)
             .segment_size(opts.segment_size)

@@ -45,6 +45,10 @@ const HEADER: usize = 4096;
 const MAGIC: [u8; 8] = *b"LQSTATE\x01";
 const VERSION: u32 = 1;
 const ACKED: u64 = 0xFF;
+/// The largest plausible watermark: a queue assigning a billion IDs a second would take
+/// 146 years to reach 2^62. A larger value is a damaged file, and accepting it would make
+/// IDs wrap.
+pub(crate) const MAX_WATERMARK: u64 = 1 << 62;
 /// The name of the default consumer group's state file.
 pub(crate) const FILE_NAME: &str = "consumer.default.state";
 

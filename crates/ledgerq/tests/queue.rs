@@ -422,3 +422,23 @@ fn consumed_ids_are_not_reassigned_after_a_lost_journal_tail() {
     let m = q.dequeue().unwrap().expect("the new message is delivered");
     assert_eq!((m.id(), m.payload()), (id, &b"new"[..]));
 }
+
+#[test]
+fn an_absurd_consumed_watermark_is_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let q = Queue::open_with(dir.path(), small()).unwrap();
+        q.enqueue(b"a").unwrap();
+        q.close().unwrap();
+    }
+    let state = dir.path().join("consumer.default.state");
+    let mut bytes = std::fs::read(&state).unwrap();
+    bytes[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
+    std::fs::write(&state, bytes).unwrap();
+    match Queue::open_with(dir.path(), small()) {
+        Err(Error::Corrupt { path, offset, .. }) => {
+            assert_eq!((path, offset), (state, 16));
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
