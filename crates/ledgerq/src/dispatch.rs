@@ -60,6 +60,11 @@ impl<S, T: Copy> Dispatch<S, T> {
         }
     }
 
+    /// The ring's capacity.
+    pub(crate) fn capacity(&self) -> usize {
+        self.ring.capacity()
+    }
+
     /// Handles waiting in the ring (racy).
     pub(crate) fn len(&self) -> usize {
         self.ring.len()
@@ -85,6 +90,43 @@ impl<S, T: Copy> Dispatch<S, T> {
         }
         self.feed(&mut f, fill)?;
         Ok(self.ring.pop())
+    }
+
+    /// Pops up to `max` handles into `out` (appended in order), feeding the ring from the
+    /// source when it runs empty. Returns how many were popped; fewer than `max` means
+    /// the source had nothing more committed.
+    pub(crate) fn pop_batch<E>(
+        &self,
+        fill: &impl Fill<S, T, E>,
+        out: &mut Vec<T>,
+        max: usize,
+    ) -> Result<usize, E> {
+        let mut got = 0;
+        while got < max {
+            let n = self.ring.pop_batch(out, max - got);
+            if n > 0 {
+                got += n;
+                continue;
+            }
+            // Empty: take the feeder role, as `pop` does.
+            let mut f = self.feeder.lock().unwrap_or_else(|p| p.into_inner());
+            let n = self.ring.pop_batch(out, max - got);
+            if n > 0 {
+                got += n;
+                continue;
+            }
+            if let Err(e) = self.feed(&mut f, fill) {
+                // What was popped must reach the caller; the source reports the error
+                // again on the next call.
+                return if got > 0 { Ok(got) } else { Err(e) };
+            }
+            let n = self.ring.pop_batch(out, max - got);
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        Ok(got)
     }
 
     fn feed<E>(&self, f: &mut Feeder<S, T>, fill: &impl Fill<S, T, E>) -> Result<(), E> {

@@ -288,14 +288,7 @@ impl Queue {
     /// As [`dequeue`](Queue::dequeue).
     pub fn dequeue_batch(&self, max: usize) -> Result<Vec<Message>> {
         self.inner.check_open()?;
-        let mut out = Vec::with_capacity(max.min(1024));
-        while out.len() < max {
-            match self.inner.dequeue_one()? {
-                Some(m) => out.push(m),
-                None => break,
-            }
-        }
-        Ok(out)
+        self.inner.dequeue_many(max)
     }
 
     /// Acknowledges a message leased by a manual-mode dequeue: it is consumed.
@@ -550,6 +543,61 @@ impl Inner {
         }
     }
 
+    /// Up to `max` ready messages: redeliveries first (manual mode), then handles popped
+    /// from the ring in batches, with one watermark update for the batch (auto mode).
+    fn dequeue_many(&self, max: usize) -> Result<Vec<Message>> {
+        let mut out = Vec::with_capacity(max.min(1024));
+        while out.len() < max && self.manual() && self.redeliver_len.load(Ordering::Relaxed) != 0 {
+            let pos = lock(&self.redeliver).pop_front();
+            let Some(pos) = pos else { break };
+            self.redeliver_len.fetch_sub(1, Ordering::Relaxed);
+            out.push(self.deliver(pos)?);
+        }
+        let fill = |src: &mut FeedSource, room: usize, push: &mut dyn FnMut(Position) -> bool| {
+            self.fill(src, room, push)
+        };
+        let mut positions = Vec::new();
+        while out.len() < max {
+            positions.clear();
+            let want = (max - out.len()).min(self.dispatch.capacity());
+            let n = match self.dispatch.pop_batch(&fill, &mut positions, want) {
+                Ok(n) => n,
+                Err(_) if !out.is_empty() => break,
+                Err(e) => return Err(e),
+            };
+            let manual = self.manual();
+            let mut last_read = None;
+            let mut failed = None;
+            for &pos in &positions {
+                let m = if manual {
+                    self.deliver(pos)
+                } else {
+                    self.read_message(pos)
+                };
+                match m {
+                    Ok(m) => {
+                        last_read = Some(m.id);
+                        out.push(m);
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            if let (false, Some(last)) = (manual, last_read) {
+                self.state.raise(last + 1);
+            }
+            if let Some(e) = failed {
+                return if out.is_empty() { Err(e) } else { Ok(out) };
+            }
+            if n < want {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// The feeder: moves up to `room` committed records from the journal into the ring.
     fn fill(
         &self,
@@ -602,12 +650,26 @@ impl Inner {
         Ok(())
     }
 
-    fn deliver(&self, pos: Position) -> Result<Message> {
-        let id = pos.id();
+    /// Reads a message's payload and timestamp; the delivery is recorded by `deliver` or
+    /// `delivered`.
+    fn read_message(&self, pos: Position) -> Result<Message> {
         let (payload, timestamp_ns) = self
             .journal
             .read(pos, |v| (v.payload().to_vec(), v.timestamp_ns()))?;
-        let delivery_count = if self.manual() {
+        Ok(Message {
+            id: pos.id(),
+            payload,
+            timestamp: UNIX_EPOCH + Duration::from_nanos(timestamp_ns),
+            delivery_count: 1,
+        })
+    }
+
+    /// Reads a message and records its delivery: a lease (manual mode) or the watermark
+    /// (auto mode).
+    fn deliver(&self, pos: Position) -> Result<Message> {
+        let id = pos.id();
+        let mut m = self.read_message(pos)?;
+        m.delivery_count = if self.manual() {
             let n = match self.state.entry(id) {
                 Entry::Delivered(n) => n + 1,
                 _ => 1,
@@ -621,12 +683,7 @@ impl Inner {
             self.state.raise(id + 1);
             1
         };
-        Ok(Message {
-            id,
-            payload,
-            timestamp: UNIX_EPOCH + Duration::from_nanos(timestamp_ns),
-            delivery_count,
-        })
+        Ok(m)
     }
 
     fn sync(&self) -> Result<()> {
