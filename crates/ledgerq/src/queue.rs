@@ -6,7 +6,7 @@ use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -67,8 +67,9 @@ pub(crate) struct Inner {
     acked_ahead: AtomicU64,
     closed: AtomicBool,
     park: Park,
-    /// An error latched by the maintenance thread (a failed state flush).
-    latched: Mutex<Option<Arc<io::Error>>>,
+    /// The error of a failed consumer-state flush, latched for good: checked by every
+    /// write with one atomic load.
+    latched: OnceLock<Arc<io::Error>>,
 }
 
 struct Lease {
@@ -185,7 +186,7 @@ impl Queue {
                 cv: Condvar::new(),
                 maintenance_cv: Condvar::new(),
             },
-            latched: Mutex::new(None),
+            latched: OnceLock::new(),
             dir,
             opts,
             journal,
@@ -437,7 +438,7 @@ impl Inner {
 
     fn check_writable(&self) -> Result<()> {
         self.check_open()?;
-        if let Some(cause) = lock(&self.latched).as_ref() {
+        if let Some(cause) = self.latched.get() {
             return Err(Error::Poisoned {
                 cause: cause.clone(),
             });
@@ -690,7 +691,7 @@ impl Inner {
         self.journal.sync()?;
         self.state.flush().map_err(|e| {
             let cause = Arc::new(e);
-            *lock(&self.latched) = Some(cause.clone());
+            let _ = self.latched.set(cause.clone());
             Error::Poisoned { cause }
         })
     }
@@ -718,7 +719,7 @@ impl Inner {
             if last_flush.elapsed() >= self.opts.flush_interval {
                 last_flush = Instant::now();
                 if let Err(e) = self.state.flush() {
-                    *lock(&self.latched) = Some(Arc::new(e));
+                    let _ = self.latched.set(Arc::new(e));
                 }
                 if self.opts.auto_compact {
                     let w = self.state.watermark().load(Ordering::Acquire);
