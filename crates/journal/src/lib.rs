@@ -66,3 +66,44 @@ pub use options::{
 };
 #[cfg(not(ledgerq_loom))]
 pub use storage::{FileStorage, FlushRequest, Storage};
+
+/// Read-only checks of the on-disk format, the same the journal applies at open and when
+/// reading, for verification tools (`ledgerq-recovery`) that scan segment bytes
+/// themselves and report damage instead of failing on it.
+#[cfg(not(ledgerq_loom))]
+pub mod format {
+    use crate::codec;
+
+    /// Decodes and checks a segment header: `(base_id, size, salt)`.
+    ///
+    /// # Errors
+    /// What is wrong with the header.
+    pub fn segment_header(bytes: &[u8]) -> Result<(u64, u64, u32), &'static str> {
+        let h = codec::SegmentHeader::decode(bytes)?;
+        Ok((h.base_id, h.size, h.salt))
+    }
+
+    /// Checks the committed record at `offset` of a segment's bytes (lengths, salted
+    /// checksum): its padded length and its ID.
+    ///
+    /// # Errors
+    /// What is wrong with the record.
+    pub fn check_record(
+        segment: &[u8],
+        offset: usize,
+        salt: u32,
+    ) -> Result<(u64, u64), &'static str> {
+        let off = u32::try_from(offset).map_err(|_| "offset beyond any segment")?;
+        let (len, id) = codec::validate_record(segment, off, salt)?;
+        Ok((u64::from(codec::align8(len.min(u32::MAX - 8))), id))
+    }
+
+    /// Checks the hole marker at `offset` of a segment's bytes: the length it skips.
+    ///
+    /// # Errors
+    /// What is wrong with the marker.
+    pub fn check_hole(segment: &[u8], offset: usize, salt: u32) -> Result<u64, &'static str> {
+        let off = u32::try_from(offset).map_err(|_| "offset beyond any segment")?;
+        codec::validate_hole(segment, off, salt).map(u64::from)
+    }
+}

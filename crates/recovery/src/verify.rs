@@ -11,15 +11,15 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use ledgerq_journal::format::{
+    check_hole as validate_hole, check_record as validate_record, segment_header as decode_header,
+};
 use ledgerq_journal::proto::{KIND_END, KIND_HOLE, KIND_RECORD};
-use ledgerq_journal::{MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+use ledgerq_journal::{MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, SEGMENT_HEADER_LEN};
 
 /// Name of the default consumer group's state file.
 pub const CONSUMER_STATE_FILE: &str = "consumer.default.state";
 
-/// Segment magic number (the journal's codec; not re-exported by it).
-const MAGIC: [u8; 8] = [0x89, b'L', b'Q', b'J', 0x0D, 0x0A, 0x1A, 0x0A];
-const VERSION: u32 = 1;
 const HOLE_MIN_LEN: usize = 16;
 const STATE_MAGIC: [u8; 8] = *b"LQSTATE\x01";
 const STATE_VERSION: u32 = 1;
@@ -338,71 +338,6 @@ fn rd_u64(b: &[u8], at: usize) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[at..at + 8]);
     u64::from_le_bytes(a)
-}
-
-fn align8(n: u64) -> u64 {
-    (n + 7) & !7
-}
-
-/// The segment header: `(base_id, size, salt)`.
-fn decode_header(b: &[u8]) -> Result<(u64, u64, u32), &'static str> {
-    let Some(b) = b.get(..SEGMENT_HEADER_LEN as usize) else {
-        return Err("file is shorter than a segment header");
-    };
-    if b[0..8] != MAGIC {
-        return Err("bad segment magic (not a LedgerQ segment)");
-    }
-    if rd_u32(b, 8) != VERSION {
-        return Err("unsupported segment format version");
-    }
-    let mut c = [0u8; SEGMENT_HEADER_LEN as usize];
-    c.copy_from_slice(b);
-    c[12..16].fill(0);
-    if crc32c::crc32c(&c) != rd_u32(b, 12) {
-        return Err("segment header checksum mismatch");
-    }
-    Ok((rd_u64(b, 16), rd_u64(b, 32), rd_u32(b, 40)))
-}
-
-/// A valid record at `off`: `(aligned len, id)`.
-fn validate_record(s: &[u8], off: usize, salt: u32) -> Result<(u64, u64), &'static str> {
-    let Some(hdr) = s.get(off..off + RECORD_HEADER_LEN as usize) else {
-        return Err("record header runs past the end of the segment");
-    };
-    let len = u64::from(rd_u32(hdr, 8));
-    if len < u64::from(RECORD_HEADER_LEN) {
-        return Err("record length below the header size");
-    }
-    if off as u64 + align8(len) > s.len() as u64 {
-        return Err("record runs past the end of the segment");
-    }
-    let (h, d, p) = (
-        u64::from(rd_u32(hdr, 40)),
-        u64::from(rd_u32(hdr, 44)),
-        u64::from(rd_u32(hdr, 48)),
-    );
-    if u64::from(RECORD_HEADER_LEN) + h + d + p != len {
-        return Err("record field lengths do not add up");
-    }
-    let body = &s[off + 8..off + len as usize];
-    if crc32c::crc32c_append(salt, body) != rd_u32(hdr, 4) {
-        return Err("record checksum mismatch");
-    }
-    Ok((align8(len), rd_u64(hdr, 16)))
-}
-
-fn validate_hole(s: &[u8], off: usize, salt: u32) -> Result<u64, &'static str> {
-    let Some(hdr) = s.get(off..off + HOLE_MIN_LEN) else {
-        return Err("hole marker runs past the end of the segment");
-    };
-    if crc32c::crc32c_append(salt, &hdr[8..16]) != rd_u32(hdr, 4) {
-        return Err("hole marker checksum mismatch");
-    }
-    let len = u64::from(rd_u32(hdr, 8));
-    if len < HOLE_MIN_LEN as u64 || len % 8 != 0 || off as u64 + len > s.len() as u64 {
-        return Err("hole marker length out of bounds");
-    }
-    Ok(len)
 }
 
 /// The first valid record after `off` (8-aligned, leaving room for a hole marker)
