@@ -1,10 +1,11 @@
 //! The read-only verification report of a queue directory.
 //!
-//! The segment format is the journal's (byte map in `ledgerq_journal`'s codec module);
-//! the journal exposes no public validator that scans a segment and reports damage
-//! without failing, so the checks below mirror its open-time scan: a record is valid
-//! when its lengths add up and its CRC32C (seeded with the segment salt) matches, and
-//! its ID is at least the one after the previous record.
+//! The segment format is the journal's (byte map in `ledgerq_journal`'s codec module).
+//! Headers, records and hole markers are checked with `ledgerq_journal::format`, the
+//! same checks the journal applies; the scan here walks a segment like the journal's
+//! open-time scan, but reports damage instead of failing: a record is valid when its
+//! lengths add up and its CRC32C (seeded with the segment salt) matches, and its ID is
+//! at least the one after the previous record.
 
 use std::fmt;
 use std::fs;
