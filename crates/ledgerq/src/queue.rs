@@ -313,11 +313,13 @@ impl Queue {
     /// Gives a leased message back: it is delivered again (to any consumer) with its
     /// delivery count one higher.
     ///
+    /// `reason` is not stored yet: it is meant for the dead-letter record of a message
+    /// that keeps failing, which this version does not have.
+    ///
     /// # Errors
     ///
     /// [`Error::NotInFlight`] if `id` is not leased.
-    pub fn nack(&self, id: u64, reason: &str) -> Result<()> {
-        let _ = reason;
+    pub fn nack(&self, id: u64, _reason: &str) -> Result<()> {
         self.inner.check_open()?;
         let inner = &self.inner;
         let lease = lock(inner.shard(id))
