@@ -47,6 +47,8 @@ mod sync;
 #[cfg(not(ledgerq_loom))]
 mod error;
 #[cfg(not(ledgerq_loom))]
+mod grace;
+#[cfg(not(ledgerq_loom))]
 mod message;
 #[cfg(not(ledgerq_loom))]
 mod options;

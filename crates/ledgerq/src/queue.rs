@@ -16,6 +16,7 @@ use ledgerq_journal::{
 
 use crate::dispatch::Dispatch;
 use crate::error::{io_err, Error, Result};
+use crate::grace::Grace;
 use crate::message::Message;
 use crate::options::{AckMode, Options};
 use crate::state::{Entry, StateFile, WINDOW};
@@ -66,6 +67,8 @@ pub(crate) struct Inner {
     /// the feeder will skip; subtracted from `pending`.
     acked_ahead: AtomicU64,
     closed: AtomicBool,
+    /// Read sections of consumers, waited for before compaction removes segments.
+    grace: Grace,
     park: Park,
     /// The error of a failed consumer-state flush, latched for good: checked by every
     /// write with one atomic load.
@@ -179,6 +182,7 @@ impl Queue {
             fed: AtomicU64::new(w),
             acked_ahead: AtomicU64::new(acked_ahead),
             closed: AtomicBool::new(false),
+            grace: Grace::new(),
             park: Park {
                 seq: AtomicU64::new(0),
                 waiters: AtomicUsize::new(0),
@@ -530,6 +534,8 @@ impl Inner {
     }
 
     fn dequeue_one(&self) -> Result<Option<Message>> {
+        // From the claim to the end of the read: compaction waits for this section.
+        let _section = self.grace.enter();
         if self.manual() && self.redeliver_len.load(Ordering::Relaxed) != 0 {
             let pos = lock(&self.redeliver).pop_front();
             if let Some(pos) = pos {
@@ -549,6 +555,8 @@ impl Inner {
     /// Up to `max` ready messages: redeliveries first (manual mode), then handles popped
     /// from the ring in batches, with one watermark update for the batch (auto mode).
     fn dequeue_many(&self, max: usize) -> Result<Vec<Message>> {
+        // From the first claim to the end of the last read: compaction waits for this.
+        let _section = self.grace.enter();
         let mut out = Vec::with_capacity(max.min(1024));
         while out.len() < max && self.manual() && self.redeliver_len.load(Ordering::Relaxed) != 0 {
             let pos = lock(&self.redeliver).pop_front();
@@ -724,8 +732,13 @@ impl Inner {
                     let _ = self.latched.set(Arc::new(e));
                 }
                 if self.opts.auto_compact {
+                    // Acquire: pairs with the Release raise of the watermark, so every
+                    // consumer that claimed an ID below `w` entered its read section
+                    // before we flip the epoch in `grace.wait` (see grace.rs).
                     let w = self.state.watermark().load(Ordering::Acquire);
-                    let _ = self.journal.remove_segments_below(w);
+                    if self.grace.wait(Duration::from_secs(1)) {
+                        let _ = self.journal.remove_segments_below(w);
+                    }
                 }
             }
         }

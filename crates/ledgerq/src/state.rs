@@ -224,9 +224,9 @@ impl StateFile {
 
     /// Raises the watermark to at least `to` (auto mode: a dequeue consumed `to - 1`).
     pub(crate) fn raise(&self, to: u64) {
-        // Relaxed: the watermark is a monotonic hint persisted by the flush; no other
-        // memory is published through it.
-        self.watermark().fetch_max(to, Ordering::Relaxed);
+        // Release: pairs with the Acquire load before compaction, which must see every
+        // read section entered before the claims this raise covers (see grace.rs).
+        self.watermark().fetch_max(to, Ordering::Release);
     }
 
     /// Sets the watermark (seek, or clamping at open).

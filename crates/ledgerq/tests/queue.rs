@@ -442,3 +442,51 @@ fn an_absurd_consumed_watermark_is_a_typed_error() {
         other => panic!("expected Corrupt, got {other:?}"),
     }
 }
+
+/// Compaction removes segments below the consumed watermark while consumers run: a
+/// consumer that claimed a handle and has not read it yet must never lose it, even when
+/// another consumer's later claim has moved the watermark past it.
+#[test]
+fn compaction_never_removes_a_record_a_consumer_is_about_to_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(
+        dir.path(),
+        Options::new()
+            .segment_size(64 << 10)
+            .flush_interval(Duration::from_millis(2)),
+    )
+    .unwrap();
+    let total = 200_000usize;
+    let done = AtomicBool::new(false);
+    let seen: usize = thread::scope(|s| {
+        let cons: Vec<_> = (0..3)
+            .map(|c| {
+                let (q, done) = (&q, &done);
+                s.spawn(move || {
+                    let mut n = 0;
+                    loop {
+                        let got = if c == 0 {
+                            q.dequeue().unwrap().map_or(0, |_| 1)
+                        } else {
+                            q.dequeue_batch(7 * c).unwrap().len()
+                        };
+                        if got == 0 {
+                            if done.load(Ordering::SeqCst) && q.stats().pending == 0 {
+                                break;
+                            }
+                            thread::yield_now();
+                        }
+                        n += got;
+                    }
+                    n
+                })
+            })
+            .collect();
+        for i in 0..total {
+            q.enqueue((i as u64).to_le_bytes()).unwrap();
+        }
+        done.store(true, Ordering::SeqCst);
+        cons.into_iter().map(|c| c.join().unwrap()).sum()
+    });
+    assert_eq!(seen, total);
+}
