@@ -543,37 +543,19 @@ impl Journal {
             }
             _ => need_new = Some(opts.min_next_id.max(1)),
         }
-        let max_in_segment = u32::try_from(opts.segment_size - u64::from(SEGMENT_HEADER_LEN))
-            .map_err(|_| Error::InvalidOptions("segment_size too large".into()))?;
-        let inner = Arc::new(Inner {
-            dir: dir.to_path_buf(),
-            read_only: false,
-            table: Atomic::new(Table {
-                segs: segs.into_iter().map(Arc::new).collect(),
-            }),
-            active: AtomicPtr::new(std::ptr::null_mut()),
-            roll_lock: Mutex::new(()),
-            prep: Mutex::new(PrepState {
+        let inner = Inner::new(
+            dir,
+            opts,
+            Some(lock),
+            segs,
+            PrepState {
                 ready: None,
                 want: true,
                 stop: false,
-            }),
-            prep_cv: Condvar::new(),
-            progress: Mutex::new(progress),
-            gc: Mutex::new(false),
-            gc_cv: Condvar::new(),
-            durable: AtomicU64::new(durable),
-            poison: OnceLock::new(),
-            stop: Mutex::new(false),
-            stop_cv: Condvar::new(),
-            tmp_counter: AtomicU64::new(0),
-            gc_stats: GroupStats::new(),
-            max_in_segment,
-            opts,
-            recycled: Mutex::new(Vec::new()),
-            closed: AtomicBool::new(false),
-            lock: Mutex::new(Some(lock)),
-        });
+            },
+            progress,
+            durable,
+        )?;
         if let Some(base) = need_new {
             let p = inner.prepare(false)?;
             let _g = lock_ignore_poison(&inner.roll_lock);
@@ -629,36 +611,20 @@ impl Journal {
     /// [`Error::Corrupt`] for a bad segment header, [`Error::Io`].
     pub fn open_read_only(dir: &Path, opts: JournalOptions) -> Result<Journal, Error> {
         opts.validate()?;
-        let max_in_segment = u32::try_from(opts.segment_size - u64::from(SEGMENT_HEADER_LEN))
-            .map_err(|_| Error::InvalidOptions("segment_size too large".into()))?;
-        let inner = Arc::new(Inner {
-            dir: dir.to_path_buf(),
-            read_only: true,
-            table: Atomic::new(Table::default()),
-            active: AtomicPtr::new(std::ptr::null_mut()),
-            roll_lock: Mutex::new(()),
-            prep: Mutex::new(PrepState::default()),
-            prep_cv: Condvar::new(),
-            progress: Mutex::new(FlushProgress {
+        let inner = Inner::new(
+            dir,
+            opts,
+            None,
+            Vec::new(),
+            PrepState::default(),
+            FlushProgress {
                 seg_base: 0,
                 scan_off: 0,
                 flushed_off: 0,
                 next_id: 0,
-            }),
-            gc: Mutex::new(false),
-            gc_cv: Condvar::new(),
-            durable: AtomicU64::new(0),
-            poison: OnceLock::new(),
-            stop: Mutex::new(false),
-            stop_cv: Condvar::new(),
-            tmp_counter: AtomicU64::new(0),
-            gc_stats: GroupStats::new(),
-            max_in_segment,
-            opts,
-            recycled: Mutex::new(Vec::new()),
-            closed: AtomicBool::new(false),
-            lock: Mutex::new(None),
-        });
+            },
+            0,
+        )?;
         if !dir.is_dir() {
             return Err(Error::io(
                 "open directory",
@@ -1126,6 +1092,47 @@ impl Drop for Inner {
 }
 
 impl Inner {
+    /// The shared state of a journal: a writer (holding `lock`) or a read-only opener
+    /// (`lock` is `None`), with its recovered segments and flush position.
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        dir: &Path,
+        opts: JournalOptions,
+        lock: Option<File>,
+        segs: Vec<Segment>,
+        prep: PrepState,
+        progress: FlushProgress,
+        durable: u64,
+    ) -> Result<Arc<Inner>, Error> {
+        let max_in_segment = u32::try_from(opts.segment_size - u64::from(SEGMENT_HEADER_LEN))
+            .map_err(|_| Error::InvalidOptions("segment_size too large".into()))?;
+        Ok(Arc::new(Inner {
+            dir: dir.to_path_buf(),
+            read_only: lock.is_none(),
+            table: Atomic::new(Table {
+                segs: segs.into_iter().map(Arc::new).collect(),
+            }),
+            active: AtomicPtr::new(std::ptr::null_mut()),
+            roll_lock: Mutex::new(()),
+            prep: Mutex::new(prep),
+            prep_cv: Condvar::new(),
+            progress: Mutex::new(progress),
+            gc: Mutex::new(false),
+            gc_cv: Condvar::new(),
+            durable: AtomicU64::new(durable),
+            poison: OnceLock::new(),
+            stop: Mutex::new(false),
+            stop_cv: Condvar::new(),
+            tmp_counter: AtomicU64::new(0),
+            gc_stats: GroupStats::new(),
+            max_in_segment,
+            opts,
+            recycled: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
+            lock: Mutex::new(lock),
+        }))
+    }
+
     /// What to do with a damaged record met by a reader.
     pub(crate) fn recovery_mode(&self) -> crate::options::RecoveryMode {
         self.opts.recovery_mode
