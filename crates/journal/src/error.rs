@@ -83,6 +83,12 @@ pub enum Error {
         /// The ID asked for.
         id: u64,
     },
+    /// The segment budget ([`crate::JournalOptions::max_segments`]) is used up; nothing
+    /// was written.
+    Full {
+        /// The budget.
+        max_segments: usize,
+    },
     /// The journal was shut down ([`crate::Journal::shutdown`]); open it again.
     Closed,
 }
@@ -139,6 +145,9 @@ impl fmt::Display for Error {
             Error::ReadOnly => write!(f, "journal is open read-only"),
             Error::NotFound { id } => write!(f, "record {id} is not in the journal"),
             Error::Closed => write!(f, "the journal is closed"),
+            Error::Full { max_segments } => {
+                write!(f, "the journal's budget of {max_segments} segments is used up")
+            }
         }
     }
 }

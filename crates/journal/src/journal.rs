@@ -1228,9 +1228,20 @@ impl Inner {
             let w = old.word.load(Ordering::Acquire);
             debug_assert!(proto::is_sealed(w));
             let base = old.base_id + u64::from(proto::count_of(w));
+            let live = {
+                let guard = epoch::pin();
+                self.table(&guard).segs.len()
+            };
+            if let Some(max) = self.opts.max_segments {
+                if live >= max {
+                    return Err(Error::Full { max_segments: max });
+                }
+            }
+            // The spare the preparer makes next is only wanted within the budget.
+            let want_spare = self.opts.max_segments.is_none_or(|max| live + 2 <= max);
             let taken = {
                 let mut p = lock_ignore_poison(&self.prep);
-                p.want = true;
+                p.want = want_spare;
                 p.ready.take()
             };
             self.prep_cv.notify_all();

@@ -54,6 +54,7 @@ pub struct JournalOptions {
     pub(crate) prefault: bool,
     pub(crate) min_next_id: u64,
     pub(crate) recycle: bool,
+    pub(crate) max_segments: Option<usize>,
 }
 
 impl fmt::Debug for JournalOptions {
@@ -83,6 +84,7 @@ impl Default for JournalOptions {
             prefault: true,
             min_next_id: 0,
             recycle: false,
+            max_segments: None,
         }
     }
 }
@@ -161,6 +163,14 @@ impl JournalOptions {
         self
     }
 
+    /// A budget of live segment files: an append that needs a new segment beyond it
+    /// fails with [`Error::Full`] and writes nothing (the spare segment the preparer
+    /// keeps ready is not made while the budget is reached). At least 2. Default: none.
+    pub fn max_segments(mut self, n: usize) -> Self {
+        self.max_segments = Some(n);
+        self
+    }
+
     /// Checks the options.
     ///
     /// # Errors
@@ -188,6 +198,11 @@ impl JournalOptions {
                 "max_record_size {} is outside 1..={MAX_SEGMENT_SIZE}",
                 self.max_record_size
             )));
+        }
+        if self.max_segments.is_some_and(|n| n < 2) {
+            return Err(Error::InvalidOptions(
+                "max_segments must be at least 2".into(),
+            ));
         }
         Ok(())
     }

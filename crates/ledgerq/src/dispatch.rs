@@ -129,6 +129,16 @@ impl<S, T: Copy> Dispatch<S, T> {
         Ok(got)
     }
 
+    /// Holding the feeder role (so nothing is fed meanwhile), drops every handle in the
+    /// ring and the stash and lets `f` reposition the source (seek). Handles that
+    /// consumers popped before are theirs.
+    pub(crate) fn reset<R>(&self, f: impl FnOnce(&mut S) -> R) -> R {
+        let mut g = self.feeder.lock().unwrap_or_else(|p| p.into_inner());
+        g.stash = None;
+        while self.ring.pop().is_some() {}
+        f(&mut g.source)
+    }
+
     fn feed<E>(&self, f: &mut Feeder<S, T>, fill: &impl Fill<S, T, E>) -> Result<(), E> {
         if let Some(x) = f.stash.take() {
             if let Err(x) = self.ring.push(x) {

@@ -86,6 +86,56 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A message has more than 64 headers; nothing was written.
+    TooManyHeaders {
+        /// The number of headers given.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A header key is longer than 256 bytes; nothing was written.
+    HeaderKeyTooLarge {
+        /// The key's length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A message's header keys and values together exceed 64 KiB; nothing was written.
+    HeadersTooLarge {
+        /// Their size in bytes.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A per-message option is invalid (a zero TTL, an empty or oversized dedup key);
+    /// nothing was written.
+    InvalidMessage {
+        /// Which option and why.
+        reason: String,
+    },
+    /// The queue's disk budget ([`Options::max_disk_bytes`](crate::Options::max_disk_bytes))
+    /// is used up and its [`OverflowPolicy`](crate::OverflowPolicy) is `Reject`; nothing
+    /// was written. Consume messages (and let compaction run), then retry.
+    QueueFull {
+        /// The budget in bytes.
+        max_disk_bytes: u64,
+    },
+    /// A seek target is outside the retained messages: older than the first message still
+    /// on disk (removed by retention or compaction), or beyond the next ID.
+    SeekOutOfRange {
+        /// The ID asked for.
+        id: u64,
+        /// The oldest ID still retained.
+        first: u64,
+        /// The ID the next enqueue will get.
+        next: u64,
+    },
+    /// No message with this ID is in the queue (e.g. `requeue_dead_letter` of an ID the
+    /// dead-letter queue does not hold).
+    NotFound {
+        /// The message ID given.
+        id: u64,
+    },
     /// Any other error of the journal.
     Journal(ledgerq_journal::Error),
 }
@@ -145,6 +195,32 @@ impl fmt::Display for Error {
                 "corrupt data in {} at byte {offset}: {reason}",
                 path.display()
             ),
+            Error::TooManyHeaders { count, max } => write!(
+                f,
+                "a message has {count} headers, more than the limit of {max}; nothing was written"
+            ),
+            Error::HeaderKeyTooLarge { len, max } => write!(
+                f,
+                "a header key is {len} bytes, more than the limit of {max}; nothing was written"
+            ),
+            Error::HeadersTooLarge { size, max } => write!(
+                f,
+                "a message's headers are {size} bytes, more than the limit of {max}; \
+                 nothing was written"
+            ),
+            Error::InvalidMessage { reason } => {
+                write!(f, "invalid message options: {reason}; nothing was written")
+            }
+            Error::QueueFull { max_disk_bytes } => write!(
+                f,
+                "the queue is full (disk budget of {max_disk_bytes} bytes used up); \
+                 consume messages and retry"
+            ),
+            Error::SeekOutOfRange { id, first, next } => write!(
+                f,
+                "cannot seek to message {id}: the queue retains IDs {first}..{next}"
+            ),
+            Error::NotFound { id } => write!(f, "message {id} is not in the queue"),
             Error::Journal(e) => write!(f, "journal error: {e}"),
         }
     }
@@ -186,6 +262,9 @@ impl From<ledgerq_journal::Error> for Error {
                 size: usize::try_from(size).unwrap_or(usize::MAX),
                 max: usize::try_from(max).unwrap_or(usize::MAX),
             },
+            J::TooManyHeaders { count, max } => Error::TooManyHeaders { count, max },
+            J::HeaderKeyTooLarge { len, max } => Error::HeaderKeyTooLarge { len, max },
+            J::HeadersTooLarge { size, max } => Error::HeadersTooLarge { size, max },
             other => Error::Journal(other),
         }
     }

@@ -44,6 +44,18 @@
 mod dispatch;
 mod sync;
 
+#[cfg(all(feature = "async", not(ledgerq_loom)))]
+mod asynk;
+#[cfg(not(ledgerq_loom))]
+mod compact;
+#[cfg(not(ledgerq_loom))]
+mod compress;
+#[cfg(not(ledgerq_loom))]
+mod dead_letter;
+#[cfg(not(ledgerq_loom))]
+mod dedup;
+#[cfg(not(ledgerq_loom))]
+mod enqueue;
 #[cfg(not(ledgerq_loom))]
 mod error;
 #[cfg(not(ledgerq_loom))]
@@ -53,20 +65,32 @@ mod message;
 #[cfg(not(ledgerq_loom))]
 mod options;
 #[cfg(not(ledgerq_loom))]
+mod priority;
+#[cfg(not(ledgerq_loom))]
 mod queue;
+#[cfg(not(ledgerq_loom))]
+mod replay;
 #[cfg(not(ledgerq_loom))]
 mod state;
 #[cfg(not(ledgerq_loom))]
 mod stats;
 
+#[cfg(all(feature = "async", not(ledgerq_loom)))]
+pub use asynk::{Dequeue, MessageStream};
+#[cfg(not(ledgerq_loom))]
+pub use compact::CompactionReport;
+#[cfg(not(ledgerq_loom))]
+pub use compress::Compression;
+#[cfg(not(ledgerq_loom))]
+pub use enqueue::{EnqueueOptions, Enqueued, Priority};
 #[cfg(not(ledgerq_loom))]
 pub use error::{Error, Result};
 #[cfg(not(ledgerq_loom))]
 pub use message::Message;
 #[cfg(not(ledgerq_loom))]
 pub use options::{
-    AckMode, Durability, Options, RecoveryMode, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_RING_CAPACITY,
-    DEFAULT_SEGMENT_SIZE,
+    AckMode, Durability, Options, OverflowPolicy, RecoveryMode, Retention,
+    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_RING_CAPACITY, DEFAULT_SEGMENT_SIZE,
 };
 #[cfg(not(ledgerq_loom))]
 pub use queue::{Queue, Stream};

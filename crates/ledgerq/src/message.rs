@@ -2,13 +2,18 @@
 
 use std::time::SystemTime;
 
-/// A message taken from a queue: its ID, payload and delivery facts.
+use crate::enqueue::Priority;
+
+/// A message taken from a queue: its ID, payload, options and delivery facts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
     pub(crate) id: u64,
     pub(crate) payload: Vec<u8>,
     pub(crate) timestamp: SystemTime,
     pub(crate) delivery_count: u32,
+    pub(crate) priority: Priority,
+    pub(crate) expires_at: Option<SystemTime>,
+    pub(crate) headers: Vec<(String, String)>,
 }
 
 impl Message {
@@ -17,7 +22,7 @@ impl Message {
         self.id
     }
 
-    /// The payload bytes.
+    /// The payload bytes (decompressed if the message was stored compressed).
     pub fn payload(&self) -> &[u8] {
         &self.payload
     }
@@ -37,5 +42,28 @@ impl Message {
     /// manual-ack mode).
     pub fn delivery_count(&self) -> u32 {
         self.delivery_count
+    }
+
+    /// The message's priority ([`Priority::Low`] unless enqueued with another).
+    pub fn priority(&self) -> Priority {
+        self.priority
+    }
+
+    /// When the message expires, if it was enqueued with a TTL.
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.expires_at
+    }
+
+    /// The headers, in the order they were given.
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+
+    /// The value of the first header named `key`.
+    pub fn header(&self, key: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }

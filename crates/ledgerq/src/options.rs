@@ -4,6 +4,7 @@ use std::time::Duration;
 
 pub use ledgerq_journal::{Durability, RecoveryMode};
 
+use crate::compress::Compression;
 use crate::error::{Error, Result};
 
 /// How a dequeued message is consumed.
@@ -45,6 +46,62 @@ pub struct Options {
     pub(crate) ring_capacity: usize,
     pub(crate) recovery_mode: RecoveryMode,
     pub(crate) auto_compact: bool,
+    pub(crate) priorities: bool,
+    pub(crate) starvation_window: Duration,
+    pub(crate) max_deliveries: u32,
+    pub(crate) redelivery_backoff: Option<(Duration, Duration)>,
+    pub(crate) dedup_window: Duration,
+    pub(crate) max_dedup_entries: usize,
+    pub(crate) compression: Compression,
+    pub(crate) min_compression_size: usize,
+    pub(crate) retention: Option<Retention>,
+    pub(crate) compaction_interval: Duration,
+    pub(crate) max_disk_bytes: Option<u64>,
+    pub(crate) overflow_policy: OverflowPolicy,
+}
+
+/// How long consumed segments are kept for replay ([`Queue::seek_to_id`](crate::Queue::seek_to_id)).
+///
+/// Without a retention policy a segment is removed as soon as all its messages are
+/// consumed. With one, consumed segments are kept until one of the limits is exceeded
+/// (oldest first), always keeping `min_segments`. A segment that holds a pending, leased
+/// or not yet dead-lettered message is never removed by retention.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use ledgerq::{Options, Retention};
+///
+/// let opts = Options::new().retention(Retention {
+///     max_age: Some(Duration::from_secs(7 * 24 * 3600)),
+///     max_bytes: Some(1 << 30),
+///     ..Retention::default()
+/// });
+/// # let _ = opts;
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Remove consumed segments whose newest message is older than this.
+    pub max_age: Option<Duration>,
+    /// Remove the oldest consumed segments while all segments take more than this.
+    pub max_bytes: Option<u64>,
+    /// Remove the oldest consumed segments while there are more than this many.
+    pub max_segments: Option<usize>,
+    /// Never go below this many segments, whatever the other limits say.
+    pub min_segments: usize,
+}
+
+/// What an enqueue does when [`Options::max_disk_bytes`] is reached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum OverflowPolicy {
+    /// Refuse the enqueue with [`Error::QueueFull`](crate::Error::QueueFull): backpressure,
+    /// nothing lost. The default.
+    #[default]
+    Reject,
+    /// Drop the oldest segment of pending messages to make room, counting the dropped
+    /// messages in [`Stats::dropped`](crate::Stats::dropped).
+    DropOldest,
 }
 
 /// Default segment size: 64 MiB.
@@ -66,6 +123,18 @@ impl Default for Options {
             ring_capacity: DEFAULT_RING_CAPACITY,
             recovery_mode: RecoveryMode::Strict,
             auto_compact: true,
+            priorities: false,
+            starvation_window: Duration::from_secs(30),
+            max_deliveries: 3,
+            redelivery_backoff: None,
+            dedup_window: Duration::from_secs(300),
+            max_dedup_entries: 100_000,
+            compression: Compression::None,
+            min_compression_size: 1024,
+            retention: None,
+            compaction_interval: Duration::from_secs(1),
+            max_disk_bytes: None,
+            overflow_policy: OverflowPolicy::Reject,
         }
     }
 }
@@ -149,6 +218,98 @@ impl Options {
         self
     }
 
+    /// Priority delivery: `High` before `Medium` before `Low`, FIFO within a level, with
+    /// [`starvation_window`](Options::starvation_window). Fixed when the queue is
+    /// created and recorded in it: opening an existing queue uses what was recorded.
+    /// Default `false` (FIFO by ID, priorities stored but not used for order).
+    pub fn priorities(mut self, on: bool) -> Self {
+        self.priorities = on;
+        self
+    }
+
+    /// Priority mode: a message that has waited this long is served before newer
+    /// messages of higher levels. Default 30 s; zero turns it off.
+    pub fn starvation_window(mut self, d: Duration) -> Self {
+        self.starvation_window = d;
+        self
+    }
+
+    /// Manual-ack mode: after this many failed deliveries (nack or expired lease) a
+    /// message moves to the dead-letter queue. Default 3; 0 turns dead-lettering off
+    /// (a message is then redelivered for ever); at most 250.
+    pub fn max_deliveries(mut self, n: u32) -> Self {
+        self.max_deliveries = n;
+        self
+    }
+
+    /// Manual-ack mode: wait before a failed message is delivered again, `base` after
+    /// the first failure, doubling up to `max`. Default: none (at once).
+    pub fn redelivery_backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.redelivery_backoff = Some((base, max));
+        self
+    }
+
+    /// How long a dedup key is remembered, unless the message sets its own window.
+    /// Default 5 minutes.
+    pub fn dedup_window(mut self, d: Duration) -> Self {
+        self.dedup_window = d;
+        self
+    }
+
+    /// The most dedup keys tracked; beyond it the key expiring first is forgotten
+    /// (counted in [`Stats::dedup_evicted`](crate::Stats::dedup_evicted)). Default 100,000.
+    pub fn max_dedup_entries(mut self, n: usize) -> Self {
+        self.max_dedup_entries = n;
+        self
+    }
+
+    /// The compression of messages that do not set their own. Default
+    /// [`Compression::None`].
+    pub fn compression(mut self, c: Compression) -> Self {
+        self.compression = c;
+        self
+    }
+
+    /// Payloads smaller than this are never compressed. Default 1 KiB.
+    pub fn min_compression_size(mut self, bytes: usize) -> Self {
+        self.min_compression_size = bytes;
+        self
+    }
+
+    /// Keep consumed segments for replay, within these limits. Default: none (consumed
+    /// segments are removed).
+    pub fn retention(mut self, r: Retention) -> Self {
+        self.retention = Some(r);
+        self
+    }
+
+    /// How often automatic compaction runs (when [`auto_compact`](Options::auto_compact)
+    /// is on). Default 1 s.
+    pub fn compaction_interval(mut self, d: Duration) -> Self {
+        self.compaction_interval = d;
+        self
+    }
+
+    /// A disk budget for the queue's segment files; what happens when it is reached is
+    /// the [`overflow_policy`](Options::overflow_policy). At least two segments.
+    /// Default: none.
+    pub fn max_disk_bytes(mut self, bytes: u64) -> Self {
+        self.max_disk_bytes = Some(bytes);
+        self
+    }
+
+    /// What an enqueue does when the disk budget is reached. Default
+    /// [`OverflowPolicy::Reject`].
+    pub fn overflow_policy(mut self, p: OverflowPolicy) -> Self {
+        self.overflow_policy = p;
+        self
+    }
+
+    /// Whether priority delivery was asked for.
+    pub fn get_priorities(&self) -> bool {
+        self.priorities
+    }
+
     /// The durability mode set.
     pub fn get_durability(&self) -> Durability {
         self.durability
@@ -183,6 +344,36 @@ impl Options {
                 self.segment_size
             ));
         }
+        if self.max_deliveries > 250 {
+            return bad(format!(
+                "max_deliveries {} is above the limit of 250",
+                self.max_deliveries
+            ));
+        }
+        if let Some((base, max)) = self.redelivery_backoff {
+            if base.is_zero() || max < base {
+                return bad("redelivery_backoff needs 0 < base <= max".into());
+            }
+        }
+        if self.dedup_window.is_zero() {
+            return bad("dedup_window must be greater than zero".into());
+        }
+        if self.max_dedup_entries == 0 {
+            return bad("max_dedup_entries must be greater than zero".into());
+        }
+        if self.compaction_interval.is_zero() {
+            return bad("compaction_interval must be greater than zero".into());
+        }
+        if let Some(b) = self.max_disk_bytes {
+            if b < 2 * self.segment_size {
+                return bad(format!(
+                    "max_disk_bytes {b} is less than two segments of {} bytes",
+                    self.segment_size
+                ));
+            }
+        }
+        crate::compress::validate(self.compression)
+            .map_err(|reason| Error::InvalidOptions { reason })?;
         if self.ring_capacity == 0 || self.ring_capacity > 1 << 24 {
             return bad(format!(
                 "ring_capacity {} is outside 1..=16777216",

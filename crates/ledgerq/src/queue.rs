@@ -1,25 +1,28 @@
 //! [`Queue`]: the journal, the dispatch ring and the consumer state joined together.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fs;
 use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ledgerq_journal::{
     Cursor, Journal, JournalOptions, Position, RecordIn, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
 
 use crate::dispatch::Dispatch;
+use crate::enqueue::{EnqueueOptions, Enqueued, Priority};
 use crate::error::{io_err, Error, Result};
 use crate::grace::Grace;
 use crate::message::Message;
-use crate::options::{AckMode, Options};
-use crate::state::{Entry, StateFile, WINDOW};
+use crate::options::{AckMode, Options, OverflowPolicy};
+use crate::priority::{Sched, Sink};
+use crate::state::{Entry, StateFile, FLAG_PRIORITIES, WINDOW};
 use crate::stats::Stats;
 
 /// Lease shards: manual-mode leases are spread over this many mutexes.
@@ -45,39 +48,69 @@ const SHARDS: usize = 16;
 /// # }
 /// ```
 pub struct Queue {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
     maintenance: Mutex<Option<JoinHandle<()>>>,
 }
 
 pub(crate) struct Inner {
-    dir: PathBuf,
-    opts: Options,
-    journal: Journal,
+    pub(crate) dir: PathBuf,
+    pub(crate) opts: Options,
+    pub(crate) journal: Journal,
     dispatch: Dispatch<FeedSource, Position>,
-    state: StateFile,
+    pub(crate) state: StateFile,
+    /// Priority delivery (recorded in the state file at creation): the scheduler that
+    /// replaces the ring.
+    sched: Option<Mutex<Sched>>,
     /// Manual mode: messages delivered and not yet acknowledged.
     leases: Vec<Mutex<HashMap<u64, Lease>>>,
     in_flight: AtomicUsize,
     /// Manual mode: messages to deliver again (nacked or lease expired), before new ones.
     redeliver: Mutex<VecDeque<Position>>,
     redeliver_len: AtomicUsize,
+    /// Manual mode: failed messages waiting out a redelivery backoff, by due time.
+    delayed: Mutex<BinaryHeap<Reverse<Delayed>>>,
+    delayed_len: AtomicUsize,
     /// The first ID the feeder has not yet moved into the ring.
     fed: AtomicU64,
     /// Manual mode: IDs at or above `fed` already acknowledged (found at open), which
     /// the feeder will skip; subtracted from `pending`.
     acked_ahead: AtomicU64,
-    closed: AtomicBool,
+    /// Priority mode: entries at or above the watermark marked consumed.
+    acked_above: AtomicI64,
+    /// After the oldest segment was dropped: below this ID, a delivered (leased or
+    /// requeued) message is not fed again.
+    refeed_until: AtomicU64,
+    pub(crate) closed: AtomicBool,
     /// Read sections of consumers, waited for before compaction removes segments.
-    grace: Grace,
+    pub(crate) grace: Grace,
     park: Park,
     /// The error of a failed consumer-state flush, latched for good: checked by every
     /// write with one atomic load.
     latched: OnceLock<Arc<io::Error>>,
+    /// The deduplication table.
+    pub(crate) dedup: crate::dedup::DedupTable,
+    /// The dead-letter queue, opened when first needed (or at open if it exists).
+    pub(crate) dlq: OnceLock<Queue>,
+    pub(crate) dlq_init: Mutex<()>,
+    /// Counters since open.
+    pub(crate) expired: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    /// Serialises compaction passes (the maintenance thread, `compact`, overflow).
+    pub(crate) compaction: Mutex<()>,
 }
 
 struct Lease {
     pos: Position,
     deadline: Instant,
+}
+
+/// A message waiting out its redelivery backoff.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Delayed {
+    due: Instant,
+    id: u64,
+    segment: u64,
+    offset: u32,
 }
 
 /// The feeder's own state: where it reads the journal.
@@ -96,9 +129,11 @@ struct Park {
     cv: Condvar,
     /// Wakes the maintenance thread at close.
     maintenance_cv: Condvar,
+    /// Async consumers waiting for a commit.
+    wakers: Mutex<Vec<std::task::Waker>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -144,30 +179,57 @@ impl Queue {
                 ),
             });
         }
-        let jopts = JournalOptions::new()
+        let mut jopts = JournalOptions::new()
             .min_next_id(consumed_below)
             .segment_size(opts.segment_size)
             .durability(opts.durability)
             .flush_interval(opts.flush_interval)
             .max_record_size(opts.get_max_message_size())
             .recovery_mode(opts.recovery_mode);
+        if let Some(max) = opts.max_disk_bytes {
+            let n = usize::try_from(max / opts.segment_size).unwrap_or(usize::MAX);
+            jopts = jopts.max_segments(n);
+        }
         let journal = Journal::open(&dir, jopts)?;
         let state = StateFile::open(&dir)?;
+        if state.is_new() {
+            state.set_flags(if opts.priorities { FLAG_PRIORITIES } else { 0 });
+        }
+        // Fixed at creation: the recorded setting wins over the options.
+        let priorities = state.flags() & FLAG_PRIORITIES != 0;
         let first = journal.first_id();
         let end = journal.next_id();
         // `min_next_id` keeps `end` at or above the watermark; the clamp only matters if
         // the state file changed between the peek and the lock.
         let w = state.watermark().load(Ordering::SeqCst).max(first).min(end);
         state.set_watermark(w);
-        let acked_ahead = if opts.ack_mode == AckMode::Manual {
+        let acked_in_window = if opts.ack_mode == AckMode::Manual || priorities {
             (w..end.min(w + WINDOW))
                 .filter(|&id| state.entry(id) == Entry::Acked)
                 .count() as u64
         } else {
             0
         };
+        let acked_ahead = if priorities { 0 } else { acked_in_window };
         let cursor = journal.cursor(w)?;
+        let sched = if priorities {
+            Some(Mutex::new(Sched::new(&journal, w, opts.ring_capacity)?))
+        } else {
+            None
+        };
+        let dedup = crate::dedup::DedupTable::new(opts.max_dedup_entries);
         let inner = Arc::new(Inner {
+            sched,
+            delayed: Mutex::new(BinaryHeap::new()),
+            delayed_len: AtomicUsize::new(0),
+            refeed_until: AtomicU64::new(0),
+            acked_above: AtomicI64::new(i64::try_from(acked_in_window).unwrap_or(i64::MAX)),
+            dedup,
+            dlq: OnceLock::new(),
+            dlq_init: Mutex::new(()),
+            expired: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            compaction: Mutex::new(()),
             dispatch: Dispatch::new(
                 opts.ring_capacity,
                 FeedSource {
@@ -189,6 +251,7 @@ impl Queue {
                 lock: Mutex::new(()),
                 cv: Condvar::new(),
                 maintenance_cv: Condvar::new(),
+                wakers: Mutex::new(Vec::new()),
             },
             latched: OnceLock::new(),
             dir,
@@ -196,6 +259,10 @@ impl Queue {
             journal,
             state,
         });
+        inner.rebuild_dedup()?;
+        if inner.dir.join(crate::dead_letter::DIR_NAME).is_dir() {
+            inner.dead_letter_queue()?;
+        }
         let worker = inner.clone();
         let handle = std::thread::Builder::new()
             .name("ledgerq-maintenance".into())
@@ -211,60 +278,229 @@ impl Queue {
     ///
     /// When this returns `Ok`, the message is in the memory-mapped journal and survives the
     /// process being killed; with [`Durability::Sync`](crate::Durability::Sync) it is also
-    /// on stable storage.
+    /// on stable storage. The queue's default [`Compression`](crate::Compression) applies.
     ///
     /// # Errors
     ///
     /// [`Error::MessageTooLarge`], [`Error::Closed`], [`Error::NoSpace`],
-    /// [`Error::Poisoned`] after a failed flush.
+    /// [`Error::QueueFull`], [`Error::Poisoned`] after a failed flush.
     pub fn enqueue(&self, payload: impl AsRef<[u8]>) -> Result<u64> {
         let payload = payload.as_ref();
-        self.inner.check_writable()?;
-        self.inner.check_size(payload.len())?;
-        let id = self.inner.journal.append(&RecordIn::new(payload))?;
-        self.inner.wake();
+        let inner = &self.inner;
+        if inner.opts.compression != crate::Compression::None {
+            return self
+                .enqueue_with(payload, &EnqueueOptions::new())
+                .map(|e| e.id);
+        }
+        inner.check_writable()?;
+        inner.check_size(payload.len())?;
+        let id = inner.append(&RecordIn::new(payload))?;
+        inner.wake();
         Ok(id)
+    }
+
+    /// Appends one message with its own options (priority, TTL, headers, dedup key,
+    /// compression).
+    ///
+    /// With a dedup key already seen within its window nothing is written and the
+    /// original message's ID is returned with [`Enqueued::is_duplicate`] `true`.
+    /// Compression runs in the calling thread, before anything shared is touched.
+    ///
+    /// # Errors
+    ///
+    /// As [`enqueue`](Queue::enqueue), plus [`Error::TooManyHeaders`],
+    /// [`Error::HeaderKeyTooLarge`], [`Error::HeadersTooLarge`] and
+    /// [`Error::InvalidMessage`]; nothing is written on any error.
+    pub fn enqueue_with(
+        &self,
+        payload: impl AsRef<[u8]>,
+        opts: &EnqueueOptions,
+    ) -> Result<Enqueued> {
+        let inner = &self.inner;
+        inner.check_writable()?;
+        let payload = payload.as_ref();
+        let now = now_ns();
+        let prep = Prepared::new(inner, payload, opts, now)?;
+        let rec = prep.record(payload, now);
+        let enq = match &opts.dedup_key {
+            Some(key) => {
+                let mut g = inner.dedup.lock(key);
+                if let Some(id) = g.get(now) {
+                    return Ok(Enqueued {
+                        id,
+                        duplicate: true,
+                    });
+                }
+                inner.state.raise_dedup_horizon(prep.window_ns);
+                let id = inner.append(&rec)?;
+                g.insert(id, now.saturating_add(prep.window_ns));
+                Enqueued {
+                    id,
+                    duplicate: false,
+                }
+            }
+            None => Enqueued {
+                id: inner.append(&rec)?,
+                duplicate: false,
+            },
+        };
+        inner.wake();
+        Ok(enq)
     }
 
     /// Appends several messages with one reservation; their IDs are contiguous.
     ///
     /// Either all are appended or none (every size is checked before anything is written).
+    /// The queue's default compression applies.
     ///
     /// # Errors
     ///
-    /// As [`enqueue`](Queue::enqueue).
+    /// As [`enqueue`](Queue::enqueue), plus [`Error::BatchTooLarge`] if the batch does
+    /// not fit in one segment.
     pub fn enqueue_batch<I>(&self, payloads: I) -> Result<Range<u64>>
     where
         I: IntoIterator,
         I::Item: AsRef<[u8]>,
     {
-        self.inner.check_writable()?;
+        let inner = &self.inner;
+        if inner.opts.compression != crate::Compression::None {
+            let out =
+                self.enqueue_batch_with(payloads.into_iter().map(|p| (p, EnqueueOptions::new())))?;
+            return Ok(match (out.first(), out.last()) {
+                (Some(a), Some(b)) => a.id..b.id + 1,
+                _ => {
+                    let next = inner.journal.next_id();
+                    next..next
+                }
+            });
+        }
+        inner.check_writable()?;
         let items: Vec<I::Item> = payloads.into_iter().collect();
         let mut records = Vec::with_capacity(items.len());
         let mut size = 0u64;
         for p in &items {
             let p = p.as_ref();
-            self.inner.check_size(p.len())?;
+            inner.check_size(p.len())?;
             size += u64::from(RECORD_HEADER_LEN) + p.len() as u64 + 7;
             records.push(RecordIn::new(p));
         }
-        let max = self.inner.opts.segment_size - u64::from(SEGMENT_HEADER_LEN);
-        if size > max {
-            return Err(Error::BatchTooLarge { size, max });
-        }
+        inner.check_batch_size(size)?;
         if records.is_empty() {
-            let next = self.inner.journal.next_id();
+            let next = inner.journal.next_id();
             return Ok(next..next);
         }
-        let ids = self.inner.journal.append_batch(&records)?;
-        self.inner.wake();
+        let ids = inner.append_batch(&records)?;
+        inner.wake();
         Ok(ids)
+    }
+
+    /// Appends several messages, each with its own options, with one reservation.
+    ///
+    /// The result is in the order given. A message whose dedup key was seen within its
+    /// window (before, or earlier in the same batch) is not written and gets the
+    /// original's ID with [`Enqueued::is_duplicate`] `true`; the others get contiguous
+    /// IDs. Either all are appended or none.
+    ///
+    /// # Errors
+    ///
+    /// As [`enqueue_with`](Queue::enqueue_with), plus [`Error::BatchTooLarge`].
+    pub fn enqueue_batch_with<I, P>(&self, items: I) -> Result<Vec<Enqueued>>
+    where
+        I: IntoIterator<Item = (P, EnqueueOptions)>,
+        P: AsRef<[u8]>,
+    {
+        let inner = &self.inner;
+        inner.check_writable()?;
+        let now = now_ns();
+        let items: Vec<(P, EnqueueOptions)> = items.into_iter().collect();
+        let mut preps = Vec::with_capacity(items.len());
+        let mut size = 0u64;
+        for (p, o) in &items {
+            let prep = Prepared::new(inner, p.as_ref(), o, now)?;
+            size += prep.encoded_len(p.as_ref());
+            preps.push(prep);
+        }
+        // Dedup: hold the shards of every key for the whole append, in a fixed order.
+        let keys: Vec<&[u8]> = items
+            .iter()
+            .filter_map(|(_, o)| o.dedup_key.as_deref())
+            .collect();
+        let mut guards = inner.dedup.lock_many(&keys);
+        // What each item becomes: written (its index among the written) or a duplicate.
+        enum Fate {
+            Write(usize),
+            DupOf(u64),
+            DupOfItem(usize),
+        }
+        let mut fates = Vec::with_capacity(items.len());
+        let mut first_in_batch: HashMap<&[u8], usize> = HashMap::new();
+        let mut records = Vec::with_capacity(items.len());
+        let mut written_size = 0u64;
+        for (i, ((p, o), prep)) in items.iter().zip(&preps).enumerate() {
+            if let Some(key) = o.dedup_key.as_deref() {
+                if let Some(&j) = first_in_batch.get(key) {
+                    fates.push(Fate::DupOfItem(j));
+                    continue;
+                }
+                if let Some(id) = guards.get(key, now) {
+                    fates.push(Fate::DupOf(id));
+                    continue;
+                }
+                first_in_batch.insert(key, i);
+            }
+            fates.push(Fate::Write(records.len()));
+            written_size += prep.encoded_len(p.as_ref());
+            records.push(prep.record(p.as_ref(), now));
+        }
+        let _ = size;
+        inner.check_batch_size(written_size)?;
+        let ids = if records.is_empty() {
+            let next = inner.journal.next_id();
+            next..next
+        } else {
+            for prep in &preps {
+                if prep.window_ns > 0 {
+                    inner.state.raise_dedup_horizon(prep.window_ns);
+                }
+            }
+            inner.append_batch(&records)?
+        };
+        let mut out: Vec<Enqueued> = Vec::with_capacity(items.len());
+        for (i, fate) in fates.iter().enumerate() {
+            let e = match *fate {
+                Fate::Write(k) => {
+                    let id = ids.start + k as u64;
+                    if let Some(key) = items[i].1.dedup_key.as_deref() {
+                        guards.insert(key, id, now.saturating_add(preps[i].window_ns));
+                    }
+                    Enqueued {
+                        id,
+                        duplicate: false,
+                    }
+                }
+                Fate::DupOf(id) => Enqueued {
+                    id,
+                    duplicate: true,
+                },
+                Fate::DupOfItem(j) => Enqueued {
+                    id: out[j].id,
+                    duplicate: true,
+                },
+            };
+            out.push(e);
+        }
+        drop(guards);
+        if !records.is_empty() {
+            inner.wake();
+        }
+        Ok(out)
     }
 
     /// Takes the next message, never blocking: `Ok(None)` when nothing is ready.
     ///
     /// In [`AckMode::Auto`] the message is consumed; in [`AckMode::Manual`] it is leased
-    /// until [`ack`](Queue::ack), [`nack`](Queue::nack) or the lease timeout.
+    /// until [`ack`](Queue::ack), [`nack`](Queue::nack) or the lease timeout. Expired
+    /// messages are skipped (and counted in [`Stats::expired`]).
     ///
     /// # Errors
     ///
@@ -286,7 +522,8 @@ impl Queue {
         self.inner.dequeue_wait(deadline)
     }
 
-    /// Takes up to `max` messages that are ready, in ID order, never blocking.
+    /// Takes up to `max` messages that are ready, never blocking: in ID order, or in
+    /// priority order when the queue delivers by priority.
     ///
     /// # Errors
     ///
@@ -309,29 +546,30 @@ impl Queue {
             return Err(Error::NotInFlight { id });
         }
         inner.in_flight.fetch_sub(1, Ordering::Relaxed);
-        inner.state.set_acked(id);
-        inner.state.advance(inner.fed.load(Ordering::Acquire));
+        inner.consume(id);
         Ok(())
     }
 
     /// Gives a leased message back: it is delivered again (to any consumer) with its
-    /// delivery count one higher.
-    ///
-    /// `reason` is not stored yet: it is meant for the dead-letter record of a message
-    /// that keeps failing, which this version does not have.
+    /// delivery count one higher, after the [`redelivery_backoff`](Options::redelivery_backoff)
+    /// if one is set. After [`max_deliveries`](Options::max_deliveries) failed deliveries
+    /// it moves to the dead-letter queue instead, with `reason` (its first line, at most
+    /// 256 characters) in its `dlq.reason` header.
     ///
     /// # Errors
     ///
-    /// [`Error::NotInFlight`] if `id` is not leased.
-    pub fn nack(&self, id: u64, _reason: &str) -> Result<()> {
-        self.inner.check_open()?;
-        let inner = &self.inner;
-        let lease = lock(inner.shard(id))
-            .remove(&id)
-            .ok_or(Error::NotInFlight { id })?;
-        inner.in_flight.fetch_sub(1, Ordering::Relaxed);
-        inner.requeue(lease.pos);
-        Ok(())
+    /// [`Error::NotInFlight`] if `id` is not leased; an error of the dead-letter queue.
+    pub fn nack(&self, id: u64, reason: &str) -> Result<()> {
+        self.inner.fail(id, reason, None)
+    }
+
+    /// As [`nack`](Queue::nack), with the message delivered again only after `delay`.
+    ///
+    /// # Errors
+    ///
+    /// As [`nack`](Queue::nack).
+    pub fn nack_with_delay(&self, id: u64, reason: &str, delay: Duration) -> Result<()> {
+        self.inner.fail(id, reason, Some(delay))
     }
 
     /// A blocking iterator over messages: each `next` waits for the next message and the
@@ -344,19 +582,40 @@ impl Queue {
     pub fn stats(&self) -> Stats {
         let inner = &self.inner;
         let next_id = inner.journal.next_id();
-        let fed = inner.fed.load(Ordering::Acquire);
         let segments = inner.journal.segments();
-        Stats {
-            pending: next_id
+        let pending = if inner.sched.is_some() {
+            let w = inner.state.watermark().load(Ordering::Acquire);
+            let above = u64::try_from(inner.acked_above.load(Ordering::Relaxed)).unwrap_or(0);
+            next_id
+                .saturating_sub(w)
+                .saturating_sub(above)
+                .saturating_sub(inner.in_flight.load(Ordering::Relaxed) as u64)
+        } else {
+            let fed = inner.fed.load(Ordering::Acquire);
+            next_id
                 .saturating_sub(fed)
                 .saturating_sub(inner.acked_ahead.load(Ordering::Relaxed))
                 + inner.dispatch.len() as u64
-                + inner.redeliver_len.load(Ordering::Relaxed) as u64,
+                + inner.redeliver_len.load(Ordering::Relaxed) as u64
+                + inner.delayed_len.load(Ordering::Relaxed) as u64
+        };
+        Stats {
+            pending,
             in_flight: inner.in_flight.load(Ordering::Relaxed) as u64,
             total_enqueued: next_id.saturating_sub(1),
             next_id,
             segments: segments.len() as u64,
             disk_bytes: inner.journal.disk_bytes(),
+            expired: inner.expired.load(Ordering::Relaxed),
+            dead_lettered: inner.dlq.get().map_or(0, |d| d.inner.journal.next_id() - 1),
+            dedup_tracked: inner.dedup.len() as u64,
+            dedup_evicted: inner.dedup.evicted(),
+            dropped: inner.dropped.load(Ordering::Relaxed),
+            oldest_pending_age: if pending == 0 {
+                None
+            } else {
+                inner.oldest_pending_age()
+            },
         }
     }
 
@@ -370,8 +629,9 @@ impl Queue {
         self.inner.sync()
     }
 
-    /// Flushes and closes the queue: parked consumers and streams wake up, and every later
-    /// call returns [`Error::Closed`]. `Drop` does the same, ignoring errors.
+    /// Flushes and closes the queue (and its dead-letter queue): parked consumers and
+    /// streams wake up, and every later call returns [`Error::Closed`]. `Drop` does the
+    /// same, ignoring errors.
     ///
     /// # Errors
     ///
@@ -387,6 +647,7 @@ impl Queue {
             inner.park.cv.notify_all();
             inner.park.maintenance_cv.notify_all();
         }
+        inner.wake_async();
         if let Some(h) = lock(&self.maintenance).take() {
             let _ = h.join();
         }
@@ -394,12 +655,18 @@ impl Queue {
         // Releases the directory's lock: the queue can be opened again at once, even while
         // this handle exists.
         let shut = inner.journal.shutdown().map_err(Error::from);
-        synced.and(shut)
+        let dlq = inner.dlq.get().map_or(Ok(()), Queue::close);
+        synced.and(shut).and(dlq)
     }
 
     /// The queue directory.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// Whether this queue delivers by priority (as recorded when it was created).
+    pub fn priorities(&self) -> bool {
+        self.inner.sched.is_some()
     }
 }
 
@@ -434,15 +701,175 @@ impl Iterator for Stream<'_> {
     }
 }
 
+/// Nanoseconds since the UNIX epoch, now.
+pub(crate) fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn duration_ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The longest dedup key.
+pub(crate) const MAX_DEDUP_KEY: usize = 256;
+
+/// A message's options checked and turned into what the record stores.
+struct Prepared<'o> {
+    tag: u8,
+    compressed: Vec<u8>,
+    headers: Vec<(&'o str, &'o str)>,
+    header_bytes: usize,
+    priority: u8,
+    expires_ns: u64,
+    /// The stored dedup field: the window (u64 LE) then the key.
+    dedup: Vec<u8>,
+    window_ns: u64,
+}
+
+impl<'o> Prepared<'o> {
+    fn new(inner: &Inner, payload: &[u8], o: &'o EnqueueOptions, now: u64) -> Result<Self> {
+        let headers: Vec<(&str, &str)> = o
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let header_bytes = check_headers(&headers)?;
+        inner.check_size(payload.len().saturating_add(header_bytes))?;
+        let expires_ns = match o.ttl {
+            Some(t) if t.is_zero() => {
+                return Err(Error::InvalidMessage {
+                    reason: "ttl must be greater than zero".into(),
+                })
+            }
+            Some(t) => now.saturating_add(duration_ns(t)).max(1),
+            None => 0,
+        };
+        let (dedup, window_ns) = match &o.dedup_key {
+            Some(k) if k.is_empty() || k.len() > MAX_DEDUP_KEY => {
+                return Err(Error::InvalidMessage {
+                    reason: format!(
+                        "a dedup key must be 1 to {MAX_DEDUP_KEY} bytes, not {}",
+                        k.len()
+                    ),
+                })
+            }
+            Some(k) => {
+                let window = o.dedup_window.unwrap_or(inner.opts.dedup_window);
+                if window.is_zero() {
+                    return Err(Error::InvalidMessage {
+                        reason: "dedup_window must be greater than zero".into(),
+                    });
+                }
+                let w = duration_ns(window);
+                let mut field = Vec::with_capacity(8 + k.len());
+                field.extend_from_slice(&w.to_le_bytes());
+                field.extend_from_slice(k);
+                (field, w)
+            }
+            None => (Vec::new(), 0),
+        };
+        let c = o.compression.unwrap_or(inner.opts.compression);
+        let mut compressed = Vec::new();
+        let tag = if c == crate::Compression::None {
+            0
+        } else {
+            crate::compress::validate(c).map_err(|reason| Error::InvalidMessage { reason })?;
+            crate::compress::compress(c, payload, inner.opts.min_compression_size, &mut compressed)
+        };
+        Ok(Prepared {
+            tag,
+            compressed,
+            headers,
+            header_bytes,
+            priority: o.priority.as_u8(),
+            expires_ns,
+            dedup,
+            window_ns,
+        })
+    }
+
+    fn stored<'a>(&'a self, payload: &'a [u8]) -> &'a [u8] {
+        if self.tag == 0 {
+            payload
+        } else {
+            &self.compressed
+        }
+    }
+
+    fn record<'a>(&'a self, payload: &'a [u8], now: u64) -> RecordIn<'a> {
+        RecordIn {
+            payload: self.stored(payload),
+            priority: self.priority,
+            expires_at_ns: self.expires_ns,
+            headers: &self.headers,
+            compression: self.tag,
+            dedup_key: (!self.dedup.is_empty()).then_some(&self.dedup[..]),
+            timestamp_ns: Some(now),
+        }
+    }
+
+    fn encoded_len(&self, payload: &[u8]) -> u64 {
+        u64::from(RECORD_HEADER_LEN)
+            + self.stored(payload).len() as u64
+            + (self.header_bytes + 6 * self.headers.len()) as u64
+            + self.dedup.len() as u64
+            + 7
+    }
+}
+
+/// Checks the header limits; returns the bytes of all keys and values.
+fn check_headers(headers: &[(&str, &str)]) -> Result<usize> {
+    use ledgerq_journal::{MAX_HEADERS, MAX_HEADERS_BYTES, MAX_HEADER_KEY};
+    if headers.len() > MAX_HEADERS {
+        return Err(Error::TooManyHeaders {
+            count: headers.len(),
+            max: MAX_HEADERS,
+        });
+    }
+    let mut bytes = 0usize;
+    for (k, v) in headers {
+        if k.len() > MAX_HEADER_KEY {
+            return Err(Error::HeaderKeyTooLarge {
+                len: k.len(),
+                max: MAX_HEADER_KEY,
+            });
+        }
+        bytes = bytes.saturating_add(k.len()).saturating_add(v.len());
+    }
+    if bytes > MAX_HEADERS_BYTES {
+        return Err(Error::HeadersTooLarge {
+            size: bytes,
+            max: MAX_HEADERS_BYTES,
+        });
+    }
+    Ok(bytes)
+}
+
+impl Sink for Inner {
+    fn hole(&self, id: u64) {
+        self.mark_consumed(id);
+    }
+
+    fn skip(&self, id: u64, entry: Entry) -> bool {
+        match entry {
+            Entry::Acked => true,
+            Entry::Delivered(_) => self.skip_refeed(id),
+            _ => false,
+        }
+    }
+}
+
 impl Inner {
-    fn check_open(&self) -> Result<()> {
+    pub(crate) fn check_open(&self) -> Result<()> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(Error::Closed);
         }
         Ok(())
     }
 
-    fn check_writable(&self) -> Result<()> {
+    pub(crate) fn check_writable(&self) -> Result<()> {
         self.check_open()?;
         if let Some(cause) = self.latched.get() {
             return Err(Error::Poisoned {
@@ -460,31 +887,255 @@ impl Inner {
         Ok(())
     }
 
+    fn check_batch_size(&self, size: u64) -> Result<()> {
+        let max = self.opts.segment_size - u64::from(SEGMENT_HEADER_LEN);
+        if size > max {
+            return Err(Error::BatchTooLarge { size, max });
+        }
+        Ok(())
+    }
+
+    /// Appends one record, making room under the disk budget if the policy allows.
+    pub(crate) fn append(&self, rec: &RecordIn<'_>) -> Result<u64> {
+        match self.journal.append(rec) {
+            Err(ledgerq_journal::Error::Full { .. }) => self.on_full(|| self.journal.append(rec)),
+            r => r.map_err(Error::from),
+        }
+    }
+
+    fn append_batch(&self, recs: &[RecordIn<'_>]) -> Result<Range<u64>> {
+        match self.journal.append_batch(recs) {
+            Err(ledgerq_journal::Error::Full { .. }) => {
+                self.on_full(|| self.journal.append_batch(recs))
+            }
+            r => r.map_err(Error::from),
+        }
+    }
+
+    /// The disk budget is used up: remove consumed segments, and with
+    /// [`OverflowPolicy::DropOldest`] the oldest pending one, then retry.
+    fn on_full<T>(
+        &self,
+        mut retry: impl FnMut() -> std::result::Result<T, ledgerq_journal::Error>,
+    ) -> Result<T> {
+        let full = Error::QueueFull {
+            max_disk_bytes: self.opts.max_disk_bytes.unwrap_or(0),
+        };
+        for _ in 0..8 {
+            let mut room = self.compact_pass(false)?.segments_removed > 0;
+            if !room && self.opts.overflow_policy == OverflowPolicy::DropOldest {
+                room = self.drop_oldest()?;
+            }
+            if !room {
+                return Err(full);
+            }
+            match retry() {
+                Err(ledgerq_journal::Error::Full { .. }) => continue,
+                r => return r.map_err(Error::from),
+            }
+        }
+        Err(full)
+    }
+
     fn shard(&self, id: u64) -> &Mutex<HashMap<u64, Lease>> {
         &self.leases[(id as usize) % SHARDS]
     }
 
-    fn manual(&self) -> bool {
+    /// Removes the lease of `id`, if it is leased; whether it was.
+    pub(crate) fn drop_lease(&self, id: u64) -> bool {
+        let had = lock(self.shard(id)).remove(&id).is_some();
+        if had {
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+        had
+    }
+
+    /// Whether `id` is leased.
+    pub(crate) fn is_leased(&self, id: u64) -> bool {
+        lock(self.shard(id)).contains_key(&id)
+    }
+
+    /// Whether `id` waits out a redelivery backoff or in the redelivery queue.
+    pub(crate) fn is_requeued(&self, id: u64) -> bool {
+        (self.delayed_len.load(Ordering::Relaxed) != 0
+            && lock(&self.delayed).iter().any(|d| d.0.id == id))
+            || (self.redeliver_len.load(Ordering::Relaxed) != 0
+                && lock(&self.redeliver).iter().any(|p| p.id() == id))
+    }
+
+    /// The messages waiting for redelivery now, in order.
+    pub(crate) fn redeliveries(&self) -> Vec<Position> {
+        lock(&self.redeliver).iter().copied().collect()
+    }
+
+    /// Marks `id` consumed without delivering it (a requeued dead letter).
+    pub(crate) fn discard(&self, id: u64) {
+        if self.manual() && !self.drop_lease(id) && self.sched.is_none() {
+            // Not yet fed: the feeder skips it, and `pending` must not count it.
+            let fed = self.fed.load(Ordering::Acquire);
+            if id >= fed && self.state.entry(id) != Entry::Acked {
+                self.acked_ahead.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.consume(id);
+    }
+
+    /// Where record `id` is, if the journal retains it.
+    pub(crate) fn position_of(&self, id: u64) -> Result<Option<Position>> {
+        if id < self.journal.first_id() || id >= self.journal.next_id() {
+            return Ok(None);
+        }
+        let mut c = match self.journal.cursor(id) {
+            Ok(c) => c,
+            Err(ledgerq_journal::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        match c.next(&self.journal, |v| v.position())? {
+            Some(p) if p.id() == id => Ok(Some(p)),
+            _ => Ok(None),
+        }
+    }
+
+    pub(crate) fn manual(&self) -> bool {
         self.opts.ack_mode == AckMode::Manual
     }
 
+    /// Whether the queue delivers by priority.
+    pub(crate) fn priorities_on(&self) -> bool {
+        self.sched.is_some()
+    }
+
+    /// Whether delivery state is kept per ID (manual mode or priority mode).
+    fn per_id(&self) -> bool {
+        self.manual() || self.sched.is_some()
+    }
+
     /// Wakes parked consumers, if any, after a commit.
-    fn wake(&self) {
+    pub(crate) fn wake(&self) {
         // SeqCst fence: orders this thread's commit (a Release store in the journal)
         // before the load of `waiters`; pairs with the fence in `dequeue_wait` (Dekker:
         // either the consumer sees the commit, or we see the consumer parked).
         fence(Ordering::SeqCst);
         if self.park.waiters.load(Ordering::Relaxed) != 0 {
-            let _g = lock(&self.park.lock);
-            self.park.seq.fetch_add(1, Ordering::SeqCst);
-            self.park.cv.notify_all();
+            {
+                let _g = lock(&self.park.lock);
+                self.park.seq.fetch_add(1, Ordering::SeqCst);
+                self.park.cv.notify_all();
+            }
+            self.wake_async();
         }
+    }
+
+    /// Wakes every registered async waiter.
+    fn wake_async(&self) {
+        let wakers = std::mem::take(&mut *lock(&self.park.wakers));
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    /// Registers an async waiter's waker, woken (once) by the next commit or `close`.
+    #[cfg(feature = "async")]
+    pub(crate) fn register_waker(&self, waker: &std::task::Waker) {
+        let mut g = lock(&self.park.wakers);
+        if !g.iter().any(|w| w.will_wake(waker)) {
+            g.push(waker.clone());
+        }
+    }
+
+    /// Async waiters count as parked consumers for the producers' wake-up check: the
+    /// SeqCst increment and fence pair with the fence in `wake`, so either the waiter's
+    /// next attempt sees a commit, or the committer sees the waiter and wakes it.
+    #[cfg(feature = "async")]
+    pub(crate) fn async_waiting(&self, on: bool) {
+        if on {
+            self.park.waiters.fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.park.waiters.fetch_sub(1, Ordering::SeqCst);
+        }
+        // SeqCst fence: pairs with the one in `wake` (see there).
+        fence(Ordering::SeqCst);
     }
 
     fn requeue(&self, pos: Position) {
         lock(&self.redeliver).push_back(pos);
         self.redeliver_len.fetch_add(1, Ordering::Relaxed);
         self.wake();
+    }
+
+    /// Puts a failed message back for delivery after `delay` (at once if zero).
+    fn requeue_after(&self, pos: Position, delay: Duration) {
+        if delay.is_zero() {
+            return self.requeue(pos);
+        }
+        lock(&self.delayed).push(Reverse(Delayed {
+            due: Instant::now() + delay,
+            id: pos.id(),
+            segment: pos.segment(),
+            offset: pos.offset(),
+        }));
+        self.delayed_len.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Moves delayed messages whose time has come to the redelivery queue.
+    fn promote_due(&self) {
+        if self.delayed_len.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let mut due = Vec::new();
+        {
+            let mut h = lock(&self.delayed);
+            while h.peek().is_some_and(|d| d.0.due <= now) {
+                if let Some(Reverse(d)) = h.pop() {
+                    due.push(Position::new(d.segment, d.offset, d.id));
+                }
+            }
+        }
+        if !due.is_empty() {
+            self.delayed_len.fetch_sub(due.len(), Ordering::Relaxed);
+            for pos in due {
+                self.requeue(pos);
+            }
+        }
+    }
+
+    /// A nack (or `nack_with_delay`): requeue with backoff, or dead-letter.
+    fn fail(&self, id: u64, reason: &str, delay: Option<Duration>) -> Result<()> {
+        self.check_open()?;
+        let lease = lock(self.shard(id))
+            .remove(&id)
+            .ok_or(Error::NotInFlight { id })?;
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.after_failure(lease.pos, reason, delay)
+    }
+
+    /// A leased message failed (nack or expired lease): dead-letter it if it has used
+    /// up its deliveries, else deliver it again after its backoff.
+    fn after_failure(&self, pos: Position, reason: &str, delay: Option<Duration>) -> Result<()> {
+        let count = match self.state.entry(pos.id()) {
+            Entry::Delivered(n) => n,
+            _ => 1,
+        };
+        let max = self.opts.max_deliveries;
+        if max > 0 && count >= max {
+            return match self.read_record(pos)? {
+                Some(m) => self.dead_letter(m, count, reason),
+                None => {
+                    self.note_expired(pos.id());
+                    Ok(())
+                }
+            };
+        }
+        let delay = delay.unwrap_or_else(|| match self.opts.redelivery_backoff {
+            Some((base, max)) => {
+                let shift = count.saturating_sub(1).min(30);
+                base.saturating_mul(1u32 << shift).min(max)
+            }
+            None => Duration::ZERO,
+        });
+        self.requeue_after(pos, delay);
+        Ok(())
     }
 
     fn dequeue_wait(&self, deadline: Option<Instant>) -> Result<Option<Message>> {
@@ -499,6 +1150,11 @@ impl Inner {
                 self.park.waiters.fetch_sub(1, Ordering::SeqCst);
                 return got;
             }
+            // A redelivery backoff may end while we sleep: do not sleep past it.
+            let deadline = match (deadline, self.next_due()) {
+                (Some(d), Some(n)) => Some(d.min(n)),
+                (d, n) => d.or(n),
+            };
             let timed_out = {
                 let g = lock(&self.park.lock);
                 if self.park.seq.load(Ordering::SeqCst) != key || self.closed.load(Ordering::SeqCst)
@@ -527,42 +1183,84 @@ impl Inner {
                 }
             };
             self.park.waiters.fetch_sub(1, Ordering::SeqCst);
-            if timed_out {
+            if timed_out && self.next_due().is_none_or(|n| n > Instant::now()) {
                 return Ok(None);
             }
         }
     }
 
-    fn dequeue_one(&self) -> Result<Option<Message>> {
-        // From the claim to the end of the read: compaction waits for this section.
-        let _section = self.grace.enter();
-        if self.manual() && self.redeliver_len.load(Ordering::Relaxed) != 0 {
-            let pos = lock(&self.redeliver).pop_front();
-            if let Some(pos) = pos {
-                self.redeliver_len.fetch_sub(1, Ordering::Relaxed);
-                return self.deliver(pos).map(Some);
+    /// When the next delayed redelivery is due, if any.
+    fn next_due(&self) -> Option<Instant> {
+        if self.delayed_len.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        lock(&self.delayed).peek().map(|d| d.0.due)
+    }
+
+    /// The next handle to try: a redelivery (manual mode), else the scheduler's or the
+    /// ring's next.
+    fn next_position(&self) -> Result<Option<Position>> {
+        if self.manual() {
+            self.promote_due();
+            if self.redeliver_len.load(Ordering::Relaxed) != 0 {
+                let pos = lock(&self.redeliver).pop_front();
+                if let Some(pos) = pos {
+                    self.redeliver_len.fetch_sub(1, Ordering::Relaxed);
+                    return Ok(Some(pos));
+                }
             }
+        }
+        if let Some(sched) = &self.sched {
+            let slot = lock(sched).pop(
+                &self.journal,
+                &self.state,
+                self,
+                now_ns(),
+                self.opts.starvation_window,
+            )?;
+            return Ok(slot.map(|s| s.pos));
         }
         let fill = |src: &mut FeedSource, room: usize, push: &mut dyn FnMut(Position) -> bool| {
             self.fill(src, room, push)
         };
-        match self.dispatch.pop(&fill)? {
-            Some(pos) => self.deliver(pos).map(Some),
-            None => Ok(None),
+        self.dispatch.pop(&fill)
+    }
+
+    pub(crate) fn dequeue_one(&self) -> Result<Option<Message>> {
+        // From the claim to the end of the read: compaction waits for this section.
+        let _section = self.grace.enter();
+        loop {
+            let Some(pos) = self.next_position()? else {
+                return Ok(None);
+            };
+            if let Some(m) = self.deliver(pos)? {
+                return Ok(Some(m));
+            }
         }
     }
 
-    /// Up to `max` ready messages: redeliveries first (manual mode), then handles popped
-    /// from the ring in batches, with one watermark update for the batch (auto mode).
+    /// Up to `max` ready messages. In FIFO auto-ack mode, handles are popped from the
+    /// ring in batches with one watermark update per batch; otherwise one by one.
     fn dequeue_many(&self, max: usize) -> Result<Vec<Message>> {
         // From the first claim to the end of the last read: compaction waits for this.
         let _section = self.grace.enter();
         let mut out = Vec::with_capacity(max.min(1024));
-        while out.len() < max && self.manual() && self.redeliver_len.load(Ordering::Relaxed) != 0 {
-            let pos = lock(&self.redeliver).pop_front();
-            let Some(pos) = pos else { break };
-            self.redeliver_len.fetch_sub(1, Ordering::Relaxed);
-            out.push(self.deliver(pos)?);
+        if self.per_id() {
+            while out.len() < max {
+                let pos = match self.next_position() {
+                    Ok(Some(pos)) => pos,
+                    Ok(None) => break,
+                    Err(_) if !out.is_empty() => break,
+                    Err(e) => return Err(e),
+                };
+                match self.deliver(pos) {
+                    Ok(Some(m)) => out.push(m),
+                    Ok(None) => {}
+                    Err(_) if !out.is_empty() => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            return Ok(out);
         }
         let fill = |src: &mut FeedSource, room: usize, push: &mut dyn FnMut(Position) -> bool| {
             self.fill(src, room, push)
@@ -576,19 +1274,17 @@ impl Inner {
                 Err(_) if !out.is_empty() => break,
                 Err(e) => return Err(e),
             };
-            let manual = self.manual();
-            let mut last_read = None;
+            let mut last_claimed = None;
             let mut failed = None;
             for &pos in &positions {
-                let m = if manual {
-                    self.deliver(pos)
-                } else {
-                    self.read_message(pos)
-                };
-                match m {
-                    Ok(m) => {
-                        last_read = Some(m.id);
+                match self.read_record(pos) {
+                    Ok(Some(m)) => {
+                        last_claimed = Some(m.id);
                         out.push(m);
+                    }
+                    Ok(None) => {
+                        last_claimed = Some(pos.id());
+                        self.expired.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(e) => {
                         failed = Some(e);
@@ -596,7 +1292,7 @@ impl Inner {
                     }
                 }
             }
-            if let (false, Some(last)) = (manual, last_read) {
+            if let Some(last) = last_claimed {
                 self.state.raise(last + 1);
             }
             if let Some(e) = failed {
@@ -647,11 +1343,19 @@ impl Inner {
             src.next_expected = id + 1;
             // Release: pairs with the Acquire loads in `stats` and `ack`.
             self.fed.store(id + 1, Ordering::Release);
-            if manual && self.state.entry(id) == Entry::Acked {
-                let _ = self
-                    .acked_ahead
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
-                continue;
+            if manual {
+                match self.state.entry(id) {
+                    Entry::Acked => {
+                        let _ = self.acked_ahead.fetch_update(
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                            |n| n.checked_sub(1),
+                        );
+                        continue;
+                    }
+                    Entry::Delivered(_) if self.skip_refeed(id) => continue,
+                    _ => {}
+                }
             }
             pushed += 1;
             if !push(pos) {
@@ -661,40 +1365,139 @@ impl Inner {
         Ok(())
     }
 
-    /// Reads a message's payload and timestamp; the delivery is recorded by `deliver` or
-    /// `delivered`.
-    fn read_message(&self, pos: Position) -> Result<Message> {
-        let (payload, timestamp_ns) = self
-            .journal
-            .read(pos, |v| (v.payload().to_vec(), v.timestamp_ns()))?;
-        Ok(Message {
+    /// Reads the whole message at `pos` (payload decompressed, headers, priority,
+    /// expiry), with a delivery count of 1; `None` if it has expired.
+    pub(crate) fn read_record(&self, pos: Position) -> Result<Option<Message>> {
+        let now = now_ns();
+        let raw = self.journal.read(pos, |v| {
+            let exp = v.expires_at_ns();
+            if exp != 0 && exp <= now {
+                return None;
+            }
+            let headers: Vec<(String, String)> = v
+                .headers()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            Some((
+                v.payload().to_vec(),
+                v.compression(),
+                v.timestamp_ns(),
+                v.priority(),
+                exp,
+                headers,
+            ))
+        })?;
+        let Some((stored, tag, ts, prio, exp, headers)) = raw else {
+            return Ok(None);
+        };
+        let payload = if tag == 0 {
+            stored
+        } else {
+            crate::compress::decompress(tag, &stored, self.opts.get_max_message_size())
+                .map_err(|e| Error::Corrupt {
+                    path: self.dir.join(format!("{:020}.seg", pos.segment())),
+                    offset: u64::from(pos.offset()),
+                    reason: format!("message {}: {e}", pos.id()),
+                })?
+                .into_owned()
+        };
+        Ok(Some(Message {
             id: pos.id(),
             payload,
-            timestamp: UNIX_EPOCH + Duration::from_nanos(timestamp_ns),
+            timestamp: UNIX_EPOCH + Duration::from_nanos(ts),
             delivery_count: 1,
-        })
+            priority: Priority::from_stored(prio),
+            expires_at: (exp != 0).then(|| UNIX_EPOCH + Duration::from_nanos(exp)),
+            headers,
+        }))
     }
 
-    /// Reads a message and records its delivery: a lease (manual mode) or the watermark
-    /// (auto mode).
-    fn deliver(&self, pos: Position) -> Result<Message> {
+    /// Whether a delivered message must not be fed again: below `refeed_until` it is
+    /// leased or requeued already (see `reposition`).
+    fn skip_refeed(&self, id: u64) -> bool {
+        id < self.refeed_until.load(Ordering::Relaxed)
+    }
+
+    /// Marks `id` consumed in the per-ID entries and moves the watermark (manual or
+    /// priority mode).
+    pub(crate) fn mark_consumed(&self, id: u64) {
+        if self.state.mark_acked(id) {
+            self.acked_above.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Consumes `id`: an ack, an expiry, a move to the dead-letter queue.
+    pub(crate) fn consume(&self, id: u64) {
+        if self.per_id() {
+            self.mark_consumed(id);
+            self.advance();
+        } else {
+            self.state.raise(id + 1);
+        }
+    }
+
+    /// Moves the watermark over consumed entries (manual or priority mode).
+    pub(crate) fn advance(&self) {
+        let limit = if self.sched.is_some() {
+            self.journal.next_id()
+        } else {
+            self.fed.load(Ordering::Acquire)
+        };
+        let (_, moved) = self.state.advance_counted(limit);
+        if moved > 0 {
+            self.acked_above
+                .fetch_sub(i64::try_from(moved).unwrap_or(i64::MAX), Ordering::Relaxed);
+        }
+    }
+
+    fn note_expired(&self, id: u64) {
+        self.expired.fetch_add(1, Ordering::Relaxed);
+        self.consume(id);
+    }
+
+    /// Reads the message at `pos` and records its delivery: a lease (manual mode), a
+    /// consumed entry (priority mode) or the watermark (auto mode). `None` if it must
+    /// not be delivered: consumed meanwhile (a seek), expired, or moved to the
+    /// dead-letter queue.
+    fn deliver(&self, pos: Position) -> Result<Option<Message>> {
         let id = pos.id();
-        let mut m = self.read_message(pos)?;
-        m.delivery_count = if self.manual() {
-            let n = match self.state.entry(id) {
-                Entry::Delivered(n) => n + 1,
-                _ => 1,
+        let prev = if self.per_id() {
+            self.state.entry(id)
+        } else {
+            Entry::Fresh
+        };
+        if prev == Entry::Acked {
+            return Ok(None);
+        }
+        let Some(mut m) = self.read_record(pos)? else {
+            self.note_expired(id);
+            return Ok(None);
+        };
+        if self.manual() {
+            if prev == Entry::DeadLettering {
+                self.resume_dead_letter(m)?;
+                return Ok(None);
+            }
+            let n = match prev {
+                Entry::Delivered(n) => n,
+                _ => 0,
             };
+            let max = self.opts.max_deliveries;
+            if max > 0 && n >= max {
+                // Delivered that many times before a restart, never acknowledged.
+                self.dead_letter(m, n, "delivered without acknowledgement before a restart")?;
+                return Ok(None);
+            }
+            let n = n + 1;
             self.state.set_delivered(id, n);
             let deadline = Instant::now() + self.opts.lease_timeout;
             lock(self.shard(id)).insert(id, Lease { pos, deadline });
             self.in_flight.fetch_add(1, Ordering::Relaxed);
-            n
+            m.delivery_count = n;
         } else {
-            self.state.raise(id + 1);
-            1
-        };
-        Ok(m)
+            self.consume(id);
+        }
+        Ok(Some(m))
     }
 
     fn sync(&self) -> Result<()> {
@@ -709,8 +1512,13 @@ impl Inner {
     /// The maintenance thread: flushes the consumer state, expires leases, moves the
     /// watermark and removes consumed segments.
     fn maintenance(&self) {
-        let tick = self.opts.flush_interval.min(Duration::from_millis(50));
+        let tick = self
+            .opts
+            .flush_interval
+            .min(self.opts.compaction_interval)
+            .min(Duration::from_millis(50));
         let mut last_flush = Instant::now();
+        let mut last_compact = Instant::now();
         loop {
             {
                 let g = lock(&self.park.lock);
@@ -724,22 +1532,22 @@ impl Inner {
             }
             if self.manual() {
                 self.expire_leases();
-                self.state.advance(self.fed.load(Ordering::Acquire));
+                if self.next_due().is_some_and(|d| d <= Instant::now()) {
+                    self.promote_due();
+                }
+            }
+            if self.per_id() {
+                self.advance();
             }
             if last_flush.elapsed() >= self.opts.flush_interval {
                 last_flush = Instant::now();
                 if let Err(e) = self.state.flush() {
                     let _ = self.latched.set(Arc::new(e));
                 }
-                if self.opts.auto_compact {
-                    // Acquire: pairs with the Release raise of the watermark, so every
-                    // consumer that claimed an ID below `w` entered its read section
-                    // before we flip the epoch in `grace.wait` (see grace.rs).
-                    let w = self.state.watermark().load(Ordering::Acquire);
-                    if self.grace.wait(Duration::from_secs(1)) {
-                        let _ = self.journal.remove_segments_below(w);
-                    }
-                }
+            }
+            if self.opts.auto_compact && last_compact.elapsed() >= self.opts.compaction_interval {
+                last_compact = Instant::now();
+                let _ = self.compact_pass(false);
             }
         }
     }
@@ -760,8 +1568,96 @@ impl Inner {
             };
             for pos in expired {
                 self.in_flight.fetch_sub(1, Ordering::Relaxed);
-                self.requeue(pos);
+                let _ = self.after_failure(pos, "lease expired", None);
             }
         }
+    }
+
+    /// The age of the oldest message waiting (approximate under load).
+    fn oldest_pending_age(&self) -> Option<Duration> {
+        let w = self.state.watermark().load(Ordering::Acquire);
+        let mut c = self.journal.cursor(w).ok()?;
+        for _ in 0..WINDOW {
+            let (id, ts) = c
+                .next(&self.journal, |v| (v.id(), v.timestamp_ns()))
+                .ok()??;
+            if self.per_id() && self.state.entry(id) != Entry::Fresh {
+                continue;
+            }
+            let t = UNIX_EPOCH + Duration::from_nanos(ts);
+            return Some(SystemTime::now().duration_since(t).unwrap_or_default());
+        }
+        None
+    }
+
+    /// Positions delivery at `id`: IDs below count as consumed.
+    ///
+    /// `replay` (a seek): every lease, redelivery and delayed message is dropped and
+    /// every ID from `id` on is delivered again. Otherwise (dropping the oldest segment)
+    /// only what lies below `id` is dropped; acknowledgements and leases above it stay.
+    pub(crate) fn reposition(&self, id: u64, replay: bool) -> Result<()> {
+        let reset_state = |fed: u64| {
+            let keep = |x: u64| !replay && x >= id;
+            for shard in &self.leases {
+                let mut g = lock(shard);
+                let before = g.len();
+                g.retain(|&x, _| keep(x));
+                self.in_flight
+                    .fetch_sub(before - g.len(), Ordering::Relaxed);
+            }
+            {
+                let mut r = lock(&self.redeliver);
+                r.retain(|p| keep(p.id()));
+                self.redeliver_len.store(r.len(), Ordering::Relaxed);
+            }
+            {
+                let mut d = lock(&self.delayed);
+                d.retain(|x| keep(x.0.id));
+                self.delayed_len.store(d.len(), Ordering::Relaxed);
+            }
+            let end = self.journal.next_id().min(id + WINDOW);
+            if replay {
+                for x in id..end {
+                    self.state.clear(x);
+                }
+            } else {
+                // Leased or requeued messages above `id` must not be fed twice.
+                self.refeed_until.fetch_max(fed, Ordering::Relaxed);
+            }
+            self.state.set_watermark(id);
+            let acked = if replay {
+                0
+            } else {
+                (id..end)
+                    .filter(|&x| self.state.entry(x) == Entry::Acked)
+                    .count() as u64
+            };
+            self.acked_above
+                .store(i64::try_from(acked).unwrap_or(i64::MAX), Ordering::Relaxed);
+            self.acked_ahead.store(
+                if self.manual() && self.sched.is_none() {
+                    acked
+                } else {
+                    0
+                },
+                Ordering::Relaxed,
+            );
+        };
+        if let Some(sched) = &self.sched {
+            let mut s = lock(sched);
+            reset_state(s.min_position());
+            s.reset(&self.journal, id)?;
+        } else {
+            self.dispatch.reset(|src| -> Result<()> {
+                reset_state(self.fed.load(Ordering::Acquire));
+                src.cursor = self.journal.cursor(id)?;
+                src.next_expected = id;
+                // Release: pairs with the Acquire loads in `stats` and `ack`.
+                self.fed.store(id, Ordering::Release);
+                Ok(())
+            })?;
+        }
+        self.wake();
+        Ok(())
     }
 }

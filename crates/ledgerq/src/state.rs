@@ -11,11 +11,15 @@
 //!   12..16    window bits (u32) = WINDOW_BITS
 //!   16..24    watermark W (u64, atomic): every ID below W is consumed (auto mode)
 //!             or acknowledged (manual mode)
-//!   24..4096  reserved, zero
+//!   24..32    queue flags (u64): bit 0 = priority delivery (recorded at creation)
+//!   32..40    the longest dedup window used, in ns (u64, only ever raised): how far
+//!             back the dedup table is rebuilt from the journal at open
+//!   40..4096  reserved, zero
 //! 4096..      entries, [u64; 1 << WINDOW_BITS]; the entry of message `id` is at index
 //!             `id & (WINDOW - 1)`. 0 = nothing recorded; otherwise
 //!             `(lap + 1) << 8 | state` with `lap = id >> WINDOW_BITS` and state
-//!             `0xFF` = acknowledged, `1..=254` = delivered that many times.
+//!             `0xFF` = acknowledged (or consumed), `0xFE` = being moved to the
+//!             dead-letter queue, `1..=253` = delivered that many times.
 //! ```
 //!
 //! Entries are never cleared: an entry left by an earlier lap carries that lap's number
@@ -45,6 +49,11 @@ const HEADER: usize = 4096;
 const MAGIC: [u8; 8] = *b"LQSTATE\x01";
 const VERSION: u32 = 1;
 const ACKED: u64 = 0xFF;
+const DEAD_LETTERING: u64 = 0xFE;
+/// The most deliveries an entry counts.
+pub(crate) const MAX_COUNT: u32 = 253;
+/// Flag bit: the queue delivers by priority.
+pub(crate) const FLAG_PRIORITIES: u64 = 1;
 /// The largest plausible watermark: a queue assigning a billion IDs a second would take
 /// 146 years to reach 2^62. A larger value is a damaged file, and accepting it would make
 /// IDs wrap.
@@ -74,10 +83,13 @@ pub(crate) enum Entry {
     Delivered(u32),
     /// Acknowledged (or a hole that will never hold a message).
     Acked,
+    /// Being moved to the dead-letter queue (a crash may have interrupted the move).
+    DeadLettering,
 }
 
 /// A memory-mapped consumer state file.
 pub(crate) struct StateFile {
+    fresh: bool,
     path: PathBuf,
     map: MmapMut,
     _file: File,
@@ -128,6 +140,7 @@ impl StateFile {
         let map = unsafe { MmapMut::map_mut(&file) }
             .map_err(|e| io_err("map consumer state file", &path, e))?;
         let state = StateFile {
+            fresh,
             path,
             map,
             _file: file,
@@ -186,14 +199,15 @@ impl StateFile {
         }
         match v & 0xFF {
             ACKED => Entry::Acked,
+            DEAD_LETTERING => Entry::DeadLettering,
             0 => Entry::Fresh,
             n => Entry::Delivered(n as u32),
         }
     }
 
-    /// Records that `id` has been delivered `n` times (saturating at 254).
+    /// Records that `id` has been delivered `n` times (saturating at [`MAX_COUNT`]).
     pub(crate) fn set_delivered(&self, id: u64, n: u32) {
-        let n = u64::from(n.min(254));
+        let n = u64::from(n.min(MAX_COUNT));
         // SeqCst so that an ack racing with the watermark's advance sees it (Dekker with
         // the SeqCst CAS in `advance`).
         self.entry_word(id)
@@ -208,18 +222,72 @@ impl StateFile {
             .store(Self::tag(id) | ACKED, Ordering::SeqCst);
     }
 
-    /// Moves the watermark over acknowledged entries, stopping at `limit`.
-    pub(crate) fn advance(&self, limit: u64) -> u64 {
+    /// Records that `id` is acknowledged; `false` if it already was (so a caller can
+    /// count each ID once).
+    pub(crate) fn mark_acked(&self, id: u64) -> bool {
+        let acked = Self::tag(id) | ACKED;
+        // SeqCst: as `set_acked`.
+        self.entry_word(id).swap(acked, Ordering::SeqCst) != acked
+    }
+
+    /// Records that `id` is being moved to the dead-letter queue.
+    pub(crate) fn set_dead_lettering(&self, id: u64) {
+        // SeqCst: as `set_delivered`.
+        self.entry_word(id)
+            .store(Self::tag(id) | DEAD_LETTERING, Ordering::SeqCst);
+    }
+
+    /// Forgets what was recorded for `id` (a seek back makes it deliverable again).
+    pub(crate) fn clear(&self, id: u64) {
+        // SeqCst: as `set_delivered`.
+        self.entry_word(id).store(0, Ordering::SeqCst);
+    }
+
+    /// Moves the watermark over acknowledged entries, stopping at `limit`; returns
+    /// the new watermark and how many entries this call moved it over.
+    pub(crate) fn advance_counted(&self, limit: u64) -> (u64, u64) {
         let w = self.watermark();
         let mut cur = w.load(Ordering::SeqCst);
+        let mut moved = 0;
         while cur < limit && self.entry(cur) == Entry::Acked {
             // SeqCst: see `set_acked`.
             match w.compare_exchange(cur, cur + 1, Ordering::SeqCst, Ordering::SeqCst) {
-                Ok(_) => cur += 1,
+                Ok(_) => {
+                    cur += 1;
+                    moved += 1;
+                }
                 Err(actual) => cur = actual,
             }
         }
-        cur
+        (cur, moved)
+    }
+
+    /// The queue flags recorded at creation.
+    pub(crate) fn flags(&self) -> u64 {
+        self.word(24).load(Ordering::Acquire)
+    }
+
+    /// Records the queue flags (at creation).
+    pub(crate) fn set_flags(&self, flags: u64) {
+        // Release: pairs with the Acquire in `flags` (only ever read by the owner).
+        self.word(24).store(flags, Ordering::Release);
+    }
+
+    /// The longest dedup window used, in ns.
+    pub(crate) fn dedup_horizon_ns(&self) -> u64 {
+        self.word(32).load(Ordering::Relaxed)
+    }
+
+    /// Raises the longest dedup window used to at least `ns`.
+    pub(crate) fn raise_dedup_horizon(&self, ns: u64) {
+        if self.word(32).load(Ordering::Relaxed) < ns {
+            self.word(32).fetch_max(ns, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the file was created by this open.
+    pub(crate) fn is_new(&self) -> bool {
+        self.fresh
     }
 
     /// Raises the watermark to at least `to` (auto mode: a dequeue consumed `to - 1`).

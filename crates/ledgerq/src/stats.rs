@@ -19,4 +19,17 @@ pub struct Stats {
     pub segments: u64,
     /// Bytes of segment files on disk.
     pub disk_bytes: u64,
+    /// Messages that expired before delivery (since open).
+    pub expired: u64,
+    /// Messages moved to the dead-letter queue over the queue's life.
+    pub dead_lettered: u64,
+    /// Dedup keys tracked now.
+    pub dedup_tracked: u64,
+    /// Dedup keys forgotten early because the table was full (since open).
+    pub dedup_evicted: u64,
+    /// Pending messages dropped by [`OverflowPolicy::DropOldest`](crate::OverflowPolicy)
+    /// (since open).
+    pub dropped: u64,
+    /// How long the oldest pending message has waited, if any is pending.
+    pub oldest_pending_age: Option<std::time::Duration>,
 }

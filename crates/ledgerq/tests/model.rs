@@ -80,6 +80,8 @@ fn run(mode: AckMode, ops: Vec<Op>) {
             .ack_mode(mode)
             .segment_size(64 << 10)
             .lease_timeout(Duration::from_secs(3600))
+            // The model redelivers for ever; dead letters have their own tests.
+            .max_deliveries(0)
     };
     let mut q = Queue::open_with(dir.path(), opts()).unwrap();
     let mut m = Model {

@@ -1,0 +1,147 @@
+//! Retention and compaction: removing segments whose messages are all consumed, and
+//! the disk budget's `DropOldest` policy.
+//!
+//! A segment is removable when every ID in it is below the consumed watermark: in
+//! auto-ack mode every message below it was delivered, in manual-ack mode acknowledged
+//! (a leased, nacked, delayed or dead-letter-bound message holds the watermark back).
+//! Without a [`Retention`](crate::Retention) policy every removable segment goes; with
+//! one, removable segments are kept for replay until a limit is exceeded, oldest first.
+//! Removal waits for a grace period of the consumers' read sections (see grace.rs).
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::error::Result;
+use crate::queue::{lock, Inner, Queue};
+
+/// What a compaction removed, from [`Queue::compact`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CompactionReport {
+    /// Segment files removed.
+    pub segments_removed: u64,
+    /// Bytes of segment files removed.
+    pub bytes_freed: u64,
+}
+
+/// How long compaction waits for consumers' read sections before giving up this pass.
+const GRACE_WAIT: Duration = Duration::from_secs(1);
+
+impl Queue {
+    /// Removes the segments whose messages are all consumed, as the
+    /// [`Retention`](crate::Retention) policy allows (all of them without one). Never
+    /// removes a segment holding a pending, leased or dead-letter-bound message.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`](crate::Error::Closed), an I/O error removing a file.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> Result<(), ledgerq::Error> {
+    /// use ledgerq::{Options, Queue};
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let q = Queue::open_with(dir.path(), Options::new().segment_size(64 << 10).auto_compact(false))?;
+    /// for _ in 0..2000 {
+    ///     q.enqueue([7u8; 100])?;
+    /// }
+    /// while q.dequeue()?.is_some() {}
+    /// let report = q.compact()?;
+    /// assert!(report.segments_removed > 0);
+    /// assert_eq!(q.stats().segments, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn compact(&self) -> Result<crate::CompactionReport> {
+        self.inner.check_open()?;
+        self.inner.compact_pass(true)
+    }
+}
+
+impl Inner {
+    /// One compaction pass under the retention policy. `blocking`: wait for the
+    /// compaction lock (an explicit `compact`) rather than skip if another pass runs.
+    pub(crate) fn compact_pass(&self, blocking: bool) -> Result<CompactionReport> {
+        let _g = if blocking {
+            lock(&self.compaction)
+        } else {
+            match self.compaction.try_lock() {
+                Ok(g) => g,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => return Ok(CompactionReport::default()),
+            }
+        };
+        // Acquire: pairs with the Release raise of the watermark, so every consumer that
+        // claimed an ID below `w` entered its read section before `grace.wait` flips
+        // the epoch (see grace.rs).
+        let w = self.state.watermark().load(Ordering::Acquire);
+        let segs = self.journal.segments();
+        // Removable: a prefix of segments whose IDs are all below `w`, never the last.
+        let removable = segs
+            .iter()
+            .take(segs.len().saturating_sub(1))
+            .take_while(|s| s.end_id.is_some_and(|e| e <= w))
+            .count();
+        let k = match &self.opts.retention {
+            None => removable,
+            Some(r) => {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64);
+                let mut k = 0;
+                let mut bytes: u64 = segs.iter().map(|s| s.size).sum();
+                while k < removable && segs.len() - k > r.min_segments {
+                    // The next segment's creation is when this one filled up: the age
+                    // of its newest message, near enough.
+                    let sealed_ns = segs[k + 1].created_ns;
+                    let too_old = r
+                        .max_age
+                        .is_some_and(|a| now.saturating_sub(sealed_ns) > a.as_nanos() as u64);
+                    let too_big = r.max_bytes.is_some_and(|b| bytes > b);
+                    let too_many = r.max_segments.is_some_and(|m| segs.len() - k > m);
+                    if !(too_old || too_big || too_many) {
+                        break;
+                    }
+                    bytes -= segs[k].size;
+                    k += 1;
+                }
+                k
+            }
+        };
+        if k == 0 {
+            return Ok(CompactionReport::default());
+        }
+        if !self.grace.wait(GRACE_WAIT) {
+            return Ok(CompactionReport::default());
+        }
+        let n = self.journal.remove_segments_below(segs[k].base_id)?;
+        Ok(CompactionReport {
+            segments_removed: n as u64,
+            bytes_freed: segs[..n].iter().map(|s| s.size).sum(),
+        })
+    }
+
+    /// `DropOldest`: drops the oldest segment even though it holds pending messages,
+    /// counting them in `dropped`. Returns whether a segment was removed.
+    pub(crate) fn drop_oldest(&self) -> Result<bool> {
+        let _g = lock(&self.compaction);
+        let segs = self.journal.segments();
+        if segs.len() < 2 {
+            return Ok(false);
+        }
+        let below = segs[1].base_id;
+        let w = self.state.watermark().load(Ordering::Acquire);
+        if w < below {
+            // Every message below `below` counts as consumed from now on.
+            let lost = below - w.max(segs[0].base_id);
+            self.reposition(below, false)?;
+            self.dropped.fetch_add(lost, Ordering::Relaxed);
+        }
+        if !self.grace.wait(GRACE_WAIT) {
+            return Ok(false);
+        }
+        Ok(self.journal.remove_segments_below(below)? > 0)
+    }
+}
