@@ -159,6 +159,8 @@ impl Inner {
         self.state.set_dead_lettering(id);
         self.append_dead_letter(&m, count, reason)?;
         self.consume(id);
+        crate::observe::event!(warn, dir = %self.dir.display(), id, deliveries = count,
+            reason, "message moved to the dead-letter queue");
         Ok(())
     }
 

@@ -63,6 +63,8 @@ mod grace;
 #[cfg(not(ledgerq_loom))]
 mod message;
 #[cfg(not(ledgerq_loom))]
+pub mod observe;
+#[cfg(not(ledgerq_loom))]
 mod options;
 #[cfg(not(ledgerq_loom))]
 mod priority;

@@ -20,6 +20,7 @@ use crate::enqueue::{EnqueueOptions, Enqueued, Priority};
 use crate::error::{io_err, Error, Result};
 use crate::grace::Grace;
 use crate::message::Message;
+use crate::observe;
 use crate::options::{AckMode, Options, OverflowPolicy};
 use crate::priority::{Sched, Sink};
 use crate::state::{Entry, StateFile, FLAG_PRIORITIES, WINDOW};
@@ -260,6 +261,8 @@ impl Queue {
             state,
         });
         inner.rebuild_dedup()?;
+        observe::event!(info, dir = %inner.dir.display(), next_id = end, first_id = first,
+            watermark = w, priorities, "queue opened");
         if inner.dir.join(crate::dead_letter::DIR_NAME).is_dir() {
             inner.dead_letter_queue()?;
         }
@@ -294,8 +297,10 @@ impl Queue {
         }
         inner.check_writable()?;
         inner.check_size(payload.len())?;
+        let t = observe::sample();
         let id = inner.append(&RecordIn::new(payload))?;
         inner.wake();
+        observe::record(inner, observe::Op::Enqueue, t);
         Ok(id)
     }
 
@@ -507,7 +512,10 @@ impl Queue {
     /// [`Error::Closed`], or [`Error::Corrupt`] if the next record cannot be read.
     pub fn dequeue(&self) -> Result<Option<Message>> {
         self.inner.check_open()?;
-        self.inner.dequeue_one()
+        let t = observe::sample();
+        let m = self.inner.dequeue_one();
+        observe::record(&self.inner, observe::Op::Dequeue, t);
+        m
     }
 
     /// Takes the next message, parking up to `timeout` for one to arrive.
@@ -542,11 +550,13 @@ impl Queue {
     pub fn ack(&self, id: u64) -> Result<()> {
         self.inner.check_open()?;
         let inner = &self.inner;
+        let t = observe::sample();
         if lock(inner.shard(id)).remove(&id).is_none() {
             return Err(Error::NotInFlight { id });
         }
         inner.in_flight.fetch_sub(1, Ordering::Relaxed);
         inner.consume(id);
+        observe::record(inner, observe::Op::Ack, t);
         Ok(())
     }
 
@@ -580,43 +590,7 @@ impl Queue {
 
     /// A snapshot of the queue's counters.
     pub fn stats(&self) -> Stats {
-        let inner = &self.inner;
-        let next_id = inner.journal.next_id();
-        let segments = inner.journal.segments();
-        let pending = if inner.sched.is_some() {
-            let w = inner.state.watermark().load(Ordering::Acquire);
-            let above = u64::try_from(inner.acked_above.load(Ordering::Relaxed)).unwrap_or(0);
-            next_id
-                .saturating_sub(w)
-                .saturating_sub(above)
-                .saturating_sub(inner.in_flight.load(Ordering::Relaxed) as u64)
-        } else {
-            let fed = inner.fed.load(Ordering::Acquire);
-            next_id
-                .saturating_sub(fed)
-                .saturating_sub(inner.acked_ahead.load(Ordering::Relaxed))
-                + inner.dispatch.len() as u64
-                + inner.redeliver_len.load(Ordering::Relaxed) as u64
-                + inner.delayed_len.load(Ordering::Relaxed) as u64
-        };
-        Stats {
-            pending,
-            in_flight: inner.in_flight.load(Ordering::Relaxed) as u64,
-            total_enqueued: next_id.saturating_sub(1),
-            next_id,
-            segments: segments.len() as u64,
-            disk_bytes: inner.journal.disk_bytes(),
-            expired: inner.expired.load(Ordering::Relaxed),
-            dead_lettered: inner.dlq.get().map_or(0, |d| d.inner.journal.next_id() - 1),
-            dedup_tracked: inner.dedup.len() as u64,
-            dedup_evicted: inner.dedup.evicted(),
-            dropped: inner.dropped.load(Ordering::Relaxed),
-            oldest_pending_age: if pending == 0 {
-                None
-            } else {
-                inner.oldest_pending_age()
-            },
-        }
+        self.inner.stats()
     }
 
     /// Makes everything enqueued so far, and the consumer state, durable.
@@ -862,6 +836,47 @@ impl Sink for Inner {
 }
 
 impl Inner {
+    /// A snapshot of the queue's counters.
+    pub(crate) fn stats(&self) -> Stats {
+        let inner = self;
+        let next_id = inner.journal.next_id();
+        let segments = inner.journal.segments();
+        let pending = if inner.sched.is_some() {
+            let w = inner.state.watermark().load(Ordering::Acquire);
+            let above = u64::try_from(inner.acked_above.load(Ordering::Relaxed)).unwrap_or(0);
+            next_id
+                .saturating_sub(w)
+                .saturating_sub(above)
+                .saturating_sub(inner.in_flight.load(Ordering::Relaxed) as u64)
+        } else {
+            let fed = inner.fed.load(Ordering::Acquire);
+            next_id
+                .saturating_sub(fed)
+                .saturating_sub(inner.acked_ahead.load(Ordering::Relaxed))
+                + inner.dispatch.len() as u64
+                + inner.redeliver_len.load(Ordering::Relaxed) as u64
+                + inner.delayed_len.load(Ordering::Relaxed) as u64
+        };
+        Stats {
+            pending,
+            in_flight: inner.in_flight.load(Ordering::Relaxed) as u64,
+            total_enqueued: next_id.saturating_sub(1),
+            next_id,
+            segments: segments.len() as u64,
+            disk_bytes: inner.journal.disk_bytes(),
+            expired: inner.expired.load(Ordering::Relaxed),
+            dead_lettered: inner.dlq.get().map_or(0, |d| d.inner.journal.next_id() - 1),
+            dedup_tracked: inner.dedup.len() as u64,
+            dedup_evicted: inner.dedup.evicted(),
+            dropped: inner.dropped.load(Ordering::Relaxed),
+            oldest_pending_age: if pending == 0 {
+                None
+            } else {
+                inner.oldest_pending_age()
+            },
+        }
+    }
+
     pub(crate) fn check_open(&self) -> Result<()> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(Error::Closed);
@@ -1501,12 +1516,23 @@ impl Inner {
     }
 
     fn sync(&self) -> Result<()> {
+        let t = Some(Instant::now());
         self.journal.sync()?;
-        self.state.flush().map_err(|e| {
+        let r = self.state.flush().map_err(|e| {
             let cause = Arc::new(e);
-            let _ = self.latched.set(cause.clone());
+            self.latch(cause.clone());
             Error::Poisoned { cause }
-        })
+        });
+        observe::record(self, observe::Op::Flush, t);
+        r
+    }
+
+    /// Latches a failed flush of the consumer state: every later write fails.
+    fn latch(&self, cause: Arc<io::Error>) {
+        if self.latched.set(cause.clone()).is_ok() {
+            observe::event!(error, dir = %self.dir.display(), error = %cause,
+                "consumer state flush failed; the queue refuses writes until reopened");
+        }
     }
 
     /// The maintenance thread: flushes the consumer state, expires leases, moves the
@@ -1541,13 +1567,27 @@ impl Inner {
             }
             if last_flush.elapsed() >= self.opts.flush_interval {
                 last_flush = Instant::now();
+                let t = Some(Instant::now());
                 if let Err(e) = self.state.flush() {
-                    let _ = self.latched.set(Arc::new(e));
+                    self.latch(Arc::new(e));
                 }
+                observe::record(self, observe::Op::Flush, t);
+                observe::publish(self);
             }
             if self.opts.auto_compact && last_compact.elapsed() >= self.opts.compaction_interval {
                 last_compact = Instant::now();
-                let _ = self.compact_pass(false);
+                match self.compact_pass(false) {
+                    Ok(r) if r.segments_removed > 0 => {
+                        observe::event!(debug, dir = %self.dir.display(),
+                            segments = r.segments_removed, bytes = r.bytes_freed,
+                            "compaction removed consumed segments");
+                    }
+                    Ok(_) => {}
+                    Err(_e) => {
+                        observe::event!(warn, dir = %self.dir.display(), error = %_e,
+                            "compaction failed");
+                    }
+                }
             }
         }
     }

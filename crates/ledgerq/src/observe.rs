@@ -1,0 +1,123 @@
+//! Metrics (feature `metrics`, through the `metrics` facade) and events (feature
+//! `tracing`).
+//!
+//! Nothing here costs the hot path a shared write: counters are the queue's own
+//! atomics, published as absolute values by the maintenance thread; latency histograms
+//! time one operation in [`SAMPLE_EVERY`] per thread (a thread-local counter decides),
+//! so an uninstrumented program pays a thread-local increment per operation.
+//!
+//! Metric names (label `queue` = the queue directory):
+//!
+//! | name | kind | what |
+//! |---|---|---|
+//! | `ledgerq_enqueued_total` | counter | IDs assigned |
+//! | `ledgerq_expired_total` | counter | messages expired before delivery |
+//! | `ledgerq_dead_lettered_total` | counter | messages moved to the dead-letter queue |
+//! | `ledgerq_dropped_total` | counter | pending messages dropped by `DropOldest` |
+//! | `ledgerq_pending` | gauge | messages waiting |
+//! | `ledgerq_in_flight` | gauge | leased messages |
+//! | `ledgerq_segments`, `ledgerq_disk_bytes` | gauge | segment files and their bytes |
+//! | `ledgerq_dedup_tracked` | gauge | dedup keys tracked |
+//! | `ledgerq_enqueue_seconds`, `ledgerq_dequeue_seconds`, `ledgerq_ack_seconds` | histogram | sampled latency |
+//! | `ledgerq_flush_seconds` | histogram | latency of every flush of the consumer state and of `sync` |
+
+#[cfg(feature = "metrics")]
+use std::cell::Cell;
+use std::time::Instant;
+
+use crate::queue::Inner;
+
+/// One operation in this many is timed for the latency histograms.
+pub const SAMPLE_EVERY: u32 = 64;
+
+/// Which operation a latency sample is for.
+#[derive(Clone, Copy)]
+pub(crate) enum Op {
+    Enqueue,
+    Dequeue,
+    Ack,
+    Flush,
+}
+
+#[cfg(feature = "metrics")]
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::Enqueue => "ledgerq_enqueue_seconds",
+            Op::Dequeue => "ledgerq_dequeue_seconds",
+            Op::Ack => "ledgerq_ack_seconds",
+            Op::Flush => "ledgerq_flush_seconds",
+        }
+    }
+}
+
+#[cfg(feature = "metrics")]
+thread_local! {
+    static TICK: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Starts a latency sample if this operation is one of the sampled ones.
+#[inline]
+pub(crate) fn sample() -> Option<Instant> {
+    #[cfg(feature = "metrics")]
+    {
+        let hit = TICK.with(|t| {
+            let n = t.get().wrapping_add(1);
+            t.set(n);
+            n % SAMPLE_EVERY == 0
+        });
+        if hit {
+            return Some(Instant::now());
+        }
+    }
+    None
+}
+
+/// Records a latency sample started by [`sample`] (or always, for flushes).
+#[inline]
+pub(crate) fn record(q: &Inner, op: Op, start: Option<Instant>) {
+    #[cfg(feature = "metrics")]
+    if let Some(s) = start {
+        metrics::histogram!(op.name(), "queue" => q.label()).record(s.elapsed().as_secs_f64());
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = (q, op, start);
+}
+
+impl Inner {
+    #[cfg(feature = "metrics")]
+    fn label(&self) -> String {
+        self.dir.display().to_string()
+    }
+}
+
+/// Publishes the counters and gauges (called by the maintenance thread).
+pub(crate) fn publish(q: &Inner) {
+    #[cfg(feature = "metrics")]
+    {
+        let s = q.stats();
+        let l = q.label();
+        metrics::counter!("ledgerq_enqueued_total", "queue" => l.clone())
+            .absolute(s.total_enqueued);
+        metrics::counter!("ledgerq_expired_total", "queue" => l.clone()).absolute(s.expired);
+        metrics::counter!("ledgerq_dead_lettered_total", "queue" => l.clone())
+            .absolute(s.dead_lettered);
+        metrics::counter!("ledgerq_dropped_total", "queue" => l.clone()).absolute(s.dropped);
+        metrics::gauge!("ledgerq_pending", "queue" => l.clone()).set(s.pending as f64);
+        metrics::gauge!("ledgerq_in_flight", "queue" => l.clone()).set(s.in_flight as f64);
+        metrics::gauge!("ledgerq_segments", "queue" => l.clone()).set(s.segments as f64);
+        metrics::gauge!("ledgerq_disk_bytes", "queue" => l.clone()).set(s.disk_bytes as f64);
+        metrics::gauge!("ledgerq_dedup_tracked", "queue" => l).set(s.dedup_tracked as f64);
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = q;
+}
+
+/// Emits a `tracing` event at the given level (nothing without the `tracing` feature).
+macro_rules! event {
+    ($lvl:ident, $($arg:tt)*) => {{
+        #[cfg(feature = "tracing")]
+        tracing::$lvl!(target: "ledgerq", $($arg)*);
+    }};
+}
+pub(crate) use event;
