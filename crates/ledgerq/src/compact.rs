@@ -138,6 +138,9 @@ impl Inner {
             let lost = below - w.max(segs[0].base_id);
             self.reposition(below, false)?;
             self.dropped.fetch_add(lost, Ordering::Relaxed);
+            if self.marks_mode() {
+                self.state.consumed().fetch_add(lost, Ordering::Relaxed);
+            }
             crate::observe::event!(warn, dir = %self.dir.display(), dropped = lost,
                 "disk budget reached: dropped the oldest segment of pending messages");
         }

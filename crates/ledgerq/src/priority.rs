@@ -3,10 +3,16 @@
 //! Each level's cursor reads the journal in ID order and keeps the records of its own
 //! level, so every record is read once per level: the cost per dequeue does not grow
 //! with the backlog (amortised), and memory is three FIFOs of at most `ring_capacity`
-//! handles each, whatever the backlog. Delivery state lives in the consumer state
-//! file's per-ID entries (a delivered message is marked consumed at once in auto-ack
-//! mode), so a reopen resumes each level where it was, and the cursors never run more
-//! than the state file's window past the oldest unconsumed message.
+//! handles each, whatever the backlog.
+//!
+//! What survives a restart depends on the ack mode:
+//! - auto-ack: a per-level watermark `W[l]` in the state file ("every level-`l` message
+//!   below `W[l]` is consumed"), set under the scheduler's mutex at each pop to the
+//!   level's oldest queued handle (or its cursor when none is queued). The queue's
+//!   watermark is the least of the three. No window limits how far a cursor reads.
+//! - manual-ack: the state file's per-ID entries, as in FIFO mode, so the cursors never
+//!   run more than the state file's window (131,072 IDs) past the oldest unacknowledged
+//!   message: priority order holds within that window.
 //!
 //! Choice of the next message: the front of the highest non-empty level, unless the
 //! front of some level has waited at least the starvation window: then the oldest such
@@ -52,16 +58,19 @@ pub(crate) trait Sink {
     /// Whether a record with this state entry is not to be queued (consumed, or already
     /// leased or requeued).
     fn skip(&self, id: u64, entry: Entry) -> bool;
+    /// Whether delivery state is per ID (manual-ack mode), which bounds how far the
+    /// cursors may read past the watermark.
+    fn windowed(&self) -> bool;
 }
 
 impl Sched {
-    /// A scheduler whose cursors all start at `from`.
-    pub(crate) fn new(journal: &Journal, from: u64, capacity: usize) -> Result<Sched> {
+    /// A scheduler whose level `l` cursor starts at `from[l]`.
+    pub(crate) fn new(journal: &Journal, from: [u64; 3], capacity: usize) -> Result<Sched> {
         let mut levels = Vec::with_capacity(Priority::LEVELS);
-        for _ in 0..Priority::LEVELS {
+        for start in from {
             levels.push(Level {
-                cursor: journal.cursor(from)?,
-                next_expected: from,
+                cursor: journal.cursor(start)?,
+                next_expected: start,
                 fifo: VecDeque::new(),
             });
         }
@@ -71,11 +80,11 @@ impl Sched {
         })
     }
 
-    /// Moves every cursor to `from` and forgets the queued handles (seek).
-    pub(crate) fn reset(&mut self, journal: &Journal, from: u64) -> Result<()> {
-        for l in &mut self.levels {
-            l.cursor = journal.cursor(from)?;
-            l.next_expected = from;
+    /// Moves level `l`'s cursor to `from[l]` and forgets the queued handles (seek).
+    pub(crate) fn reset(&mut self, journal: &Journal, from: [u64; 3]) -> Result<()> {
+        for (l, start) in self.levels.iter_mut().zip(from) {
+            l.cursor = journal.cursor(start)?;
+            l.next_expected = start;
             l.fifo.clear();
         }
         Ok(())
@@ -95,8 +104,21 @@ impl Sched {
             .unwrap_or(0)
     }
 
+    /// Where each level is consumed up to: its oldest queued handle, or its cursor
+    /// when nothing is queued (auto-ack mode's per-level watermarks).
+    pub(crate) fn level_marks(&self) -> [u64; 3] {
+        let mut out = [0; 3];
+        for (o, l) in out.iter_mut().zip(&self.levels) {
+            *o = l
+                .fifo
+                .front()
+                .map_or(l.cursor.position_id(), |s| s.pos.id());
+        }
+        out
+    }
+
     /// Reads level `level`'s cursor forward until its FIFO is full, the journal has
-    /// nothing more committed, or the state file's window ends.
+    /// nothing more committed, or (manual-ack mode) the state file's window ends.
     fn fill(
         &mut self,
         level: usize,
@@ -106,7 +128,11 @@ impl Sched {
     ) -> Result<()> {
         let cap = self.capacity;
         let l = &mut self.levels[level];
-        let limit = state.watermark().load(std::sync::atomic::Ordering::Acquire) + WINDOW;
+        let limit = if sink.windowed() {
+            state.watermark().load(std::sync::atomic::Ordering::Acquire) + WINDOW
+        } else {
+            u64::MAX
+        };
         while l.fifo.len() < cap && l.cursor.position_id() < limit {
             let next = l
                 .cursor

@@ -214,7 +214,16 @@ impl Queue {
         let acked_ahead = if priorities { 0 } else { acked_in_window };
         let cursor = journal.cursor(w)?;
         let sched = if priorities {
-            Some(Mutex::new(Sched::new(&journal, w, opts.ring_capacity)?))
+            let starts = if opts.ack_mode == AckMode::Manual {
+                [w; 3]
+            } else {
+                state.level_marks().map(|m| m.max(w).min(end))
+            };
+            Some(Mutex::new(Sched::new(
+                &journal,
+                starts,
+                opts.ring_capacity,
+            )?))
         } else {
             None
         };
@@ -826,6 +835,10 @@ impl Sink for Inner {
         self.mark_consumed(id);
     }
 
+    fn windowed(&self) -> bool {
+        self.manual()
+    }
+
     fn skip(&self, id: u64, entry: Entry) -> bool {
         match entry {
             Entry::Acked => true,
@@ -841,7 +854,11 @@ impl Inner {
         let inner = self;
         let next_id = inner.journal.next_id();
         let segments = inner.journal.segments();
-        let pending = if inner.sched.is_some() {
+        let pending = if inner.marks_mode() {
+            next_id
+                .saturating_sub(1)
+                .saturating_sub(inner.state.consumed().load(Ordering::Relaxed))
+        } else if inner.sched.is_some() {
             let w = inner.state.watermark().load(Ordering::Acquire);
             let above = u64::try_from(inner.acked_above.load(Ordering::Relaxed)).unwrap_or(0);
             next_id
@@ -937,7 +954,7 @@ impl Inner {
             max_disk_bytes: self.opts.max_disk_bytes.unwrap_or(0),
         };
         for _ in 0..8 {
-            let mut room = self.compact_pass(false)?.segments_removed > 0;
+            let mut room = self.compact_pass(true)?.segments_removed > 0;
             if !room && self.opts.overflow_policy == OverflowPolicy::DropOldest {
                 room = self.drop_oldest()?;
             }
@@ -1020,9 +1037,20 @@ impl Inner {
         self.sched.is_some()
     }
 
-    /// Whether delivery state is kept per ID (manual mode or priority mode).
+    /// Whether delivery state is kept per ID: manual-ack mode.
     fn per_id(&self) -> bool {
-        self.manual() || self.sched.is_some()
+        self.manual()
+    }
+
+    /// Priority auto-ack mode: consumption is kept as per-level watermarks.
+    pub(crate) fn marks_mode(&self) -> bool {
+        self.sched.is_some() && !self.manual()
+    }
+
+    /// Stores the per-level watermarks and raises the queue's to their least.
+    fn store_marks(&self, marks: [u64; 3]) {
+        self.state.set_level_marks(marks);
+        self.state.raise(marks.into_iter().min().unwrap_or(0));
     }
 
     /// Wakes parked consumers, if any, after a commit.
@@ -1226,13 +1254,21 @@ impl Inner {
             }
         }
         if let Some(sched) = &self.sched {
-            let slot = lock(sched).pop(
+            let mut s = lock(sched);
+            let slot = s.pop(
                 &self.journal,
                 &self.state,
                 self,
                 now_ns(),
                 self.opts.starvation_window,
             )?;
+            if self.marks_mode() {
+                // Consumed at the claim, under the scheduler's mutex (auto-ack).
+                if slot.is_some() {
+                    self.state.consumed().fetch_add(1, Ordering::Relaxed);
+                }
+                self.store_marks(s.level_marks());
+            }
             return Ok(slot.map(|s| s.pos));
         }
         let fill = |src: &mut FeedSource, room: usize, push: &mut dyn FnMut(Position) -> bool| {
@@ -1260,7 +1296,7 @@ impl Inner {
         // From the first claim to the end of the last read: compaction waits for this.
         let _section = self.grace.enter();
         let mut out = Vec::with_capacity(max.min(1024));
-        if self.per_id() {
+        if self.per_id() || self.sched.is_some() {
             while out.len() < max {
                 let pos = match self.next_position() {
                     Ok(Some(pos)) => pos,
@@ -1446,9 +1482,10 @@ impl Inner {
         if self.per_id() {
             self.mark_consumed(id);
             self.advance();
-        } else {
+        } else if !self.marks_mode() {
             self.state.raise(id + 1);
         }
+        // Priority auto-ack mode: consumed when the scheduler handed it out.
     }
 
     /// Moves the watermark over consumed entries (manual or priority mode).
@@ -1685,8 +1722,24 @@ impl Inner {
         };
         if let Some(sched) = &self.sched {
             let mut s = lock(sched);
+            let before = s.level_marks();
             reset_state(s.min_position());
-            s.reset(&self.journal, id)?;
+            let starts = if replay {
+                [id; 3]
+            } else {
+                before.map(|m| m.max(id))
+            };
+            s.reset(&self.journal, starts)?;
+            if self.marks_mode() {
+                if replay {
+                    self.state
+                        .consumed()
+                        .store(id.saturating_sub(1), Ordering::Relaxed);
+                }
+                self.state.set_level_marks(starts);
+                self.state
+                    .set_watermark(starts.into_iter().min().unwrap_or(id));
+            }
         } else {
             self.dispatch.reset(|src| -> Result<()> {
                 reset_state(self.fed.load(Ordering::Acquire));

@@ -128,7 +128,13 @@ impl Inner {
             return Ok(out);
         }
         let now = now_ns();
-        let per_id = self.manual() || self.priorities_on();
+        let per_id = self.manual();
+        // Priority auto-ack mode: level `l` is consumed below `marks[l]`.
+        let marks = if self.marks_mode() {
+            self.state.level_marks()
+        } else {
+            [0; 3]
+        };
         // Redeliveries go first.
         if self.manual() {
             for pos in self.redeliveries() {
@@ -183,6 +189,9 @@ impl Inner {
             } else {
                 usize::from(crate::Priority::from_stored(prio).as_u8())
             };
+            if levels > 1 && id < marks[level] {
+                continue;
+            }
             if cand[level].len() < want {
                 cand[level].push_back(Slot {
                     pos,

@@ -14,7 +14,11 @@
 //!   24..32    queue flags (u64): bit 0 = priority delivery (recorded at creation)
 //!   32..40    the longest dedup window used, in ns (u64, only ever raised): how far
 //!             back the dedup table is rebuilt from the journal at open
-//!   40..4096  reserved, zero
+//!   40..48    messages consumed over the queue's life (u64; priority auto-ack mode,
+//!             for `Stats::pending`)
+//!   48..72    per-level watermarks (3 x u64, Low, Medium, High; priority auto-ack
+//!             mode): every message of level l below W[l] is consumed
+//!   72..4096  reserved, zero
 //! 4096..      entries, [u64; 1 << WINDOW_BITS]; the entry of message `id` is at index
 //!             `id & (WINDOW - 1)`. 0 = nothing recorded; otherwise
 //!             `(lap + 1) << 8 | state` with `lap = id >> WINDOW_BITS` and state
@@ -282,6 +286,25 @@ impl StateFile {
     pub(crate) fn raise_dedup_horizon(&self, ns: u64) {
         if self.word(32).load(Ordering::Relaxed) < ns {
             self.word(32).fetch_max(ns, Ordering::Relaxed);
+        }
+    }
+
+    /// Messages consumed over the queue's life (priority auto-ack mode).
+    pub(crate) fn consumed(&self) -> &AtomicU64 {
+        self.word(40)
+    }
+
+    /// The per-level watermarks (priority auto-ack mode).
+    pub(crate) fn level_marks(&self) -> [u64; 3] {
+        [0, 1, 2].map(|l| self.word(48 + 8 * l).load(Ordering::Acquire))
+    }
+
+    /// Stores the per-level watermarks (priority auto-ack mode, under the scheduler's
+    /// mutex).
+    pub(crate) fn set_level_marks(&self, marks: [u64; 3]) {
+        for (l, m) in marks.into_iter().enumerate() {
+            // Release: pairs with the Acquire in `level_marks`.
+            self.word(48 + 8 * l).store(m, Ordering::Release);
         }
     }
 
