@@ -215,6 +215,18 @@ fn consume_kills(durability: &str, role: &str) {
             q.ack(m.id()).unwrap();
         }
     }
+    // Messages delivered `max_deliveries` times across the kills without an ack moved to
+    // the dead-letter queue: they are not lost either, and never also deliverable.
+    if mode == AckMode::Manual {
+        let dlq = q.dead_letters().unwrap();
+        while let Some(m) = dlq.dequeue().unwrap() {
+            let original: u64 = m.header("dlq.original_id").unwrap().parse().unwrap();
+            assert!(!done.contains(&original), "ID {original} acked and dead-lettered");
+            assert!(rest.insert(original), "ID {original} deliverable and dead-lettered");
+            assert_eq!(m.payload(), &payload(original - 1)[..]);
+            dlq.ack(m.id()).unwrap();
+        }
+    }
     // Nothing lost: every message is consumed or still there, except at most one per
     // kill: the one the child had taken (or acknowledged) but not yet reported.
     let missing = total as usize - done.len() - rest.len();
