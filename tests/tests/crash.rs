@@ -221,8 +221,14 @@ fn consume_kills(durability: &str, role: &str) {
         let dlq = q.dead_letters().unwrap();
         while let Some(m) = dlq.dequeue().unwrap() {
             let original: u64 = m.header("dlq.original_id").unwrap().parse().unwrap();
-            assert!(!done.contains(&original), "ID {original} acked and dead-lettered");
-            assert!(rest.insert(original), "ID {original} deliverable and dead-lettered");
+            assert!(
+                !done.contains(&original),
+                "ID {original} acked and dead-lettered"
+            );
+            assert!(
+                rest.insert(original),
+                "ID {original} deliverable and dead-lettered"
+            );
             assert_eq!(m.payload(), &payload(original - 1)[..]);
             dlq.ack(m.id()).unwrap();
         }
