@@ -347,7 +347,7 @@ impl Queue {
                 }
                 inner.state.raise_dedup_horizon(prep.window_ns);
                 let id = inner.append(&rec)?;
-                g.insert(id, now.saturating_add(prep.window_ns));
+                g.insert(id, now, prep.window_ns);
                 Enqueued {
                     id,
                     duplicate: false,
@@ -485,7 +485,7 @@ impl Queue {
                 Fate::Write(k) => {
                     let id = ids.start + k as u64;
                     if let Some(key) = items[i].1.dedup_key.as_deref() {
-                        guards.insert(key, id, now.saturating_add(preps[i].window_ns));
+                        guards.insert(key, id, now, preps[i].window_ns);
                     }
                     Enqueued {
                         id,

@@ -247,15 +247,11 @@ impl Inner {
             v.dedup_key().and_then(|field| {
                 let (w, key) = field.split_at_checked(8)?;
                 let window = u64::from_le_bytes(w.try_into().ok()?);
-                Some((
-                    key.to_vec(),
-                    v.id(),
-                    v.timestamp_ns().saturating_add(window),
-                ))
+                Some((key.to_vec(), v.id(), v.timestamp_ns(), window))
             })
         })? {
-            if let Some((key, id, expires)) = found {
-                self.dedup.rebuild_insert(&key, id, expires, now);
+            if let Some((key, id, enqueued, window)) = found {
+                self.dedup.rebuild_insert(&key, id, enqueued, window, now);
             }
         }
         Ok(())
