@@ -439,7 +439,10 @@ fn seek_replays_in_priority_order() {
     let tail: Vec<u64> = std::iter::from_fn(|| q.dequeue().unwrap())
         .map(|m| index_of(&m))
         .collect();
-    let want: Vec<u64> = expected_order(n).into_iter().filter(|&i| i >= 300).collect();
+    let want: Vec<u64> = expected_order(n)
+        .into_iter()
+        .filter(|&i| i >= 300)
+        .collect();
     assert_eq!(tail, want);
 }
 
@@ -527,7 +530,10 @@ fn concurrent_consumers_get_each_message_once() {
         // Each consumer sees each level in FIFO order.
         for p in [Priority::High, Priority::Medium, Priority::Low] {
             let lv: Vec<u64> = got.iter().copied().filter(|&i| level_of(i) == p).collect();
-            assert!(lv.windows(2).all(|w| w[0] < w[1]), "level {p:?} out of order");
+            assert!(
+                lv.windows(2).all(|w| w[0] < w[1]),
+                "level {p:?} out of order"
+            );
         }
         for &i in got {
             assert!(seen.insert(i), "message {i} delivered twice");
