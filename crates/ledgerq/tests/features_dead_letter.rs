@@ -1,0 +1,505 @@
+//! Dead letters (manual-ack mode): after `max_deliveries` failed deliveries a message
+//! moves to `<dir>/dead-letter` with its payload (decompressed), headers, priority and TTL
+//! intact plus the `dlq.*` headers; `requeue_dead_letter` moves it back. Redelivery
+//! backoff and `nack_with_delay`. A message is never both dead-lettered and deliverable.
+//! Regressions of the original: nack of an undelivered message, compressed bytes copied
+//! into the dead-letter queue, priority and TTL dropped.
+
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use ledgerq::{AckMode, Compression, EnqueueOptions, Error, Message, Options, Priority, Queue};
+
+fn manual() -> Options {
+    Options::new().ack_mode(AckMode::Manual)
+}
+
+/// Dequeues, nacks with `reason`, `times` times; returns the last delivery.
+fn fail_times(q: &Queue, times: u32, reason: impl Fn(u32) -> String) -> Message {
+    let mut last = None;
+    for i in 1..=times {
+        let m = q.dequeue().unwrap().expect("a delivery");
+        assert_eq!(m.delivery_count(), i);
+        q.nack(m.id(), &reason(i)).unwrap();
+        last = Some(m);
+    }
+    last.unwrap()
+}
+
+fn dlq_headers(m: &Message) -> Vec<(&str, &str)> {
+    m.headers()
+        .iter()
+        .filter(|(k, _)| k.starts_with("dlq."))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
+#[test]
+fn third_failure_moves_the_message_with_dlq_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(dir.path(), manual()).unwrap();
+    let id = q
+        .enqueue_with(
+            "poison",
+            &EnqueueOptions::new()
+                .header("trace-id", "12345")
+                .header("app", "test"),
+        )
+        .unwrap()
+        .id();
+    q.enqueue("next").unwrap();
+    let before = SystemTime::now() - Duration::from_secs(1);
+    let last = fail_times(&q, 3, |i| format!("failure {i}"));
+    assert_eq!(last.id(), id);
+    // Gone from the main queue: the next message is the other one.
+    let next = q.dequeue().unwrap().unwrap();
+    assert_eq!(next.payload(), b"next");
+    q.ack(next.id()).unwrap();
+    assert!(q.dequeue().unwrap().is_none());
+    let s = q.stats();
+    assert_eq!((s.dead_lettered, s.pending, s.in_flight), (1, 0, 0));
+
+    let dlq = q.dead_letters().unwrap();
+    assert_eq!(dlq.dir(), dir.path().join("dead-letter"));
+    assert!(dir.path().join("dead-letter").is_dir());
+    let d = dlq.dequeue().unwrap().unwrap();
+    assert_eq!(d.payload(), b"poison");
+    assert_eq!(d.header("trace-id"), Some("12345"));
+    assert_eq!(d.header("app"), Some("test"));
+    let dh = dlq_headers(&d);
+    let keys: Vec<&str> = dh.iter().map(|(k, _)| *k).collect();
+    assert_eq!(
+        keys,
+        [
+            "dlq.original_id",
+            "dlq.delivery_count",
+            "dlq.reason",
+            "dlq.last_failure"
+        ]
+    );
+    assert_eq!(d.header("dlq.original_id"), Some(&*id.to_string()));
+    assert_eq!(d.header("dlq.delivery_count"), Some("3"));
+    assert_eq!(d.header("dlq.reason"), Some("failure 3"));
+    let when = humantime::parse_rfc3339(d.header("dlq.last_failure").unwrap()).unwrap();
+    assert!(when >= before && when <= SystemTime::now(), "{when:?}");
+    // The original message can no longer be acknowledged or nacked.
+    assert!(matches!(q.ack(id), Err(Error::NotInFlight { .. })));
+    assert!(matches!(q.nack(id, "x"), Err(Error::NotInFlight { .. })));
+}
+
+#[test]
+fn fewer_failures_than_the_limit_redeliver() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(dir.path(), manual().max_deliveries(5)).unwrap();
+    q.enqueue("flaky").unwrap();
+    fail_times(&q, 4, |_| "not yet".into());
+    let m = q.dequeue().unwrap().unwrap();
+    assert_eq!(m.delivery_count(), 5);
+    q.ack(m.id()).unwrap();
+    assert_eq!(q.stats().dead_lettered, 0);
+    assert!(q.dequeue().unwrap().is_none());
+    assert!(q.dead_letters().unwrap().dequeue().unwrap().is_none());
+}
+
+#[test]
+fn zero_max_deliveries_never_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(dir.path(), manual().max_deliveries(0)).unwrap();
+    q.enqueue("forever").unwrap();
+    fail_times(&q, 20, |_| "again".into());
+    assert_eq!(q.dequeue().unwrap().unwrap().delivery_count(), 21);
+    assert_eq!(q.stats().dead_lettered, 0);
+}
+
+#[test]
+fn expired_leases_count_as_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(
+        dir.path(),
+        manual()
+            .max_deliveries(2)
+            .lease_timeout(Duration::from_millis(50)),
+    )
+    .unwrap();
+    q.enqueue("slow").unwrap();
+    let m = q.dequeue().unwrap().unwrap();
+    assert_eq!(m.delivery_count(), 1);
+    let again = q
+        .dequeue_timeout(Duration::from_secs(10))
+        .unwrap()
+        .expect("redelivered after the lease expired");
+    assert_eq!((again.id(), again.delivery_count()), (m.id(), 2));
+    // Let the second lease expire too: the message is dead-lettered.
+    let dlq = q.dead_letters().unwrap();
+    let d = dlq
+        .dequeue_timeout(Duration::from_secs(10))
+        .unwrap()
+        .expect("dead-lettered after the second expired lease");
+    assert_eq!(d.payload(), b"slow");
+    assert_eq!(d.header("dlq.delivery_count"), Some("2"));
+    assert_eq!(d.header("dlq.reason"), Some("lease expired"));
+    assert!(q.dequeue().unwrap().is_none());
+    assert!(matches!(q.ack(m.id()), Err(Error::NotInFlight { .. })));
+}
+
+#[test]
+fn reason_is_the_first_line_and_at_most_256_characters() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(dir.path(), manual().max_deliveries(1)).unwrap();
+    q.enqueue("a").unwrap();
+    q.enqueue("b").unwrap();
+    let a = q.dequeue().unwrap().unwrap();
+    q.nack(a.id(), "first line\nsecond line\nthird").unwrap();
+    let b = q.dequeue().unwrap().unwrap();
+    let long = "é".repeat(300);
+    q.nack(b.id(), &long).unwrap();
+    let dlq = q.dead_letters().unwrap();
+    let da = dlq.dequeue().unwrap().unwrap();
+    assert_eq!(da.header("dlq.reason"), Some("first line"));
+    let db = dlq.dequeue().unwrap().unwrap();
+    let r = db.header("dlq.reason").unwrap();
+    assert_eq!(r.chars().count(), 256);
+    assert!(r.chars().all(|c| c == 'é'));
+}
+
+#[test]
+fn priority_ttl_and_headers_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(dir.path(), manual().max_deliveries(1)).unwrap();
+    q.enqueue_with(
+        "important",
+        &EnqueueOptions::new()
+            .priority(Priority::High)
+            .ttl(Duration::from_secs(3600))
+            .header("k", "v"),
+    )
+    .unwrap();
+    let m = q.dequeue().unwrap().unwrap();
+    q.nack(m.id(), "no").unwrap();
+    let d = q.dead_letters().unwrap().dequeue().unwrap().unwrap();
+    assert_eq!(d.priority(), Priority::High);
+    assert_eq!(d.expires_at(), m.expires_at());
+    assert!(d.expires_at().is_some());
+    assert_eq!(d.headers()[0], ("k".to_string(), "v".to_string()));
+}
+
+/// Regression: the original copied the stored (compressed) bytes into the dead-letter
+/// queue without the compression flag.
+#[test]
+fn dead_letters_keep_compressed_payloads_readable() {
+    for c in [Compression::Lz4, Compression::Zstd { level: 3 }] {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open_with(
+            dir.path(),
+            manual()
+                .max_deliveries(1)
+                .compression(c)
+                .min_compression_size(64),
+        )
+        .unwrap();
+        let body: Vec<u8> = b"compressible text, ".repeat(300);
+        q.enqueue(&body).unwrap();
+        q.enqueue_with(
+            &body,
+            &EnqueueOptions::new().compression(c).header("h", "1"),
+        )
+        .unwrap();
+        for _ in 0..2 {
+            let m = q.dequeue().unwrap().unwrap();
+            assert_eq!(m.payload(), &body[..]);
+            q.nack(m.id(), "fail").unwrap();
+        }
+        let dlq = q.dead_letters().unwrap();
+        for _ in 0..2 {
+            let d = dlq.dequeue().unwrap().unwrap();
+            assert_eq!(d.payload(), &body[..], "{c:?}");
+        }
+        // And it survives requeueing.
+        let requeued = q.requeue_dead_letter(1).unwrap();
+        let m = q.dequeue().unwrap().unwrap();
+        assert_eq!((m.id(), m.payload()), (requeued, &body[..]));
+    }
+}
+
+#[test]
+fn requeue_moves_a_dead_letter_back_without_dlq_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(dir.path(), manual()).unwrap();
+    let orig = q
+        .enqueue_with(
+            "retry me",
+            &EnqueueOptions::new()
+                .priority(Priority::Medium)
+                .ttl(Duration::from_secs(3600))
+                .header("trace-id", "12345")
+                .header("app", "test"),
+        )
+        .unwrap()
+        .id();
+    let failed = fail_times(&q, 3, |i| format!("failure {i}"));
+    let dlq = q.dead_letters().unwrap();
+    let d = dlq.dequeue().unwrap().unwrap();
+    let new_id = q.requeue_dead_letter(d.id()).unwrap();
+    assert!(new_id > orig);
+    let m = q.dequeue().unwrap().unwrap();
+    assert_eq!(m.id(), new_id);
+    assert_eq!(m.payload(), b"retry me");
+    assert_eq!(m.delivery_count(), 1);
+    assert_eq!(m.priority(), Priority::Medium);
+    assert_eq!(m.expires_at(), failed.expires_at());
+    assert_eq!(
+        m.headers(),
+        [
+            ("trace-id".to_string(), "12345".to_string()),
+            ("app".to_string(), "test".to_string()),
+        ]
+    );
+    q.ack(m.id()).unwrap();
+    // Removed from the dead-letter queue: not delivered, not requeueable twice.
+    assert!(dlq.dequeue().unwrap().is_none());
+    assert!(matches!(dlq.ack(d.id()), Err(Error::NotInFlight { .. })));
+    assert!(matches!(
+        q.requeue_dead_letter(d.id()),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        q.requeue_dead_letter(999),
+        Err(Error::NotFound { id: 999 })
+    ));
+}
+
+#[test]
+fn requeue_of_a_dead_letter_not_yet_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(dir.path(), manual().max_deliveries(1)).unwrap();
+    q.enqueue("a").unwrap();
+    q.enqueue("b").unwrap();
+    for _ in 0..2 {
+        let m = q.dequeue().unwrap().unwrap();
+        q.nack(m.id(), "x").unwrap();
+    }
+    // Requeue the second dead letter without reading the dead-letter queue.
+    q.requeue_dead_letter(2).unwrap();
+    assert_eq!(q.dequeue().unwrap().unwrap().payload(), b"b");
+    let dlq = q.dead_letters().unwrap();
+    assert_eq!(dlq.stats().pending, 1);
+    assert_eq!(dlq.dequeue().unwrap().unwrap().payload(), b"a");
+    assert!(dlq.dequeue().unwrap().is_none());
+}
+
+/// Regression: the original accepted a nack of a message never delivered and moved it
+/// to the dead-letter queue while it stayed deliverable.
+#[test]
+fn nack_of_an_undelivered_or_unknown_message_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(dir.path(), manual().max_deliveries(1)).unwrap();
+    let id = q.enqueue("never delivered").unwrap();
+    for _ in 0..3 {
+        assert!(matches!(
+            q.nack(id, "x"),
+            Err(Error::NotInFlight { id: i }) if i == id
+        ));
+    }
+    assert!(matches!(q.nack(42, "x"), Err(Error::NotInFlight { .. })));
+    assert_eq!(q.stats().dead_lettered, 0);
+    let m = q.dequeue().unwrap().unwrap();
+    assert_eq!((m.id(), m.delivery_count()), (id, 1));
+    q.ack(id).unwrap();
+    assert!(q.dead_letters().unwrap().dequeue().unwrap().is_none());
+}
+
+#[test]
+fn unacknowledged_deliveries_before_a_restart_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || manual().max_deliveries(2);
+    {
+        let q = Queue::open_with(dir.path(), opts()).unwrap();
+        q.enqueue("crashy").unwrap();
+        q.enqueue("fine").unwrap();
+        assert_eq!(q.dequeue().unwrap().unwrap().delivery_count(), 1);
+        q.close().unwrap();
+    }
+    {
+        let q = Queue::open_with(dir.path(), opts()).unwrap();
+        let m = q.dequeue().unwrap().unwrap();
+        assert_eq!((m.payload(), m.delivery_count()), (&b"crashy"[..], 2));
+        q.close().unwrap();
+    }
+    let q = Queue::open_with(dir.path(), opts()).unwrap();
+    let m = q.dequeue().unwrap().unwrap();
+    assert_eq!(m.payload(), b"fine");
+    q.ack(m.id()).unwrap();
+    assert!(q.dequeue().unwrap().is_none());
+    let d = q.dead_letters().unwrap().dequeue().unwrap().unwrap();
+    assert_eq!(d.payload(), b"crashy");
+    assert_eq!(d.header("dlq.original_id"), Some("1"));
+}
+
+#[test]
+fn dead_letters_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let q = Queue::open_with(dir.path(), manual().max_deliveries(1)).unwrap();
+        q.enqueue("dead").unwrap();
+        let m = q.dequeue().unwrap().unwrap();
+        q.nack(m.id(), "bad").unwrap();
+        q.close().unwrap();
+    }
+    let q = Queue::open_with(dir.path(), manual().max_deliveries(1)).unwrap();
+    assert!(q.dequeue().unwrap().is_none());
+    assert_eq!(q.stats().dead_lettered, 1);
+    let dlq = q.dead_letters().unwrap();
+    let d = dlq.dequeue().unwrap().unwrap();
+    assert_eq!(d.payload(), b"dead");
+    // The dead-letter queue is a full queue: seek back and read again.
+    dlq.ack(d.id()).unwrap();
+    dlq.seek_to_id(d.id()).unwrap();
+    assert_eq!(dlq.dequeue().unwrap().unwrap().payload(), b"dead");
+}
+
+#[test]
+fn a_message_with_64_headers_still_gets_the_dlq_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(dir.path(), manual().max_deliveries(1)).unwrap();
+    let opts = (0..64).fold(EnqueueOptions::new(), |o, i| o.header(format!("k{i}"), "v"));
+    q.enqueue_with("full", &opts).unwrap();
+    let m = q.dequeue().unwrap().unwrap();
+    q.nack(m.id(), "why").unwrap();
+    let d = q.dead_letters().unwrap().dequeue().unwrap().unwrap();
+    assert_eq!(d.payload(), b"full");
+    assert!(d.headers().len() <= 64);
+    assert_eq!(dlq_headers(&d).len(), 4);
+    assert_eq!(d.header("dlq.reason"), Some("why"));
+}
+
+#[test]
+fn redelivery_backoff_delays_each_failure_exponentially() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = Duration::from_millis(100);
+    let q = Queue::open_with(
+        dir.path(),
+        manual()
+            .max_deliveries(0)
+            .redelivery_backoff(base, Duration::from_secs(10)),
+    )
+    .unwrap();
+    q.enqueue("backoff").unwrap();
+    let mut m = q.dequeue().unwrap().unwrap();
+    for failure in 0..3u32 {
+        let nacked = Instant::now();
+        q.nack(m.id(), "later").unwrap();
+        assert!(
+            q.peek(1).unwrap().is_empty(),
+            "not deliverable during backoff"
+        );
+        m = q
+            .dequeue_timeout(Duration::from_secs(30))
+            .unwrap()
+            .expect("delivered after the backoff");
+        // Never before its backoff: base, then 2 x base, then 4 x base.
+        assert!(nacked.elapsed() >= base * (1 << failure));
+        assert_eq!(m.delivery_count(), failure + 2);
+    }
+    q.ack(m.id()).unwrap();
+}
+
+#[test]
+fn nack_with_delay_waits_before_redelivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(dir.path(), manual()).unwrap();
+    q.enqueue("delayed").unwrap();
+    q.enqueue("other").unwrap();
+    let m = q.dequeue().unwrap().unwrap();
+    let delay = Duration::from_millis(200);
+    let nacked = Instant::now();
+    q.nack_with_delay(m.id(), "wait", delay).unwrap();
+    // Meanwhile the other message is delivered.
+    let o = q.dequeue().unwrap().unwrap();
+    assert_eq!(o.payload(), b"other");
+    q.ack(o.id()).unwrap();
+    let again = q.dequeue_timeout(Duration::from_secs(30)).unwrap().unwrap();
+    assert!(nacked.elapsed() >= delay);
+    assert_eq!((again.id(), again.delivery_count()), (m.id(), 2));
+    q.ack(again.id()).unwrap();
+    assert_eq!(q.stats().pending, 0);
+}
+
+#[test]
+fn dead_letter_moves_in_priority_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(dir.path(), manual().priorities(true).max_deliveries(2)).unwrap();
+    q.enqueue_with("low", &EnqueueOptions::new().priority(Priority::Low))
+        .unwrap();
+    q.enqueue_with("high", &EnqueueOptions::new().priority(Priority::High))
+        .unwrap();
+    let h = fail_times(&q, 2, |_| "no".into());
+    assert_eq!(h.payload(), b"high");
+    let l = q.dequeue().unwrap().unwrap();
+    assert_eq!(l.payload(), b"low");
+    q.ack(l.id()).unwrap();
+    let d = q.dead_letters().unwrap().dequeue().unwrap().unwrap();
+    assert_eq!((d.payload(), d.priority()), (&b"high"[..], Priority::High));
+}
+
+/// Many consumers nacking concurrently: every message ends acknowledged or dead-lettered,
+/// exactly once.
+#[test]
+fn concurrent_nacks_account_for_every_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(dir.path(), manual().max_deliveries(3)).unwrap();
+    let n = 600u64;
+    for i in 0..n {
+        q.enqueue(i.to_le_bytes()).unwrap();
+    }
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let acked: Vec<Vec<u64>> = thread::scope(|s| {
+        let q = &q;
+        let done = &done;
+        let hs: Vec<_> = (0..3)
+            .map(|_| {
+                s.spawn(move || {
+                    let mut acked = Vec::new();
+                    loop {
+                        let Some(m) = q.dequeue().unwrap() else {
+                            // Others may still hold leases that they will nack.
+                            let finished = done.load(std::sync::atomic::Ordering::SeqCst)
+                                + q.stats().dead_lettered;
+                            if finished == n {
+                                break;
+                            }
+                            thread::yield_now();
+                            continue;
+                        };
+                        let i = u64::from_le_bytes(m.payload().try_into().unwrap());
+                        // Every third message always fails; the others succeed on their
+                        // second delivery.
+                        if i % 3 == 0 || m.delivery_count() == 1 {
+                            q.nack(m.id(), "fail").unwrap();
+                        } else {
+                            q.ack(m.id()).unwrap();
+                            acked.push(i);
+                            done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                    }
+                    acked
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut acked: Vec<u64> = acked.into_iter().flatten().collect();
+    acked.sort_unstable();
+    let want_acked: Vec<u64> = (0..n).filter(|i| i % 3 != 0).collect();
+    assert_eq!(acked, want_acked);
+    let dlq = q.dead_letters().unwrap();
+    let mut dead = Vec::new();
+    while let Some(d) = dlq.dequeue().unwrap() {
+        dead.push(u64::from_le_bytes(d.payload().try_into().unwrap()));
+        dlq.ack(d.id()).unwrap();
+    }
+    dead.sort_unstable();
+    let want_dead: Vec<u64> = (0..n).filter(|i| i % 3 == 0).collect();
+    assert_eq!(dead, want_dead);
+    assert_eq!(q.stats().dead_lettered, want_dead.len() as u64);
+    assert_eq!(q.stats().pending, 0);
+}
