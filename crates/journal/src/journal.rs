@@ -200,7 +200,9 @@ pub struct Journal {
     shutdown: Mutex<ShutdownState>,
 }
 
-/// Current time in ns since the UNIX epoch (coarse clock: a vDSO read, no syscall).
+/// Current time in ns since the UNIX epoch (a vDSO read, no syscall). The precise clock,
+/// not the coarse one: a record must never carry a time before a `SystemTime::now()`
+/// its producer read before enqueuing it (seek by time relies on it).
 pub(crate) fn now_ns() -> u64 {
     #[cfg(target_os = "linux")]
     {
@@ -209,7 +211,7 @@ pub(crate) fn now_ns() -> u64 {
             tv_nsec: 0,
         };
         // SAFETY: `ts` is a valid, writable timespec.
-        if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) } == 0 {
+        if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) } == 0 {
             return (ts.tv_sec as u64)
                 .wrapping_mul(1_000_000_000)
                 .wrapping_add(ts.tv_nsec as u64);

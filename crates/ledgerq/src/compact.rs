@@ -78,18 +78,24 @@ impl Inner {
         // the epoch (see grace.rs).
         let w = self.state.watermark().load(Ordering::Acquire);
         let segs = self.journal.segments();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        // The dedup table is rebuilt at open from the records of the longest window used:
+        // a segment whose newest record is within it stays.
+        let horizon = self.state.dedup_horizon_ns();
         // Removable: a prefix of segments whose IDs are all below `w`, never the last.
         let removable = segs
             .iter()
-            .take(segs.len().saturating_sub(1))
-            .take_while(|s| s.end_id.is_some_and(|e| e <= w))
+            .zip(segs.iter().skip(1))
+            .take_while(|(s, next)| {
+                s.end_id.is_some_and(|e| e <= w)
+                    && (horizon == 0 || now.saturating_sub(next.created_ns) > horizon)
+            })
             .count();
         let k = match &self.opts.retention {
             None => removable,
             Some(r) => {
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos() as u64);
                 let mut k = 0;
                 let mut bytes: u64 = segs.iter().map(|s| s.size).sum();
                 while k < removable && segs.len() - k > r.min_segments {

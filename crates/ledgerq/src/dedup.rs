@@ -1,58 +1,66 @@
 //! The deduplication table: key → (original ID, expiry), bounded, O(1) per call.
 //!
-//! Sharded by a hash of the key (16 mutexes), so producers with different keys rarely
-//! meet. Each shard keeps, besides its map, one FIFO of (expiry, key) per distinct
-//! window in use: entries of one window are inserted in time order, so each FIFO is in
-//! expiry order and its front is its next to expire. Expired entries are purged from the
-//! fronts on every insert (each entry is pushed and popped once: amortised O(1)), and
-//! when a shard is over its bound the entry with the oldest expiry, the least of the
-//! fronts, is evicted (O(number of distinct windows), in practice one or two). A key
-//! inserted again leaves a stale FIFO item behind, recognised by its generation and
-//! dropped when it reaches the front.
+//! One mutex guards a map and, per distinct window in use, a FIFO of (expiry, key):
+//! entries of one window are inserted in time order, so each FIFO is in expiry order
+//! and its front is its next to expire. Expired entries are purged from the fronts on
+//! every insert (each entry is pushed and popped once: amortised O(1)), and when the
+//! table is over its bound the entry with the oldest expiry, the least of the fronts, is
+//! evicted (O(number of distinct windows), in practice one or two). A key inserted again
+//! leaves a stale FIFO item behind, recognised by its generation and dropped when it
+//! reaches the front.
+//!
+//! The lock is never held across an append: a producer *reserves* its key (an entry
+//! without an ID yet), appends, then commits the ID. A producer that finds the key
+//! reserved by another waits for that commit (and then reports a duplicate of it), or
+//! for the reservation's release if that append failed. Only single enqueues wait
+//! while holding no reservation; a batch that meets a reserved key releases its own
+//! reservations before waiting, so no cycle of waits can form.
 //!
 //! The table is not persisted: the queue rebuilds it at open from the dedup fields of
 //! the records in the window (see `Inner::rebuild_dedup`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
-
-const SHARDS: usize = 16;
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 /// A FIFO item: (expiry ns, generation, key).
 type Item = (u64, u64, Box<[u8]>);
 
-#[derive(Default)]
-struct Shard {
-    /// key → (ID, expiry ns, generation).
-    map: HashMap<Box<[u8]>, (u64, u64, u64)>,
-    /// Per window (ns): (expiry, generation, key) in insertion order.
-    fifos: Vec<(u64, VecDeque<Item>)>,
-    next_gen: u64,
+struct Entry {
+    /// `None` while reserved by a producer whose append has not returned.
+    id: Option<u64>,
+    expires: u64,
+    gen: u64,
 }
 
-impl Shard {
-    fn get(&mut self, key: &[u8], now: u64) -> Option<u64> {
-        match self.map.get(key) {
-            Some(&(id, exp, _)) if exp > now => Some(id),
-            _ => None,
-        }
+#[derive(Default)]
+struct Table {
+    map: HashMap<Box<[u8]>, Entry>,
+    /// Per window (ns): items in insertion order, hence expiry order.
+    fifos: Vec<(u64, VecDeque<Item>)>,
+    next_gen: u64,
+    /// Committed entries (what `len` reports and the bound applies to).
+    committed: usize,
+}
+
+impl Table {
+    fn live(&self, item: &Item) -> bool {
+        self.map.get(&item.2).is_some_and(|e| e.gen == item.1)
     }
 
-    /// Inserts and returns (entries added, entries evicted for the bound).
-    fn insert(
-        &mut self,
-        key: &[u8],
-        id: u64,
-        expires: u64,
-        window: u64,
-        now: u64,
-        bound: usize,
-    ) -> (isize, u64) {
+    /// Adds an entry (reserved if `id` is `None`) and its FIFO item.
+    fn put(&mut self, key: &[u8], id: Option<u64>, expires: u64, window: u64) -> u64 {
         let gen = self.next_gen;
         self.next_gen += 1;
         let k: Box<[u8]> = key.into();
-        let mut added = isize::from(self.map.insert(k.clone(), (id, expires, gen)).is_none());
+        if let Some(old) = self.map.insert(k.clone(), Entry { id, expires, gen }) {
+            if old.id.is_some() {
+                self.committed -= 1;
+            }
+        }
+        if id.is_some() {
+            self.committed += 1;
+        }
         let fifo = match self.fifos.iter().position(|(w, _)| *w == window) {
             Some(i) => &mut self.fifos[i].1,
             None => {
@@ -61,191 +69,203 @@ impl Shard {
             }
         };
         fifo.push_back((expires, gen, k));
-        added -= self.purge_expired(now) as isize;
-        let mut evicted = 0;
-        while self.map.len() > bound {
-            if !self.evict_oldest() {
-                break;
-            }
-            evicted += 1;
-        }
-        self.fifos.retain(|(_, f)| !f.is_empty());
-        (added - evicted as isize, evicted)
+        gen
     }
 
-    /// Whether a FIFO item is the live entry of its key.
-    fn live(map: &HashMap<Box<[u8]>, (u64, u64, u64)>, item: &Item) -> bool {
-        map.get(&item.2).is_some_and(|e| e.2 == item.1)
-    }
-
-    /// Drops stale fronts and expired entries; returns how many entries it removed.
-    fn purge_expired(&mut self, now: u64) -> usize {
-        let mut removed = 0;
-        for (_, fifo) in &mut self.fifos {
-            while let Some(front) = fifo.front() {
-                if !Self::live(&self.map, front) {
-                    fifo.pop_front();
-                } else if front.0 <= now {
-                    let (_, _, k) = fifo.pop_front().expect("front exists");
+    /// Drops stale fronts and expired committed entries (amortised O(1)).
+    fn purge_expired(&mut self, now: u64) {
+        for f in 0..self.fifos.len() {
+            while let Some(front) = self.fifos[f].1.front() {
+                if !self.live(front) {
+                    self.fifos[f].1.pop_front();
+                    continue;
+                }
+                let reserved = self.map.get(&front.2).is_some_and(|e| e.id.is_none());
+                if front.0 <= now && !reserved {
+                    let (_, _, k) = self.fifos[f].1.pop_front().expect("front exists");
                     self.map.remove(&k);
-                    removed += 1;
+                    self.committed -= 1;
                 } else {
                     break;
                 }
             }
         }
-        removed
+        self.fifos.retain(|(_, f)| !f.is_empty());
     }
 
-    /// Evicts the live entry with the oldest expiry; `false` if there is none.
+    /// Evicts the committed entry with the oldest expiry; `false` if there is none.
     fn evict_oldest(&mut self) -> bool {
-        loop {
-            // Drop stale fronts so every front is live.
-            for (_, fifo) in &mut self.fifos {
-                while fifo.front().is_some_and(|f| !Self::live(&self.map, f)) {
-                    fifo.pop_front();
+        let mut best: Option<(u64, usize, usize)> = None;
+        for (f, (_, fifo)) in self.fifos.iter().enumerate() {
+            // The first live committed item of this FIFO (reserved ones are skipped:
+            // at most one per producer in flight).
+            let found = fifo.iter().enumerate().find(|(_, it)| {
+                self.map
+                    .get(&it.2)
+                    .is_some_and(|e| e.gen == it.1 && e.id.is_some())
+            });
+            if let Some((i, it)) = found {
+                if best.is_none_or(|(exp, _, _)| it.0 < exp) {
+                    best = Some((it.0, f, i));
                 }
             }
-            let Some(i) = (0..self.fifos.len())
-                .filter(|&i| !self.fifos[i].1.is_empty())
-                .min_by_key(|&i| self.fifos[i].1.front().map(|f| f.0))
-            else {
-                return false;
-            };
-            if let Some((_, _, k)) = self.fifos[i].1.pop_front() {
-                self.map.remove(&k);
-                return true;
-            }
         }
+        let Some((_, f, i)) = best else {
+            return false;
+        };
+        if let Some((_, _, k)) = self.fifos[f].1.remove(i) {
+            self.map.remove(&k);
+            self.committed -= 1;
+        }
+        true
+    }
+}
+
+/// What [`DedupTable::begin`] found.
+pub(crate) enum Begin<'a> {
+    /// The key is tracked: the original message's ID.
+    Duplicate(u64),
+    /// The key is reserved for the caller: append, then commit the ID (dropping the
+    /// reservation without a commit releases the key).
+    Reserved(Reservation<'a>),
+}
+
+/// A key reserved for one producer's append.
+pub(crate) struct Reservation<'a> {
+    table: &'a DedupTable,
+    key: Box<[u8]>,
+    gen: u64,
+    window: u64,
+    expires: u64,
+    done: bool,
+}
+
+impl Reservation<'_> {
+    /// The append succeeded with `id`: the key now maps to it.
+    pub(crate) fn commit(mut self, id: u64) {
+        self.done = true;
+        let t = self.table;
+        let mut g = t.lock();
+        let mine = match g.map.get_mut(&self.key) {
+            Some(e) if e.gen == self.gen => {
+                e.id = Some(id);
+                true
+            }
+            _ => false,
+        };
+        if mine {
+            g.committed += 1;
+        } else {
+            // Gone meanwhile (cannot happen while reserved): track it anew.
+            g.put(&self.key, Some(id), self.expires, self.window);
+        }
+        t.enforce_bound(&mut g);
+        t.publish(&g);
+        drop(g);
+        t.cv.notify_all();
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let t = self.table;
+        let mut g = t.lock();
+        if g.map.get(&self.key).is_some_and(|e| e.gen == self.gen) {
+            g.map.remove(&self.key);
+        }
+        drop(g);
+        t.cv.notify_all();
     }
 }
 
 /// The table.
 pub(crate) struct DedupTable {
-    shards: Vec<Mutex<Shard>>,
-    per_shard: usize,
+    table: Mutex<Table>,
+    /// Signalled when a reservation is committed or released.
+    cv: Condvar,
+    max: usize,
     len: AtomicUsize,
     evicted: AtomicU64,
 }
 
-fn shard_of(key: &[u8]) -> usize {
-    // FNV-1a: keys are short, and the shard only needs a spread, not DoS resistance (the
-    // maps inside use the standard hasher).
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    (h >> 32) as usize % SHARDS
-}
-
-fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// One key's shard, locked: look up, then (after the append) insert, atomically for
-/// that key.
-pub(crate) struct DedupGuard<'a> {
-    table: &'a DedupTable,
-    shard: MutexGuard<'a, Shard>,
-    key: &'a [u8],
-}
-
-impl DedupGuard<'_> {
-    /// The original ID if the key is tracked and not expired at `now` (ns).
-    pub(crate) fn get(&mut self, now: u64) -> Option<u64> {
-        self.shard.get(self.key, now)
-    }
-
-    /// Tracks the key for message `id` until `now + window`.
-    pub(crate) fn insert(&mut self, id: u64, now: u64, window: u64) {
-        let t = self.table;
-        t.account(self.shard.insert(
-            self.key,
-            id,
-            now.saturating_add(window),
-            window,
-            now,
-            t.per_shard,
-        ));
-    }
-}
-
-/// The shards of several keys, locked in shard order (a batch).
-pub(crate) struct DedupMany<'a> {
-    table: &'a DedupTable,
-    shards: Vec<(usize, MutexGuard<'a, Shard>)>,
-}
-
-impl DedupMany<'_> {
-    fn shard(&mut self, key: &[u8]) -> &mut Shard {
-        let s = shard_of(key);
-        let i = self
-            .shards
-            .iter()
-            .position(|(x, _)| *x == s)
-            .expect("the batch locked every key's shard");
-        &mut self.shards[i].1
-    }
-
-    /// As [`DedupGuard::get`] for `key`, one of the batch's keys.
-    pub(crate) fn get(&mut self, key: &[u8], now: u64) -> Option<u64> {
-        self.shard(key).get(key, now)
-    }
-
-    /// As [`DedupGuard::insert`] for `key`, one of the batch's keys.
-    pub(crate) fn insert(&mut self, key: &[u8], id: u64, now: u64, window: u64) {
-        let t = self.table;
-        let per = t.per_shard;
-        let r = self
-            .shard(key)
-            .insert(key, id, now.saturating_add(window), window, now, per);
-        t.account(r);
-    }
-}
-
 impl DedupTable {
-    /// An empty table tracking at most about `max_entries` keys.
+    /// An empty table tracking at most `max_entries` keys.
     pub(crate) fn new(max_entries: usize) -> Self {
         DedupTable {
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
-            per_shard: max_entries.div_ceil(SHARDS).max(1),
+            table: Mutex::new(Table::default()),
+            cv: Condvar::new(),
+            max: max_entries.max(1),
             len: AtomicUsize::new(0),
             evicted: AtomicU64::new(0),
         }
     }
 
-    fn account(&self, (added, evicted): (isize, u64)) {
-        if added >= 0 {
-            self.len.fetch_add(added.unsigned_abs(), Ordering::Relaxed);
-        } else {
-            self.len.fetch_sub(added.unsigned_abs(), Ordering::Relaxed);
-        }
-        if evicted > 0 {
-            self.evicted.fetch_add(evicted, Ordering::Relaxed);
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn enforce_bound(&self, g: &mut Table) {
+        while g.committed > self.max {
+            if !g.evict_oldest() {
+                break;
+            }
+            self.evicted.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// Locks `key`'s shard.
-    pub(crate) fn lock<'a>(&'a self, key: &'a [u8]) -> DedupGuard<'a> {
-        DedupGuard {
-            table: self,
-            shard: lock(&self.shards[shard_of(key)]),
-            key,
+    fn publish(&self, g: &Table) {
+        self.len.store(g.committed, Ordering::Relaxed);
+    }
+
+    /// Looks `key` up at `now` (ns): a duplicate of a tracked key, or a reservation for
+    /// `window` ns. Waits while another producer holds the key's reservation.
+    pub(crate) fn begin(&self, key: &[u8], now: u64, window: u64) -> Begin<'_> {
+        let mut g = self.lock();
+        loop {
+            match g.map.get(key) {
+                Some(e) if e.id.is_none() => {
+                    g = self.cv.wait(g).unwrap_or_else(|p| p.into_inner());
+                }
+                Some(e) if e.expires > now => return Begin::Duplicate(e.id.unwrap_or(0)),
+                _ => return Begin::Reserved(self.reserve(&mut g, key, now, window)),
+            }
         }
     }
 
-    /// Locks the shards of all `keys`, in shard order (so two batches never deadlock).
-    pub(crate) fn lock_many(&self, keys: &[&[u8]]) -> DedupMany<'_> {
-        let mut idx: Vec<usize> = keys.iter().map(|k| shard_of(k)).collect();
-        idx.sort_unstable();
-        idx.dedup();
-        DedupMany {
+    /// As [`begin`](Self::begin), but `None` instead of waiting for another producer's
+    /// reservation (a batch, which must release its own reservations before waiting).
+    pub(crate) fn try_begin(&self, key: &[u8], now: u64, window: u64) -> Option<Begin<'_>> {
+        let mut g = self.lock();
+        match g.map.get(key) {
+            Some(e) if e.id.is_none() => None,
+            Some(e) if e.expires > now => Some(Begin::Duplicate(e.id.unwrap_or(0))),
+            _ => Some(Begin::Reserved(self.reserve(&mut g, key, now, window))),
+        }
+    }
+
+    /// Waits until `key` is not reserved by anyone.
+    pub(crate) fn wait_unreserved(&self, key: &[u8]) {
+        let mut g = self.lock();
+        while g.map.get(key).is_some_and(|e| e.id.is_none()) {
+            g = self.cv.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn reserve(&self, g: &mut Table, key: &[u8], now: u64, window: u64) -> Reservation<'_> {
+        g.purge_expired(now);
+        let expires = now.saturating_add(window);
+        let gen = g.put(key, None, expires, window);
+        self.publish(g);
+        Reservation {
             table: self,
-            shards: idx
-                .into_iter()
-                .map(|i| (i, lock(&self.shards[i])))
-                .collect(),
+            key: key.into(),
+            gen,
+            window,
+            expires,
+            done: false,
         }
     }
 
@@ -257,9 +277,11 @@ impl DedupTable {
         if expires <= now {
             return;
         }
-        let r =
-            lock(&self.shards[shard_of(key)]).insert(key, id, expires, window, now, self.per_shard);
-        self.account(r);
+        let mut g = self.lock();
+        g.put(key, Some(id), expires, window);
+        g.purge_expired(now);
+        self.enforce_bound(&mut g);
+        self.publish(&g);
     }
 
     /// Keys tracked.
@@ -279,83 +301,85 @@ mod tests {
 
     const S: u64 = 1_000_000_000;
 
+    fn add(t: &DedupTable, key: &[u8], id: u64, now: u64, window: u64) {
+        match t.begin(key, now, window) {
+            Begin::Reserved(r) => r.commit(id),
+            Begin::Duplicate(d) => panic!("{key:?} is a duplicate of {d}"),
+        }
+    }
+
+    fn dup(t: &DedupTable, key: &[u8], now: u64) -> Option<u64> {
+        match t.begin(key, now, S) {
+            Begin::Duplicate(id) => Some(id),
+            Begin::Reserved(_) => None, // dropped: released
+        }
+    }
+
     #[test]
     fn a_key_within_its_window_is_a_duplicate_until_it_expires() {
         let t = DedupTable::new(100);
-        let mut g = t.lock(b"k");
-        assert_eq!(g.get(0), None);
-        g.insert(7, 0, 10 * S);
-        assert_eq!(g.get(9 * S), Some(7));
-        assert_eq!(g.get(10 * S), None);
-        drop(g);
-        assert_eq!(t.len(), 1);
-        // An insert into the same shard after the expiry purges the expired entry.
-        let other = (0u32..)
-            .map(|i| i.to_le_bytes().to_vec())
-            .find(|k| shard_of(k) == shard_of(b"k"))
-            .unwrap();
-        t.lock(&other).insert(8, 11 * S, S);
+        add(&t, b"k", 7, 0, 10 * S);
+        assert_eq!(dup(&t, b"k", 9 * S), Some(7));
+        assert_eq!(dup(&t, b"k", 10 * S), None);
+        // The expired entry is purged by the next reservation.
+        add(&t, b"other", 8, 11 * S, S);
         assert_eq!(t.len(), 1);
     }
 
     #[test]
     fn windows_differ_per_key() {
         let t = DedupTable::new(100);
-        t.lock(b"short").insert(1, 0, S);
-        t.lock(b"long").insert(2, 0, 100 * S);
-        assert_eq!(t.lock(b"short").get(2 * S), None);
-        assert_eq!(t.lock(b"long").get(2 * S), Some(2));
+        add(&t, b"short", 1, 0, S);
+        add(&t, b"long", 2, 0, 100 * S);
+        assert_eq!(dup(&t, b"short", 2 * S), None);
+        assert_eq!(dup(&t, b"long", 2 * S), Some(2));
     }
 
     #[test]
     fn the_bound_evicts_the_oldest_expiry_first_and_counts() {
-        // One shard's worth: bound 16 over 16 shards = 1 per shard; use keys of one shard.
-        let t = DedupTable::new(SHARDS * 2);
-        let keys: Vec<Vec<u8>> = (0u32..10_000)
-            .map(|i| i.to_le_bytes().to_vec())
-            .filter(|k| shard_of(k) == 0)
-            .take(3)
-            .collect();
-        // Expiries: key0 at 50 s (long window), key1 at 20 s, key2 at 30 s.
-        t.lock(&keys[0]).insert(1, 0, 50 * S);
-        t.lock(&keys[1]).insert(2, 0, 20 * S);
-        t.lock(&keys[2]).insert(3, 0, 30 * S);
-        assert_eq!(t.evicted(), 1);
-        assert_eq!(t.len(), 2);
-        assert_eq!(
-            t.lock(&keys[1]).get(S),
-            None,
-            "the oldest expiry was evicted"
-        );
-        assert_eq!(t.lock(&keys[0]).get(S), Some(1));
-        assert_eq!(t.lock(&keys[2]).get(S), Some(3));
+        let t = DedupTable::new(2);
+        add(&t, b"a", 1, 0, 50 * S);
+        add(&t, b"b", 2, 0, 20 * S);
+        add(&t, b"c", 3, 0, 30 * S);
+        assert_eq!((t.len(), t.evicted()), (2, 1));
+        assert_eq!(dup(&t, b"b", S), None, "the oldest expiry was evicted");
+        assert_eq!(dup(&t, b"a", S), Some(1));
+        assert_eq!(dup(&t, b"c", S), Some(3));
     }
 
     #[test]
-    fn reinserting_a_key_keeps_the_latest_and_counts_once() {
+    fn a_released_reservation_frees_the_key() {
+        let t = DedupTable::new(10);
+        match t.begin(b"k", 0, S) {
+            Begin::Reserved(r) => drop(r), // the append failed
+            Begin::Duplicate(_) => unreachable!(),
+        }
+        assert_eq!(t.len(), 0);
+        add(&t, b"k", 4, 0, S);
+        assert_eq!(dup(&t, b"k", 0), Some(4));
+    }
+
+    #[test]
+    fn a_reserved_key_blocks_batches_without_waiting() {
+        let t = DedupTable::new(10);
+        let r = match t.begin(b"k", 0, S) {
+            Begin::Reserved(r) => r,
+            Begin::Duplicate(_) => unreachable!(),
+        };
+        assert!(t.try_begin(b"k", 0, S).is_none());
+        r.commit(9);
+        assert!(matches!(t.try_begin(b"k", 0, S), Some(Begin::Duplicate(9))));
+    }
+
+    #[test]
+    fn rebuild_keeps_the_latest_and_ignores_expired() {
         let t = DedupTable::new(100);
         t.rebuild_insert(b"k", 1, 0, 10 * S, S);
         t.rebuild_insert(b"k", 5, 2 * S, 10 * S, S);
         assert_eq!(t.len(), 1);
-        assert_eq!(t.lock(b"k").get(3 * S), Some(5));
-        // Already expired at rebuild time: ignored.
+        assert_eq!(dup(&t, b"k", 3 * S), Some(5));
         t.rebuild_insert(b"old", 9, 0, S, 5 * S);
-        assert_eq!(t.lock(b"old").get(5 * S), None);
-        // The stale FIFO item of the first insert does not evict the live entry.
-        t.lock(b"x").insert(6, 11 * S, S);
-        assert_eq!(t.lock(b"k").get(11 * S), Some(5));
-    }
-
-    #[test]
-    fn a_batch_locks_each_shard_once() {
-        let t = DedupTable::new(100);
-        let keys: Vec<&[u8]> = vec![b"a", b"b", b"a", b"c"];
-        let mut m = t.lock_many(&keys);
-        assert_eq!(m.get(b"a", 0), None);
-        m.insert(b"a", 1, 0, S);
-        assert_eq!(m.get(b"a", 0), Some(1));
-        drop(m);
-        assert_eq!(t.len(), 1);
+        assert_eq!(dup(&t, b"old", 5 * S), None);
     }
 
     #[test]
@@ -367,9 +391,10 @@ mod tests {
             for _ in 0..8 {
                 s.spawn(|| {
                     for _ in 0..100 {
-                        let mut g = t.lock(b"same");
-                        if g.get(0).is_none() {
-                            g.insert(next.fetch_add(1, Ordering::Relaxed), 0, 100 * S);
+                        if let Begin::Reserved(r) = t.begin(b"same", 0, 100 * S) {
+                            // The append happens here, outside the table's lock.
+                            std::thread::yield_now();
+                            r.commit(next.fetch_add(1, Ordering::Relaxed));
                             winners.fetch_add(1, Ordering::Relaxed);
                         }
                     }

@@ -337,22 +337,24 @@ impl Queue {
         let prep = Prepared::new(inner, payload, opts, now)?;
         let rec = prep.record(payload, now);
         let enq = match &opts.dedup_key {
-            Some(key) => {
-                let mut g = inner.dedup.lock(key);
-                if let Some(id) = g.get(now) {
+            Some(key) => match inner.dedup.begin(key, now, prep.window_ns) {
+                crate::dedup::Begin::Duplicate(id) => {
                     return Ok(Enqueued {
                         id,
                         duplicate: true,
-                    });
+                    })
                 }
-                inner.state.raise_dedup_horizon(prep.window_ns);
-                let id = inner.append(&rec)?;
-                g.insert(id, now, prep.window_ns);
-                Enqueued {
-                    id,
-                    duplicate: false,
+                crate::dedup::Begin::Reserved(r) => {
+                    inner.state.raise_dedup_horizon(prep.window_ns);
+                    // A failed append drops the reservation, releasing the key.
+                    let id = inner.append(&rec)?;
+                    r.commit(id);
+                    Enqueued {
+                        id,
+                        duplicate: false,
+                    }
                 }
-            }
+            },
             None => Enqueued {
                 id: inner.append(&rec)?,
                 duplicate: false,
@@ -423,91 +425,94 @@ impl Queue {
         I: IntoIterator<Item = (P, EnqueueOptions)>,
         P: AsRef<[u8]>,
     {
+        use crate::dedup::Begin;
         let inner = &self.inner;
         inner.check_writable()?;
         let now = now_ns();
         let items: Vec<(P, EnqueueOptions)> = items.into_iter().collect();
         let mut preps = Vec::with_capacity(items.len());
-        let mut size = 0u64;
         for (p, o) in &items {
-            let prep = Prepared::new(inner, p.as_ref(), o, now)?;
-            size += prep.encoded_len(p.as_ref());
-            preps.push(prep);
+            preps.push(Prepared::new(inner, p.as_ref(), o, now)?);
         }
-        // Dedup: hold the shards of every key for the whole append, in a fixed order.
-        let keys: Vec<&[u8]> = items
-            .iter()
-            .filter_map(|(_, o)| o.dedup_key.as_deref())
-            .collect();
-        let mut guards = inner.dedup.lock_many(&keys);
         // What each item becomes: written (its index among the written) or a duplicate.
         enum Fate {
             Write(usize),
             DupOf(u64),
             DupOfItem(usize),
         }
-        let mut fates = Vec::with_capacity(items.len());
-        let mut first_in_batch: HashMap<&[u8], usize> = HashMap::new();
-        let mut records = Vec::with_capacity(items.len());
-        let mut written_size = 0u64;
-        for (i, ((p, o), prep)) in items.iter().zip(&preps).enumerate() {
-            if let Some(key) = o.dedup_key.as_deref() {
-                if let Some(&j) = first_in_batch.get(key) {
-                    fates.push(Fate::DupOfItem(j));
-                    continue;
-                }
-                if let Some(id) = guards.get(key, now) {
-                    fates.push(Fate::DupOf(id));
-                    continue;
-                }
-                first_in_batch.insert(key, i);
-            }
-            fates.push(Fate::Write(records.len()));
-            written_size += prep.encoded_len(p.as_ref());
-            records.push(prep.record(p.as_ref(), now));
-        }
-        let _ = size;
-        inner.check_batch_size(written_size)?;
-        let ids = if records.is_empty() {
-            let next = inner.journal.next_id();
-            next..next
-        } else {
-            for prep in &preps {
-                if prep.window_ns > 0 {
-                    inner.state.raise_dedup_horizon(prep.window_ns);
-                }
-            }
-            inner.append_batch(&records)?
-        };
-        let mut out: Vec<Enqueued> = Vec::with_capacity(items.len());
-        for (i, fate) in fates.iter().enumerate() {
-            let e = match *fate {
-                Fate::Write(k) => {
-                    let id = ids.start + k as u64;
-                    if let Some(key) = items[i].1.dedup_key.as_deref() {
-                        guards.insert(key, id, now, preps[i].window_ns);
+        'attempt: loop {
+            let mut fates = Vec::with_capacity(items.len());
+            let mut first_in_batch: HashMap<&[u8], usize> = HashMap::new();
+            // Reservations of this batch's new keys, by item index; released (dropped)
+            // if anything fails before the append returns.
+            let mut reserved = Vec::new();
+            let mut records = Vec::with_capacity(items.len());
+            let mut size = 0u64;
+            for (i, ((p, o), prep)) in items.iter().zip(&preps).enumerate() {
+                if let Some(key) = o.dedup_key.as_deref() {
+                    if let Some(&j) = first_in_batch.get(key) {
+                        fates.push(Fate::DupOfItem(j));
+                        continue;
                     }
-                    Enqueued {
-                        id,
-                        duplicate: false,
+                    match inner.dedup.try_begin(key, now, prep.window_ns) {
+                        None => {
+                            // Another producer's append holds the key: let go of ours
+                            // before waiting, so that no cycle of waits can form.
+                            drop(reserved);
+                            inner.dedup.wait_unreserved(key);
+                            continue 'attempt;
+                        }
+                        Some(Begin::Duplicate(id)) => {
+                            fates.push(Fate::DupOf(id));
+                            continue;
+                        }
+                        Some(Begin::Reserved(r)) => {
+                            reserved.push((i, r));
+                            first_in_batch.insert(key, i);
+                        }
                     }
                 }
-                Fate::DupOf(id) => Enqueued {
-                    id,
-                    duplicate: true,
-                },
-                Fate::DupOfItem(j) => Enqueued {
-                    id: out[j].id,
-                    duplicate: true,
-                },
+                fates.push(Fate::Write(records.len()));
+                size += prep.encoded_len(p.as_ref());
+                records.push(prep.record(p.as_ref(), now));
+            }
+            inner.check_batch_size(size)?;
+            let ids = if records.is_empty() {
+                let next = inner.journal.next_id();
+                next..next
+            } else {
+                for prep in &preps {
+                    if prep.window_ns > 0 {
+                        inner.state.raise_dedup_horizon(prep.window_ns);
+                    }
+                }
+                inner.append_batch(&records)?
             };
-            out.push(e);
+            let mut out: Vec<Enqueued> = Vec::with_capacity(items.len());
+            for fate in &fates {
+                out.push(match *fate {
+                    Fate::Write(k) => Enqueued {
+                        id: ids.start + k as u64,
+                        duplicate: false,
+                    },
+                    Fate::DupOf(id) => Enqueued {
+                        id,
+                        duplicate: true,
+                    },
+                    Fate::DupOfItem(j) => Enqueued {
+                        id: out[j].id,
+                        duplicate: true,
+                    },
+                });
+            }
+            for (i, r) in reserved {
+                r.commit(out[i].id);
+            }
+            if !records.is_empty() {
+                inner.wake();
+            }
+            return Ok(out);
         }
-        drop(guards);
-        if !records.is_empty() {
-            inner.wake();
-        }
-        Ok(out)
     }
 
     /// Takes the next message, never blocking: `Ok(None)` when nothing is ready.
@@ -1658,8 +1663,12 @@ impl Inner {
             let (id, ts) = c
                 .next(&self.journal, |v| (v.id(), v.timestamp_ns()))
                 .ok()??;
-            if self.per_id() && self.state.entry(id) != Entry::Fresh {
-                continue;
+            if self.per_id() {
+                match self.state.entry(id) {
+                    Entry::Acked | Entry::DeadLettering => continue,
+                    Entry::Delivered(_) if self.is_leased(id) => continue,
+                    _ => {}
+                }
             }
             let t = UNIX_EPOCH + Duration::from_nanos(ts);
             return Some(SystemTime::now().duration_since(t).unwrap_or_default());

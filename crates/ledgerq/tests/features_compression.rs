@@ -172,7 +172,6 @@ fn small_and_incompressible_payloads_take_as_much_room_as_uncompressed() {
 }
 
 #[test]
-#[ignore = "needs compression module"]
 fn compressible_payloads_take_less_room() {
     let body = text(8000);
     let raw = segments_used(small_segments(Compression::None), &body, 100);
@@ -195,7 +194,6 @@ fn compressible_payloads_take_less_room() {
 /// Regression: the original compressed in `Enqueue` but not with TTL, headers, priority
 /// or plain batches.
 #[test]
-#[ignore = "needs compression module"]
 fn every_enqueue_variant_compresses() {
     let body = text(8000);
     let n = 100;
@@ -257,7 +255,6 @@ fn every_enqueue_variant_compresses() {
 /// A record that decompresses to more than `max_message_size` (here: written by an
 /// opening with a larger limit) is refused with a typed error, not allocated.
 #[test]
-#[ignore = "needs compression module"]
 fn decompressing_beyond_max_message_size_is_a_typed_error() {
     let dir = tempfile::tempdir().unwrap();
     let body = vec![0u8; 512 << 10];

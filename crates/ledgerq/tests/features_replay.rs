@@ -164,8 +164,6 @@ fn seek_to_time() {
 /// The original's scenario: the time is taken by the application just before the
 /// enqueue, so the message must be at or after it.
 #[test]
-#[ignore = "bug: plain enqueues are stamped with the coarse clock (CLOCK_REALTIME_COARSE), \
-            so a message enqueued after t can carry a timestamp before t and is skipped"]
 fn seek_to_a_time_taken_before_the_enqueue() {
     let dir = tempfile::tempdir().unwrap();
     let q = Queue::open(dir.path()).unwrap();

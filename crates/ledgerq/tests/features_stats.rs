@@ -119,8 +119,6 @@ fn oldest_pending_age() {
 }
 
 #[test]
-#[ignore = "bug: oldest_pending_age skips every entry that is not fresh, so a nacked \
-            message waiting for redelivery is pending but has no age"]
 fn oldest_pending_age_in_manual_mode_ignores_leased() {
     let dir = tempfile::tempdir().unwrap();
     let q = Queue::open_with(dir.path(), Options::new().ack_mode(AckMode::Manual)).unwrap();
