@@ -173,16 +173,16 @@ fn batch_with_options_mixed() {
         ),
     ])
     .unwrap();
-    let got: Vec<(Vec<u8>, Vec<(String, String)>, bool)> =
-        std::iter::from_fn(|| q.dequeue().unwrap())
-            .map(|m| {
-                (
-                    m.payload().to_vec(),
-                    m.headers().to_vec(),
-                    m.expires_at().is_some(),
-                )
-            })
-            .collect();
+    type Seen = (Vec<u8>, Vec<(String, String)>, bool);
+    let got: Vec<Seen> = std::iter::from_fn(|| q.dequeue().unwrap())
+        .map(|m| {
+            (
+                m.payload().to_vec(),
+                m.headers().to_vec(),
+                m.expires_at().is_some(),
+            )
+        })
+        .collect();
     let h = |v: &str| vec![("h".to_string(), v.to_string())];
     assert_eq!(
         got,
