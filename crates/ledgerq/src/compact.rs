@@ -6,6 +6,8 @@
 //! (a leased, nacked, delayed or dead-letter-bound message holds the watermark back).
 //! Without a [`Retention`](crate::Retention) policy every removable segment goes; with
 //! one, removable segments are kept for replay until a limit is exceeded, oldest first.
+//! Once dedup keys have been used, a segment whose newest record is within the longest
+//! dedup window stays too: the dedup table is rebuilt from those records at open.
 //! Removal waits for a grace period of the consumers' read sections (see grace.rs).
 
 use std::sync::atomic::Ordering;
