@@ -42,6 +42,7 @@
 // journal compiles its I/O out under that cfg.
 #[cfg_attr(ledgerq_loom, allow(dead_code))]
 mod dispatch;
+mod park_model;
 mod sync;
 
 #[cfg(all(feature = "async", not(ledgerq_loom)))]
