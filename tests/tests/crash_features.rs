@@ -368,8 +368,11 @@ fn kill_during_nack_storms() {
             !acked.contains(i),
             "message {i} acknowledged and dead-lettered"
         );
-        assert_eq!(i % 4, 0, "message {i} dead-lettered though it succeeds");
     }
+    // A message that succeeds is dead-lettered only if a kill hit its last delivery (a
+    // lease lost to a restart is a failed delivery): at most one per kill.
+    let unlucky = dead.iter().filter(|&&i| i % 4 != 0).count();
+    assert!(unlucky <= kills(), "{unlucky} good messages dead-lettered");
     let missing: Vec<u64> = (0..n)
         .filter(|i| !acked.contains(i) && !dead.contains(i) && !rest.contains(i))
         .collect();

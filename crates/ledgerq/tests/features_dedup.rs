@@ -304,6 +304,28 @@ fn table_never_exceeds_its_bound() {
     assert!(q.enqueue_with("x", &key("key-999")).unwrap().is_duplicate());
 }
 
+/// Keys that differ only in their last characters (sequential order numbers) spread over
+/// the table: well below the bound, none is evicted.
+#[test]
+fn similar_keys_below_the_bound_are_all_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(dir.path(), Options::new().max_dedup_entries(4000)).unwrap();
+    let mut ids = Vec::new();
+    for i in 0..1000 {
+        ids.push(
+            q.enqueue_with("x", &key(&format!("order-{i}")))
+                .unwrap()
+                .id(),
+        );
+    }
+    let s = q.stats();
+    assert_eq!((s.dedup_tracked, s.dedup_evicted), (1000, 0), "{s:?}");
+    for (i, id) in ids.iter().enumerate() {
+        let e = q.enqueue_with("x", &key(&format!("order-{i}"))).unwrap();
+        assert_eq!((e.id(), e.is_duplicate()), (*id, true), "order-{i}");
+    }
+}
+
 #[test]
 fn concurrent_producers_write_each_key_once() {
     let dir = tempfile::tempdir().unwrap();
