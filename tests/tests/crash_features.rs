@@ -61,6 +61,10 @@ fn priority_opts() -> Options {
         .flush_interval(Duration::from_millis(20))
 }
 
+fn priority_auto_opts() -> Options {
+    priority_opts().ack_mode(AckMode::Auto)
+}
+
 fn dedup_opts() -> Options {
     Options::new()
         .segment_size(64 << 10)
@@ -104,6 +108,17 @@ fn crash_features_child() {
                     q.ack(m.id()).unwrap();
                     println!("A {}", m.id());
                 }
+            }
+        }
+        "priority_auto" => {
+            let q = Queue::open_with(&dir, priority_auto_opts()).unwrap();
+            println!("ready");
+            loop {
+                let Some(m) = q.dequeue().unwrap() else {
+                    thread::sleep(Duration::from_millis(1));
+                    continue;
+                };
+                println!("C {} {}", m.id(), index(m.payload()));
             }
         }
         "dedup" => {
@@ -267,6 +282,58 @@ fn kill_while_consuming_by_priority() {
         rest.len(),
         &lost[..lost.len().min(40)]
     );
+}
+
+/// Auto-ack priority mode keeps per-level watermarks: after each kill, nothing consumed
+/// comes back, each level goes on in FIFO order, and nothing is lost beyond the one
+/// message per kill that the child had taken but not reported.
+#[test]
+fn kill_while_consuming_by_priority_auto_ack() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 6000u64;
+    fill(dir.path(), priority_auto_opts(), n, true);
+    let mut consumed: BTreeSet<u64> = BTreeSet::new();
+    let mut last_of_level: [u64; 3] = [0; 3];
+    for _ in 0..kills() {
+        let lines = run_child(dir.path(), "priority_auto", 0);
+        let mut lowest_level_seen = Priority::High;
+        for line in &lines {
+            let Some(v) = fields(line, "C ") else {
+                continue;
+            };
+            let (id, i) = (v[0], v[1]);
+            assert_eq!(i + 1, id);
+            assert!(consumed.insert(id), "ID {id} consumed twice");
+            let p = level_of(i);
+            let l = usize::from(p.as_u8());
+            // FIFO within a level, across kills too.
+            assert!(
+                last_of_level[l] < id,
+                "level {p:?}: {id} after {}",
+                last_of_level[l]
+            );
+            last_of_level[l] = id;
+            assert!(
+                p <= lowest_level_seen,
+                "{p:?} message {id} after a lower one"
+            );
+            lowest_level_seen = p;
+        }
+    }
+    assert!(!consumed.is_empty(), "the children consumed nothing");
+    let q = Queue::open_with(dir.path(), priority_auto_opts()).unwrap();
+    let mut rest = BTreeSet::new();
+    while let Some(m) = q.dequeue().unwrap() {
+        assert!(
+            !consumed.contains(&m.id()),
+            "consumed ID {} came back",
+            m.id()
+        );
+        assert!(rest.insert(m.id()));
+    }
+    let missing = n as usize - consumed.len() - rest.len();
+    assert!(missing <= kills(), "{missing} messages lost");
+    assert_eq!(q.stats().pending, 0);
 }
 
 #[test]
