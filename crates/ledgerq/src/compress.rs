@@ -94,9 +94,9 @@ pub(crate) fn compress(c: Compression, payload: &[u8], min_size: usize, out: &mu
         Compression::Zstd { level } => {
             let bound = zstd::zstd_safe::compress_bound(payload.len());
             out.resize(4 + bound, 0);
-            match zstd::bulk::compress_to_buffer(payload, &mut out[4..], level) {
-                Ok(n) => out.truncate(4 + n),
-                Err(_) => return TAG_NONE,
+            match zstd_compress(payload, &mut out[4..], level) {
+                Some(n) => out.truncate(4 + n),
+                None => return TAG_NONE,
             }
             TAG_ZSTD
         }
@@ -107,6 +107,26 @@ pub(crate) fn compress(c: Compression, payload: &[u8], min_size: usize, out: &mu
         return TAG_NONE;
     }
     tag
+}
+
+thread_local! {
+    /// A Zstandard context per producer thread and level: making one costs more than
+    /// compressing a small payload.
+    static ZSTD_C: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+    static ZSTD_D: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Compresses with this thread's Zstandard context; the compressed length.
+fn zstd_compress(payload: &[u8], out: &mut [u8], level: i32) -> Option<usize> {
+    ZSTD_C.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.as_ref().is_none_or(|(l, _)| *l != level) {
+            *c = Some((level, zstd::bulk::Compressor::new(level).ok()?));
+        }
+        c.as_mut()?.1.compress_to_buffer(payload, out).ok()
+    })
 }
 
 /// Why a stored payload could not be decompressed.
@@ -163,7 +183,16 @@ pub(crate) fn decompress(
         lz4_flex::block::decompress_into(body, &mut out)
             .map_err(|e| DecodeError::Corrupt(e.to_string()))?
     } else {
-        zstd::bulk::decompress_to_buffer(body, &mut out[..])
+        ZSTD_D
+            .with(|d| {
+                let mut d = d.borrow_mut();
+                if d.is_none() {
+                    *d = Some(zstd::bulk::Decompressor::new()?);
+                }
+                d.as_mut()
+                    .expect("just made")
+                    .decompress_to_buffer(body, &mut out[..])
+            })
             .map_err(|e| DecodeError::Corrupt(e.to_string()))?
     };
     if n != size {
