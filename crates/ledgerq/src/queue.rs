@@ -1168,7 +1168,12 @@ impl Inner {
         let max = self.opts.max_deliveries;
         if max > 0 && count >= max {
             return match self.read_record(pos)? {
-                Some(m) => self.dead_letter(m, count, reason),
+                Some(m) => self.dead_letter(m, count, reason).inspect_err(|_| {
+                    // The move failed (e.g. the disk is full): the message stays here,
+                    // to be delivered (and moved) again.
+                    self.state.set_delivered(pos.id(), count);
+                    self.requeue(pos);
+                }),
                 None => {
                     self.note_expired(pos.id());
                     Ok(())
