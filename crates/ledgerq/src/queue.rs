@@ -1537,7 +1537,7 @@ impl Inner {
         };
         if self.manual() {
             if prev == Entry::DeadLettering {
-                self.resume_dead_letter(m)?;
+                self.resume_dead_letter(m).inspect_err(|_| self.requeue(pos))?;
                 return Ok(None);
             }
             let n = match prev {
@@ -1547,7 +1547,11 @@ impl Inner {
             let max = self.opts.max_deliveries;
             if max > 0 && n >= max {
                 // Delivered that many times before a restart, never acknowledged.
-                self.dead_letter(m, n, "delivered without acknowledgement before a restart")?;
+                self.dead_letter(m, n, "delivered without acknowledgement before a restart")
+                    .inspect_err(|_| {
+                        self.state.set_delivered(id, n);
+                        self.requeue(pos);
+                    })?;
                 return Ok(None);
             }
             let n = n + 1;
