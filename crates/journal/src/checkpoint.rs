@@ -406,7 +406,12 @@ impl Checkpointer {
                 None
             };
             st = match wait {
-                Some(d) => self.cv.wait_timeout(st, d).unwrap_or_else(|e| e.into_inner()).0,
+                Some(d) => {
+                    self.cv
+                        .wait_timeout(st, d)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
                 None => {
                     st.idle = true;
                     self.cv.wait(st).unwrap_or_else(|e| e.into_inner())
@@ -625,5 +630,258 @@ mod tests {
         assert!(tail_start(&cp, &[1, 50], never).is_err());
         assert!(tail_start(&cp, &[1, 150], never).is_err());
         assert!(tail_start(&cp, &[], never).is_err());
+    }
+
+    // ---------- the checkpoint in a journal ----------
+
+    use crate::{Durability, JournalOptions, RecordIn, RecoveryMode};
+
+    const SEG: u64 = 64 << 10;
+
+    fn opts() -> JournalOptions {
+        JournalOptions::new().segment_size(SEG)
+    }
+
+    fn segment_files(dir: &Path) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn read_file(dir: &Path) -> Checkpoint {
+        Checkpoint::decode(&fs::read(dir.join(CHECKPOINT_FILE)).unwrap()).unwrap()
+    }
+
+    /// `n` records of 300 bytes (about 200 per segment), closed.
+    fn journal(n: u64) -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        let j = Journal::open(t.path(), opts()).unwrap();
+        for i in 0..n {
+            j.append(&RecordIn::new(&[i as u8; 300])).unwrap();
+        }
+        j.close().unwrap();
+        t
+    }
+
+    fn count(j: &Journal) -> Result<u64, Error> {
+        let mut c = j.cursor(1)?;
+        let mut n = 0;
+        while c.next(j, |_| ())?.is_some() {
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    #[test]
+    fn close_writes_a_checkpoint_and_the_next_open_scans_only_its_segment() {
+        let t = journal(1000);
+        let segs = segment_files(t.path());
+        assert!(segs.len() >= 4);
+        let cp = read_file(t.path());
+        let last = segs.last().unwrap();
+        assert!(last.ends_with(format!("{:020}.seg", cp.segment_base)));
+        assert_eq!((cp.next_id, cp.extra), (1001, None));
+        let j = Journal::open(t.path(), opts()).unwrap();
+        let info = j.recovery_info().unwrap().clone();
+        assert_eq!(info.checkpoint, Some(cp));
+        assert_eq!(info.checkpoint_problem, None);
+        assert_eq!(info.tail_from, Some(cp.segment_base));
+        assert_eq!(info.scanned_segments, 1);
+        assert_eq!(count(&j).unwrap(), 1000);
+        assert_eq!(j.append(&RecordIn::new(b"more")).unwrap(), 1001);
+        j.close().unwrap();
+        assert_eq!(read_file(t.path()).next_id, 1002);
+    }
+
+    #[test]
+    fn segments_before_the_checkpoint_are_not_scanned_at_open() {
+        let t = journal(1000);
+        let segs = segment_files(t.path());
+        let n = segs.len();
+        // A flipped payload byte in the second to last segment (the checkpoint names
+        // the last): open does not look at it; the reader reports it.
+        let mut b = fs::read(&segs[n - 2]).unwrap();
+        b[64 + 100] ^= 0x40;
+        fs::write(&segs[n - 2], &b).unwrap();
+        let j = Journal::open(t.path(), opts()).unwrap();
+        assert_eq!(j.recovery_info().unwrap().scanned_segments, 1);
+        match count(&j) {
+            Err(Error::Corrupt { path, offset, .. }) => {
+                assert_eq!((path, offset), (segs[n - 2].clone(), 64));
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        drop(j);
+        // Without the checkpoint, open scans the last two segments and reports it.
+        fs::remove_file(t.path().join(CHECKPOINT_FILE)).unwrap();
+        match Journal::open(t.path(), opts()) {
+            Err(Error::Corrupt { path, offset, .. }) => {
+                assert_eq!((path, offset), (segs[n - 2].clone(), 64));
+            }
+            other => panic!("expected Corrupt at open, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn damaged_or_mismatched_checkpoints_fall_back_to_the_last_two_segments() {
+        let t = journal(1000);
+        let good = read_file(t.path());
+        let path = t.path().join(CHECKPOINT_FILE);
+        let torn = good.encode()[..20].to_vec();
+        let mut flipped = good.encode().to_vec();
+        flipped[30] ^= 1;
+        let ahead = Checkpoint {
+            segment_base: good.segment_base + 10_000,
+            next_id: good.segment_base + 10_000,
+            ..good
+        }
+        .encode()
+        .to_vec();
+        let replaced = Checkpoint {
+            segment_salt: good.segment_salt ^ 1,
+            ..good
+        }
+        .encode()
+        .to_vec();
+        let missing = Checkpoint {
+            segment_base: good.segment_base - 1,
+            next_id: good.segment_base - 1,
+            ..good
+        }
+        .encode()
+        .to_vec();
+        let cases: [(&[u8], &str); 5] = [
+            (&torn, "wrong length"),
+            (&flipped, "checksum"),
+            (&ahead, "ahead of the segments"),
+            (&replaced, "replaced"),
+            (&missing, "missing"),
+        ];
+        for (bytes, why) in cases {
+            fs::write(&path, bytes).unwrap();
+            let j = Journal::open(t.path(), opts()).unwrap();
+            let info = j.recovery_info().unwrap().clone();
+            let problem = info.checkpoint_problem.clone().unwrap_or_default();
+            assert!(problem.contains(why), "{why}: {info:?}");
+            assert_eq!((info.checkpoint, info.scanned_segments), (None, 2), "{why}");
+            assert_eq!(count(&j).unwrap(), 1000, "{why}");
+            j.close().unwrap();
+            // Closing wrote a good one again.
+            assert_eq!(read_file(t.path()).segment_base, good.segment_base, "{why}");
+        }
+        // No file at all.
+        fs::remove_file(&path).unwrap();
+        let j = Journal::open(t.path(), opts()).unwrap();
+        assert_eq!(j.recovery_info().unwrap().scanned_segments, 2);
+    }
+
+    #[test]
+    fn checkpointed_segment_removed_means_every_segment_is_the_tail() {
+        let t = journal(1000);
+        let first = segment_files(t.path())[0].clone();
+        let base = |p: &Path| -> u64 { p.file_stem().unwrap().to_str().unwrap().parse().unwrap() };
+        // A checkpoint older than every segment left (its segment was compacted away).
+        let old = Checkpoint {
+            segment_base: base(&first) - 1,
+            segment_salt: 1,
+            offset: 64,
+            next_id: base(&first) - 1,
+            extra: None,
+            written_ns: 0,
+        };
+        fs::write(t.path().join(CHECKPOINT_FILE), old.encode()).unwrap();
+        let n = segment_files(t.path()).len();
+        let j = Journal::open(t.path(), opts()).unwrap();
+        let info = j.recovery_info().unwrap();
+        assert_eq!(
+            (info.scanned_segments, info.tail_from),
+            (n, Some(base(&first)))
+        );
+        assert_eq!(count(&j).unwrap(), 1000);
+    }
+
+    #[test]
+    fn a_torn_record_below_the_checkpointed_offset_is_cut_not_waited_on() {
+        let t = journal(100);
+        let last = segment_files(t.path()).pop().unwrap();
+        let cp = read_file(t.path());
+        // Zero the last 3 records' bytes (below the checkpointed offset): no power loss
+        // does that, an edited file can; readers must not wait on them forever.
+        let mut b = fs::read(&last).unwrap();
+        let from = cp.offset as usize - 3 * 360;
+        b[from..cp.offset as usize].fill(0);
+        fs::write(&last, &b).unwrap();
+        let j = Journal::open(t.path(), opts()).unwrap();
+        let kept = count(&j).unwrap();
+        assert!((90..100).contains(&kept), "{kept}");
+        let id = j.append(&RecordIn::new(b"after")).unwrap();
+        assert_eq!(count(&j).unwrap(), kept + 1);
+        assert!(id > kept);
+    }
+
+    #[test]
+    fn the_owner_value_is_recorded_and_kept() {
+        let t = tempfile::tempdir().unwrap();
+        let j = Journal::open(t.path(), opts()).unwrap();
+        j.append(&RecordIn::new(b"a")).unwrap();
+        j.set_checkpoint_extra(42);
+        j.sync().unwrap();
+        j.write_checkpoint().unwrap();
+        assert_eq!(read_file(t.path()).extra, Some(42));
+        // Nothing new: nothing to write.
+        assert!(!j.write_checkpoint().unwrap());
+        // A new value alone is written.
+        j.set_checkpoint_extra(43);
+        assert!(j.write_checkpoint().unwrap());
+        j.close().unwrap();
+        let j = Journal::open(t.path(), opts()).unwrap();
+        let info = j.recovery_info().unwrap();
+        assert_eq!(info.checkpoint.unwrap().extra, Some(43));
+        j.append(&RecordIn::new(b"b")).unwrap();
+        j.close().unwrap();
+        // Kept across an open that did not set it.
+        let cp = read_file(t.path());
+        assert_eq!((cp.next_id, cp.extra), (3, Some(43)));
+        // Read-only journals write nothing.
+        let r = Journal::open_read_only(t.path(), opts()).unwrap();
+        assert!(matches!(r.write_checkpoint(), Err(Error::ReadOnly)));
+        assert!(r.recovery_info().is_none());
+    }
+
+    #[test]
+    fn sync_mode_writes_a_checkpoint_in_the_background_after_a_roll() {
+        let t = tempfile::tempdir().unwrap();
+        let j = Journal::open(t.path(), opts().durability(Durability::Sync)).unwrap();
+        let mut last = 0;
+        while segment_files(t.path()).len() < 3 {
+            last = j.append(&RecordIn::new(&[7u8; 1000])).unwrap();
+        }
+        let newest = segment_files(t.path()).pop().unwrap();
+        // Not a measurement: a liveness check with a generous bound.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(b) = fs::read(t.path().join(CHECKPOINT_FILE)) {
+                let cp = Checkpoint::decode(&b).unwrap();
+                if newest.ends_with(format!("{:020}.seg", cp.segment_base)) {
+                    assert_eq!(cp.next_id, last + 1);
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "no checkpoint after the roll");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(j);
+    }
+
+    #[test]
+    fn skip_mode_and_strict_agree_on_a_clean_tail() {
+        let t = journal(500);
+        let j = Journal::open(t.path(), opts().recovery_mode(RecoveryMode::Skip)).unwrap();
+        assert_eq!(count(&j).unwrap(), 500);
+        assert_eq!(j.recovery_info().unwrap().skipped, 0);
     }
 }

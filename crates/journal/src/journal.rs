@@ -519,7 +519,11 @@ impl Journal {
             // Segments created after the checkpoint whose header never reached the disk
             // hold nothing that was flushed (a flush writes the header with the first
             // records): removed, wherever they are in the tail.
-            let after = if found[k].0 == c.segment_base { k + 1 } else { k };
+            let after = if found[k].0 == c.segment_base {
+                k + 1
+            } else {
+                k
+            };
             let mut i = found.len();
             while i > after {
                 i -= 1;
