@@ -318,10 +318,7 @@ impl fmt::Display for Report {
             )?;
         }
         match &self.checkpoint {
-            None => writeln!(
-                f,
-                "checkpoint: none; open scans the last two segments"
-            )?,
+            None => writeln!(f, "checkpoint: none; open scans the last two segments")?,
             Some(c) => {
                 if let Some(cp) = &c.checkpoint {
                     write!(
