@@ -878,6 +878,32 @@ mod tests {
     }
 
     #[test]
+    fn a_last_segment_with_a_torn_header_and_nothing_after_it_is_removed() {
+        let t = journal(250);
+        let segs = segment_files(t.path());
+        let last = segs.last().unwrap();
+        let b = fs::read(last).unwrap();
+        // A next segment whose header write was torn after 20 bytes (power loss while
+        // it was being created): nothing in it was ever flushed.
+        let base: u64 = 1_000_000;
+        let mut img = vec![0u8; SEG as usize];
+        img[..20].copy_from_slice(&b[..20]);
+        let torn = t.path().join(format!("{base:020}.seg"));
+        fs::write(&torn, &img).unwrap();
+        let j = Journal::open(t.path(), opts()).unwrap();
+        assert!(!torn.exists());
+        assert_eq!(count(&j).unwrap(), 250);
+        drop(j);
+        // With anything after the damaged header, it is corruption, not a torn creation.
+        img[5000] = 1;
+        fs::write(&torn, &img).unwrap();
+        assert!(matches!(
+            Journal::open(t.path(), opts()),
+            Err(Error::Corrupt { .. })
+        ));
+    }
+
+    #[test]
     fn skip_mode_and_strict_agree_on_a_clean_tail() {
         let t = journal(500);
         let j = Journal::open(t.path(), opts().recovery_mode(RecoveryMode::Skip)).unwrap();

@@ -425,13 +425,21 @@ fn header_is_blank(path: &Path) -> Result<bool, Error> {
     Ok(hb[..n].iter().all(|&b| b == 0))
 }
 
-/// A segment file shorter than a header or whose header is all zeros: created, but its
-/// header never reached the disk.
+/// A segment file created whose header never reached the disk whole: shorter than a
+/// header, a header of zeros, or a header that is not valid (torn while being written)
+/// followed by nothing but zeros. It holds no record.
 fn is_blank_segment(path: &Path) -> Result<bool, Error> {
     let len = fs::metadata(path)
         .map_err(|e| Error::io("stat segment", path, e))?
         .len();
-    Ok(len < u64::from(SEGMENT_HEADER_LEN) || header_is_blank(path)?)
+    if len < u64::from(SEGMENT_HEADER_LEN) || header_is_blank(path)? {
+        return Ok(true);
+    }
+    if read_salt(path).is_some() {
+        return Ok(false); // a valid header (the usual case: nothing more is read)
+    }
+    let bytes = fs::read(path).map_err(|e| Error::io("read segment", path, e))?;
+    Ok(bytes[SEGMENT_HEADER_LEN as usize..].iter().all(|&b| b == 0))
 }
 
 /// The checkpoint to use at open and the index (in `found`) of the first segment at

@@ -453,13 +453,17 @@ fn scan_segment(
             reason,
         });
     };
-    if tail && s.iter().take(SEGMENT_HEADER_LEN as usize).all(|&b| b == 0) {
-        // A segment created but whose header never reached the disk: open removes it.
+    let header_len = SEGMENT_HEADER_LEN as usize;
+    let unborn = s.iter().take(header_len).all(|&b| b == 0)
+        || (decode_header(&s).is_err() && s.iter().skip(header_len).all(|&b| b == 0));
+    if tail && unborn {
+        // A segment created but whose header never reached the disk (whole): open
+        // removes it.
         r.torn.push(TornTail {
             path: path.to_path_buf(),
             offset: 0,
             len: s.iter().rposition(|&b| b != 0).map_or(0, |p| p as u64 + 1),
-            reason: "blank segment header (removed at next open)".into(),
+            reason: "segment header never written whole (removed at next open)".into(),
         });
         r.segments.push(seg);
         return Ok(());
@@ -911,6 +915,94 @@ mod tests {
         let r = verify(t.path()).unwrap();
         assert!(r.consumer.as_ref().unwrap().problem.is_some());
         assert!(!r.is_clean());
+    }
+
+    fn header_salt(path: &Path) -> u32 {
+        decode_header(&fs::read(path).unwrap()).unwrap().2
+    }
+
+    #[test]
+    fn checkpoint_is_reported_and_decides_the_tail() {
+        let t = journal(1000);
+        let s = segs(t.path());
+        let n = s.len();
+        let r = verify(t.path()).unwrap();
+        assert!(r.is_clean(), "{r}");
+        let c = r.checkpoint.clone().unwrap();
+        let cp = c.checkpoint.unwrap();
+        assert_eq!((c.problem, c.ahead_of_data), (None, false));
+        assert_eq!(cp.next_id, 1001);
+        assert_eq!(r.tail_from, Some(r.segments[n - 1].base_id));
+        assert_eq!(cp.segment_base, r.segments[n - 1].base_id);
+        let text = r.to_string();
+        assert!(text.contains("checkpoint: segment "), "{text}");
+        assert!(text.contains("open scans from segment"), "{text}");
+
+        // A checkpoint naming the fourth segment from the end, and a torn last record
+        // in the segment before that one's successor: a torn tail, not corruption.
+        let k = n - 4;
+        let base = r.segments[k].base_id;
+        let older = Checkpoint {
+            segment_base: base,
+            segment_salt: header_salt(&s[k]),
+            offset: 64,
+            next_id: base,
+            extra: Some(7),
+            written_ns: 0,
+        };
+        fs::write(t.path().join(CHECKPOINT_FILE), older.encode()).unwrap();
+        let victim = &s[n - 3];
+        let mut b = fs::read(victim).unwrap();
+        let last_rec = 64 + (r.segments[n - 3].records as usize - 1) * 256;
+        b[last_rec + 100] ^= 0xff;
+        fs::write(victim, &b).unwrap();
+        let r = verify(t.path()).unwrap();
+        assert_eq!(r.tail_from, Some(base));
+        assert!(r.corruption.is_empty(), "{r}");
+        assert_eq!(r.torn.len(), 1, "{r}");
+        assert_eq!(r.torn[0].path, *victim);
+        assert!(r.to_string().contains("consumer watermark 7"), "{r}");
+        // Without the checkpoint that segment is not in the tail: corruption.
+        fs::remove_file(t.path().join(CHECKPOINT_FILE)).unwrap();
+        let r = verify(t.path()).unwrap();
+        assert_eq!(r.corruption.len(), 1, "{r}");
+        assert!(r.checkpoint.is_none());
+        assert!(r.to_string().contains("checkpoint: none"), "{r}");
+    }
+
+    #[test]
+    fn damaged_or_stale_checkpoints_are_reported() {
+        let t = journal(300);
+        let p = t.path().join(CHECKPOINT_FILE);
+        let good = fs::read(&p).unwrap();
+        let mut bad = good.clone();
+        bad[17] ^= 4;
+        fs::write(&p, &bad).unwrap();
+        let r = verify(t.path()).unwrap();
+        let c = r.checkpoint.clone().unwrap();
+        assert_eq!(c.checkpoint, None);
+        assert_eq!(c.problem.as_deref(), Some("checkpoint checksum mismatch"));
+        // Open loses nothing by it: still clean.
+        assert!(r.is_clean(), "{r}");
+        assert!(
+            r.to_string()
+                .contains("not used (checkpoint checksum mismatch)"),
+            "{r}"
+        );
+        // A valid checkpoint whose durable records are gone from the segment.
+        fs::write(&p, &good).unwrap();
+        let cp = Checkpoint::decode(&good).unwrap();
+        let last = segs(t.path()).pop().unwrap();
+        let mut b = fs::read(&last).unwrap();
+        let cut = cp.offset as usize - 256;
+        b[cut..cp.offset as usize].fill(0);
+        fs::write(&last, &b).unwrap();
+        let r = verify(t.path()).unwrap();
+        assert!(r.checkpoint.as_ref().unwrap().ahead_of_data, "{r}");
+        assert!(
+            r.to_string().contains("recorded as flushed are missing"),
+            "{r}"
+        );
     }
 
     #[test]
