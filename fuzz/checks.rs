@@ -9,11 +9,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::path::Path;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use ledgerq::{AckMode, Options, Queue};
 use ledgerq_journal::proto::{KIND_HOLE, KIND_RECORD};
-use ledgerq_journal::{Journal, JournalOptions};
+use ledgerq_journal::{
+    Checkpoint, Durability, FileStorage, FlushRequest, Journal, JournalOptions, RecordIn, Storage,
+    CHECKPOINT_FILE,
+};
 
 /// Segment size used by every target.
 pub const SEGMENT_SIZE: usize = 64 << 10;
@@ -241,17 +248,30 @@ pub fn recover_segment(data: &[u8]) {
 }
 
 fn open_manual(dir: &Path) -> Queue {
+    // Each redelivery takes a dequeue and a nack or crash, so no message of a 256-op
+    // input is delivered 250 times: the model needs no dead-letter queue.
     let opts = Options::new()
         .segment_size(SEGMENT_SIZE as u64)
         .ack_mode(AckMode::Manual)
+        .max_deliveries(250)
         .ring_capacity(16);
     Queue::open_with(dir, opts).expect("reopen of a queue this process wrote")
 }
 
-/// `ops_with_crash`: a sequence of operations on a small manual-ack queue checked
-/// against a model. A crash drops the queue without `close` (in process, the mapped
-/// data is what a `kill -9` leaves; the drop releases the lock).
+/// `ops_with_crash`: the same operation bytes run twice against a model: on a small
+/// manual-ack queue where a crash is a process kill ([`queue_ops_with_crash`]), and on the
+/// journal under a storage double where a crash is a power loss that keeps only the
+/// first N bytes written since the last flush ([`journal_ops_with_power_loss`]; the
+/// storage seam is reachable only through the journal).
 pub fn ops_with_crash(data: &[u8]) {
+    queue_ops_with_crash(data);
+    journal_ops_with_power_loss(data);
+}
+
+/// A sequence of operations on a small manual-ack queue checked against a model. A
+/// crash drops the queue without `close` (in process, the mapped data is what a
+/// `kill -9` leaves; the drop releases the lock).
+pub fn queue_ops_with_crash(data: &[u8]) {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path();
     let mut q = Some(open_manual(dir));
@@ -346,4 +366,272 @@ pub fn ops_with_crash(data: &[u8]) {
     );
     assert!(got == pending, "payloads differ after reopen");
     q.close().unwrap();
+}
+
+/// A disk that loses power: for each segment file, the bytes made durable by flushes;
+/// the last checkpoint written. Checkpoint writes are accepted only while `accept` is
+/// set, so that which checkpoint is on the disk does not depend on the timing of the
+/// journal's background writer.
+#[derive(Debug, Default)]
+struct Disk {
+    durable: Mutex<BTreeMap<String, Vec<u8>>>,
+    checkpoint: Mutex<Option<Vec<u8>>>,
+    accept: AtomicBool,
+}
+
+impl Storage for Disk {
+    fn create_segment(&self, path: &Path, size: u64) -> io::Result<fs::File> {
+        FileStorage.create_segment(path, size)
+    }
+
+    fn flush(&self, req: &FlushRequest<'_>) -> io::Result<()> {
+        FileStorage.flush(req)?;
+        let name = req.path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".seg") {
+            let mut d = self.durable.lock().unwrap();
+            let img = d.entry(name).or_insert_with(|| vec![0u8; SEGMENT_SIZE]);
+            let at = req.offset as usize;
+            img[at..at + req.bytes.len()].copy_from_slice(req.bytes);
+        }
+        Ok(())
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        FileStorage.sync_dir(dir)
+    }
+
+    fn replace_file(&self, dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+        if !self.accept.load(Ordering::SeqCst) {
+            return Err(io::Error::other("checkpoint refused"));
+        }
+        FileStorage.replace_file(dir, name, bytes)?;
+        *self.checkpoint.lock().unwrap() = Some(bytes.to_vec());
+        Ok(())
+    }
+}
+
+fn open_journal(dir: &Path, disk: &Arc<Disk>, min_next_id: u64) -> Journal {
+    let opts = JournalOptions::new()
+        .segment_size(SEGMENT_SIZE as u64)
+        .durability(Durability::Buffered)
+        .flush_interval(Duration::from_secs(3600))
+        .min_next_id(min_next_id)
+        .storage(disk.clone());
+    Journal::open(dir, opts).expect("open after a power loss")
+}
+
+fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Every record from the first retained ID: `id -> payload`.
+fn journal_contents(j: &Journal) -> BTreeMap<u64, Vec<u8>> {
+    let mut c = j.cursor(j.first_id()).unwrap();
+    let mut out = BTreeMap::new();
+    while let Some((id, p)) = c
+        .next(j, |r| (r.id(), r.payload().to_vec()))
+        .expect("read after a power loss")
+    {
+        assert!(out.insert(id, p).is_none(), "id {id} read twice");
+    }
+    out
+}
+
+/// The power loss: builds in `to` the directory the disk holds when, of the bytes
+/// written to the segments of `from` since their last flush (`durable`, the flushed
+/// images at the moment of the loss; in file order, then offset order), only the first
+/// `n(total)` survive and the rest read back as they were (zeros, for a fresh file).
+/// The disk's images become the new directory's.
+fn lose_power(
+    from: &Path,
+    to: &Path,
+    disk: &Disk,
+    durable: BTreeMap<String, Vec<u8>>,
+    n: impl FnOnce(usize) -> usize,
+) {
+    let mut images = Vec::new();
+    let mut diffs = Vec::new();
+    for (fi, path) in segment_files(from).iter().enumerate() {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let now = fs::read(path).unwrap();
+        let mut img = durable
+            .get(&name)
+            .cloned()
+            .unwrap_or_else(|| vec![0u8; now.len()]);
+        img.resize(now.len(), 0);
+        diffs.extend(
+            (0..now.len())
+                .filter(|&i| now[i] != img[i])
+                .map(|i| (fi, i)),
+        );
+        images.push((name, now, img));
+    }
+    let keep = n(diffs.len()).min(diffs.len());
+    for &(fi, i) in &diffs[..keep] {
+        let (_, now, img) = &mut images[fi];
+        img[i] = now[i];
+    }
+    fs::create_dir_all(to).unwrap();
+    let mut d = disk.durable.lock().unwrap();
+    d.clear();
+    for (name, _, img) in images {
+        fs::write(to.join(&name), &img).unwrap();
+        d.insert(name, img);
+    }
+    if let Some(cp) = disk.checkpoint.lock().unwrap().as_ref() {
+        fs::write(to.join(CHECKPOINT_FILE), cp).unwrap();
+    }
+}
+
+/// The journal-level run of `ops_with_crash`: append (op 1 also syncs), read ("dequeue"
+/// with one reader), ack (everything read so far; recorded as the checkpoint's owner
+/// value), nack (read again from the acknowledged position), sync (or sync and write a
+/// checkpoint), and crash-at-byte-N (a power loss; N from the argument). After each
+/// power loss the journal reopens in Strict mode and holds every record that was
+/// flushed (every Sync append that returned), with its payload; of the rest, what it
+/// holds is a prefix in ID order with the right payloads; the checkpoint on the disk is
+/// the one used; it accepts new appends.
+pub fn journal_ops_with_power_loss(data: &[u8]) {
+    let t = tempfile::tempdir().unwrap();
+    let disk = Arc::new(Disk::default());
+    let mut generation = 0;
+    let mut dir = t.path().join("g0");
+    let mut j = Some(open_journal(&dir, &disk, 0));
+    // What the journal holds (as far as known), the acknowledged position (every ID
+    // below it was read and acknowledged), the reader.
+    let mut model: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+    let mut acked = 0u64;
+    let mut read_pos = 0u64;
+    let mut cursor = j.as_ref().unwrap().cursor(0).unwrap();
+    let mut on_disk_checkpoint: Option<Checkpoint> = None;
+    let mut b = Bytes(data);
+    let mut n = 0u64;
+    for _ in 0..data.len().min(256) {
+        let op = b.u8();
+        let arg = b.u8();
+        let jj = j.as_ref().unwrap();
+        match op % 8 {
+            0 | 1 => {
+                let mut p = n.to_le_bytes().to_vec();
+                p.resize(8 + usize::from(arg) * 3, arg);
+                n += 1;
+                let id = jj.append(&RecordIn::new(&p)).expect("append");
+                assert!(
+                    model.keys().next_back().is_none_or(|&l| id > l),
+                    "IDs increase"
+                );
+                model.insert(id, p);
+                if op % 8 == 1 {
+                    jj.sync().expect("sync");
+                    assert!(jj.durable_id() > id);
+                }
+            }
+            2 | 3 => {
+                let want = model.range(read_pos..).next();
+                match cursor
+                    .next(jj, |r| (r.id(), r.payload().to_vec()))
+                    .expect("read")
+                {
+                    Some((id, p)) => {
+                        let (&wid, wp) =
+                            want.unwrap_or_else(|| panic!("read id {id}: not in the model"));
+                        assert_eq!(id, wid, "reader skipped or repeated");
+                        assert!(p == *wp, "id {id}: wrong payload");
+                        read_pos = id + 1;
+                    }
+                    None => assert!(want.is_none(), "reader missed {want:?}"),
+                }
+            }
+            4 => {
+                acked = read_pos;
+                jj.set_checkpoint_extra(acked);
+            }
+            5 => {
+                read_pos = acked;
+                cursor = jj.cursor(acked).unwrap();
+            }
+            6 => {
+                jj.sync().expect("sync");
+                if arg & 1 == 1 {
+                    disk.accept.store(true, Ordering::SeqCst);
+                    jj.write_checkpoint().expect("checkpoint");
+                    disk.accept.store(false, Ordering::SeqCst);
+                    let bytes = disk.checkpoint.lock().unwrap().clone().unwrap();
+                    let cp = Checkpoint::decode(&bytes).unwrap();
+                    assert!(cp.next_id <= jj.durable_id());
+                    on_disk_checkpoint = Some(cp);
+                }
+            }
+            _ => {
+                // Crash at byte N: odd arguments keep a fraction of what was written
+                // since the last flush, even ones an exact small count of bytes.
+                let durable = jj.durable_id();
+                generation += 1;
+                let to = t.path().join(format!("g{generation}"));
+                // What is on the disk at the moment of the loss; the old handle is then
+                // dropped (its closing flush must not count: the power is off).
+                let images = disk.durable.lock().unwrap().clone();
+                drop(j.take());
+                lose_power(&dir, &to, &disk, images, |total| {
+                    if arg & 1 == 1 {
+                        total * usize::from(arg >> 1) / 127
+                    } else {
+                        usize::from(arg >> 1) * 8 + 4
+                    }
+                });
+                dir = to;
+                let nj = open_journal(&dir, &disk, acked);
+                // Files recovery removed (headers that never reached the disk) are gone:
+                // a file made later under the same name starts from zeros.
+                let names: BTreeSet<String> = segment_files(&dir)
+                    .iter()
+                    .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+                    .collect();
+                disk.durable
+                    .lock()
+                    .unwrap()
+                    .retain(|k, _| names.contains(k));
+                let info = nj.recovery_info().unwrap().clone();
+                assert_eq!(
+                    info.checkpoint, on_disk_checkpoint,
+                    "the checkpoint used: {info:?}"
+                );
+                let got = journal_contents(&nj);
+                for (id, p) in model.range(..durable) {
+                    assert!(got.get(id) == Some(p), "flushed id {id} lost or changed");
+                }
+                for (id, p) in &got {
+                    assert!(model.get(id) == Some(p), "id {id}: not appended so");
+                }
+                let lost_from = model.keys().find(|id| !got.contains_key(id));
+                if let (Some(&lost), Some(&last)) = (lost_from, got.keys().next_back()) {
+                    assert!(last < lost, "id {last} kept after the lost id {lost}");
+                }
+                model = got;
+                // It goes on: a new append lands above everything kept and acknowledged.
+                let p = b"after the power loss".to_vec();
+                let id = nj
+                    .append(&RecordIn::new(&p))
+                    .expect("append after recovery");
+                assert!(model.keys().next_back().is_none_or(|&l| id > l) && id >= acked);
+                model.insert(id, p);
+                read_pos = acked;
+                cursor = nj.cursor(acked).unwrap();
+                j = Some(nj);
+            }
+        }
+    }
+    // A clean close and reopen keeps everything.
+    j.take().unwrap().close().expect("close");
+    let nj = open_journal(&dir, &disk, acked);
+    assert!(
+        journal_contents(&nj) == model,
+        "contents after a clean reopen"
+    );
 }

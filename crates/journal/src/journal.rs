@@ -32,6 +32,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned};
 
+use crate::checkpoint::{self, Checkpointer, Durable, RecoveryInfo, CHECKPOINT_FILE};
 use crate::codec::{self, RecordIn, RecordView, SegmentHeader, SEGMENT_HEADER_LEN};
 use crate::cursor::Cursor;
 use crate::error::Error;
@@ -154,6 +155,8 @@ pub(crate) struct Inner {
     closed: AtomicBool,
     /// The directory lock (writer only); dropped (released) by `shutdown`.
     lock: Mutex<Option<File>>,
+    /// Writes the checkpoint (writer only; set by `open`).
+    ckpt: OnceLock<Arc<Checkpointer>>,
 }
 
 /// Group-commit statistics. All Relaxed: they steer a heuristic and order nothing.
@@ -422,6 +425,65 @@ fn header_is_blank(path: &Path) -> Result<bool, Error> {
     Ok(hb[..n].iter().all(|&b| b == 0))
 }
 
+/// A segment file created whose header never reached the disk whole: shorter than a
+/// header, a header of zeros, or a header that is not valid (torn while being written)
+/// followed by nothing but zeros. It holds no record.
+fn is_blank_segment(path: &Path) -> Result<bool, Error> {
+    let len = fs::metadata(path)
+        .map_err(|e| Error::io("stat segment", path, e))?
+        .len();
+    if len < u64::from(SEGMENT_HEADER_LEN) || header_is_blank(path)? {
+        return Ok(true);
+    }
+    if read_salt(path).is_some() {
+        return Ok(false); // a valid header (the usual case: nothing more is read)
+    }
+    let bytes = fs::read(path).map_err(|e| Error::io("read segment", path, e))?;
+    Ok(bytes[SEGMENT_HEADER_LEN as usize..].iter().all(|&b| b == 0))
+}
+
+/// The checkpoint to use at open and the index (in `found`) of the first segment at
+/// or after it; `(None, None)` (and the reason in `info`) when there is none or it
+/// does not match the segment files.
+fn checkpointed_tail(
+    dir: &Path,
+    found: &[(u64, PathBuf)],
+    info: &mut RecoveryInfo,
+) -> (Option<checkpoint::Checkpoint>, Option<usize>) {
+    let c = match checkpoint::read(dir) {
+        checkpoint::Found::Valid(c) => c,
+        checkpoint::Found::Missing => {
+            info.checkpoint_problem = Some("no checkpoint file".into());
+            return (None, None);
+        }
+        checkpoint::Found::Damaged(reason) => {
+            info.checkpoint_problem = Some(reason);
+            return (None, None);
+        }
+    };
+    let bases: Vec<u64> = found.iter().map(|(b, _)| *b).collect();
+    // The named file must be the one the checkpoint was written for (same salt).
+    let r = checkpoint::tail_start(&c, &bases, |k| read_salt(&found[k].1));
+    match r {
+        Ok(k) => {
+            info.checkpoint = Some(c);
+            (Some(c), Some(k))
+        }
+        Err(reason) => {
+            info.checkpoint_problem = Some(reason.into());
+            (None, None)
+        }
+    }
+}
+
+/// The salt in a segment's header, if the header can be read and is valid.
+fn read_salt(path: &Path) -> Option<u32> {
+    use std::io::Read;
+    let mut hb = [0u8; SEGMENT_HEADER_LEN as usize];
+    File::open(path).ok()?.read_exact(&mut hb).ok()?;
+    SegmentHeader::decode(&hb).ok().map(|h| h.salt)
+}
+
 impl Journal {
     /// Opens (creating if needed) the journal in `dir` as its single writer: takes the
     /// lock file, recovers the tail, starts the preparer and flusher threads.
@@ -446,12 +508,10 @@ impl Journal {
         for t in tmps {
             let _ = fs::remove_file(&t);
         }
+        let _ = fs::remove_file(dir.join(crate::storage::temp_name(CHECKPOINT_FILE)));
         // A tail segment whose header was never completely written is removed.
         while let Some((_, path)) = found.last() {
-            let len = fs::metadata(path)
-                .map_err(|e| Error::io("stat segment", path, e))?
-                .len();
-            if len < u64::from(SEGMENT_HEADER_LEN) || header_is_blank(path)? {
+            if is_blank_segment(path)? {
                 fs::remove_file(path).map_err(|e| Error::io("remove blank segment", path, e))?;
                 storage
                     .sync_dir(dir)
@@ -461,11 +521,39 @@ impl Journal {
                 break;
             }
         }
+        let mut info = RecoveryInfo::default();
+        let (cp, tail) = checkpointed_tail(dir, &found, &mut info);
+        if let (Some(c), Some(k)) = (cp, tail) {
+            // Segments created after the checkpoint whose header never reached the disk
+            // hold nothing that was flushed (a flush writes the header with the first
+            // records): removed, wherever they are in the tail.
+            let after = if found[k].0 == c.segment_base {
+                k + 1
+            } else {
+                k
+            };
+            let mut i = found.len();
+            while i > after {
+                i -= 1;
+                let path = found[i].1.clone();
+                if is_blank_segment(&path)? {
+                    fs::remove_file(&path)
+                        .map_err(|e| Error::io("remove blank segment", &path, e))?;
+                    storage
+                        .sync_dir(dir)
+                        .map_err(|e| Error::io("sync directory", dir, e))?;
+                    found.remove(i);
+                    info.removed_blank += 1;
+                }
+            }
+        }
         let n = found.len();
+        // The tail: from the checkpointed segment on, or the last two segments.
+        let tail_from = tail.map_or(n.saturating_sub(2), |k| k.min(n));
         let mut segs: Vec<Segment> = Vec::with_capacity(n + 1);
         for (i, (base, path)) in found.iter().enumerate() {
-            let tail = i + 2 >= n;
-            let (seg, _) = open_segment(*base, path, tail, false, i + 1 == n)?;
+            let tail = i >= tail_from;
+            let (seg, _) = open_segment(*base, path, tail, false, tail)?;
             if let Some(prev) = segs.last() {
                 if prev.base_id >= seg.base_id {
                     return Err(Error::corrupt(
@@ -477,9 +565,9 @@ impl Journal {
             }
             segs.push(seg);
         }
-        // Recover the last two segments.
+        // Recover the tail, segment by segment.
         let mut last_scan = None;
-        for i in n.saturating_sub(2)..n {
+        for i in tail_from..n {
             let scan = recover::scan_and_repair(&segs[i], opts.recovery_mode, &*storage)?;
             if let Some(next) = segs.get(i + 1) {
                 if scan.next_id > next.base_id {
@@ -489,9 +577,46 @@ impl Journal {
                         "segment overlaps the next one",
                     ));
                 }
+                // Make the recovered segment durable before a checkpoint can name a
+                // later one (after a kill its records may be in the page cache only).
+                let seg = &segs[i];
+                if seg.is_writable() {
+                    let end = if scan.sealed {
+                        scan.end_off.saturating_add(proto::END_MARKER_LEN)
+                    } else {
+                        scan.end_off
+                    }
+                    .min(seg.capacity);
+                    // SAFETY: exclusive access at open; in bounds.
+                    let bytes = unsafe { seg.slice(0, end) };
+                    let req = FlushRequest {
+                        path: &seg.path,
+                        base_id: seg.base_id,
+                        file: &seg.file,
+                        offset: 0,
+                        bytes,
+                    };
+                    storage
+                        .flush(&req)
+                        .map_err(|e| Error::io("flush segment", &seg.path, e))?;
+                }
             }
+            info.scanned_segments += 1;
+            info.truncated += usize::from(scan.truncated);
+            info.holes += scan.holes;
+            info.skipped += scan.skipped;
             last_scan = Some(scan);
         }
+        info.tail_from = segs.get(tail_from).map(|s| s.base_id);
+        let recovered = match (segs.last(), last_scan) {
+            (Some(l), Some(scan)) => Some(Durable {
+                base: l.base_id,
+                salt: l.salt,
+                offset: scan.end_off,
+                next_id: scan.next_id,
+            }),
+            _ => None,
+        };
         let mut durable = 1;
         let mut progress = FlushProgress {
             seg_base: 1,
@@ -545,6 +670,19 @@ impl Journal {
             }
             _ => need_new = Some(opts.min_next_id.max(1)),
         }
+        let min_gap = if opts.durability == Durability::Buffered {
+            opts.flush_interval.max(checkpoint::MIN_CHECKPOINT_GAP)
+        } else {
+            checkpoint::MIN_CHECKPOINT_GAP
+        };
+        let ckpt = Arc::new(Checkpointer::new(
+            dir,
+            storage.clone(),
+            min_gap,
+            cp,
+            recovered,
+            info,
+        ));
         let inner = Inner::new(
             dir,
             opts,
@@ -558,6 +696,7 @@ impl Journal {
             progress,
             durable,
         )?;
+        let _ = inner.ckpt.set(ckpt.clone());
         if let Some(base) = need_new {
             let p = inner.prepare(false)?;
             let _g = lock_ignore_poison(&inner.roll_lock);
@@ -596,6 +735,8 @@ impl Journal {
                     .map_err(|e| Error::io("spawn flusher", dir, e))?,
             );
         }
+        ckpt.start()
+            .map_err(|e| Error::io("spawn checkpoint writer", dir, e))?;
         Ok(Journal {
             inner,
             shutdown: Mutex::new(ShutdownState {
@@ -1044,6 +1185,9 @@ impl Journal {
             return Ok(());
         }
         let r = inner.quiesce_and_flush();
+        if let Some(c) = inner.checkpointer() {
+            c.finish(r.is_ok()); // a last checkpoint, so the next open scans nothing
+        }
         // After `quiesce_and_flush` took `roll_lock`: no removal can add to the pool.
         inner.discard_recycled();
         // Release the directory lock last: nothing of this handle writes the
@@ -1132,7 +1276,18 @@ impl Inner {
             recycled: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
             lock: Mutex::new(lock),
+            ckpt: OnceLock::new(),
         }))
+    }
+
+    /// The checkpoint writer (writers only).
+    pub(crate) fn checkpointer(&self) -> Option<&Checkpointer> {
+        self.ckpt.get().map(|c| &**c)
+    }
+
+    /// The queue directory.
+    pub(crate) fn dir_path(&self) -> &Path {
+        &self.dir
     }
 
     /// What to do with a damaged record met by a reader.
@@ -1737,6 +1892,9 @@ impl Inner {
             }
             // Release: pairs with the Acquire loads in `durable_id` / `wait_durable`.
             self.durable.fetch_max(next_id, Ordering::Release);
+            if p.flushed_off > 0 {
+                self.flushed_to(seg, p.flushed_off, p.next_id); // checkpoint hook
+            }
             match (done, t.segs.get(idx + 1)) {
                 (true, Some(n)) => {
                     *p = FlushProgress {

@@ -30,6 +30,8 @@ pub mod proto;
 pub mod sync;
 
 #[cfg(not(ledgerq_loom))]
+mod checkpoint;
+#[cfg(not(ledgerq_loom))]
 mod codec;
 #[cfg(not(ledgerq_loom))]
 mod cursor;
@@ -48,6 +50,8 @@ mod segment;
 #[cfg(not(ledgerq_loom))]
 mod storage;
 
+#[cfg(not(ledgerq_loom))]
+pub use checkpoint::{Checkpoint, RecoveryInfo, CHECKPOINT_FILE, CHECKPOINT_LEN};
 #[cfg(not(ledgerq_loom))]
 pub use codec::{
     Headers, Position, RecordIn, RecordView, MAX_HEADERS, MAX_HEADERS_BYTES, MAX_HEADER_KEY,
@@ -96,6 +100,29 @@ pub mod format {
         let off = u32::try_from(offset).map_err(|_| "offset beyond any segment")?;
         let (len, id) = codec::validate_record(segment, off, salt)?;
         Ok((u64::from(codec::align8(len.min(u32::MAX - 8))), id))
+    }
+
+    /// Decodes and checks a checkpoint file (`CHECKPOINT`).
+    ///
+    /// # Errors
+    /// What is wrong with it.
+    pub fn checkpoint(bytes: &[u8]) -> Result<crate::Checkpoint, &'static str> {
+        crate::Checkpoint::decode(bytes)
+    }
+
+    /// The index of the first segment open scans, given a valid checkpoint and the
+    /// segments' base IDs in order; `salt_of(i)` is the salt in segment `i`'s header
+    /// (`None` if damaged), asked only for the segment the checkpoint names. Or why the
+    /// checkpoint does not match the segments (then open scans the last two).
+    ///
+    /// # Errors
+    /// Why the checkpoint is not used.
+    pub fn checkpoint_tail_start(
+        cp: &crate::Checkpoint,
+        bases: &[u64],
+        salt_of: impl FnOnce(usize) -> Option<u32>,
+    ) -> Result<usize, &'static str> {
+        crate::checkpoint::tail_start(cp, bases, salt_of)
     }
 
     /// Checks the hole marker at `offset` of a segment's bytes: the length it skips.

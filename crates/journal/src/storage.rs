@@ -33,6 +33,36 @@ pub trait Storage: Send + Sync + Debug + 'static {
     fn flush(&self, req: &FlushRequest<'_>) -> io::Result<()>;
     /// Makes directory entries (create, rename, remove) in `dir` durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+
+    /// Replaces the small file `dir/name` with `bytes` atomically and durably: a reader
+    /// after a crash finds either the old file or the new one, whole. The default
+    /// writes `name.tmp`, syncs it, renames it over `name` and syncs the directory
+    /// (through [`Storage::sync_dir`]). Used for the checkpoint file.
+    fn replace_file(&self, dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+        write_and_rename(dir, name, bytes)?;
+        self.sync_dir(dir)
+    }
+}
+
+/// Name of the temporary file [`Storage::replace_file`] writes before its rename.
+pub(crate) fn temp_name(name: &str) -> String {
+    format!("{name}.tmp")
+}
+
+/// Writes `dir/name.tmp`, syncs it and renames it to `dir/name` (the directory is not
+/// synced).
+fn write_and_rename(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let tmp = dir.join(temp_name(name));
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, dir.join(name))
 }
 
 /// The real file system.

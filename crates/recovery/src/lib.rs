@@ -5,7 +5,8 @@
 //! (it opens nothing for writing and creates nothing, so it works beside a running
 //! writer and on a directory that must not be touched, e.g. after a crash, before
 //! recovery repairs it) and reports every segment, the ID gaps and hole markers, torn
-//! tails and corruption with file, offset and reason.
+//! tails and corruption with file, offset and reason, and the checkpoint (the durable
+//! position from which opening scans the segments).
 //!
 //! ```no_run
 //! let report = ledgerq_recovery::verify(std::path::Path::new("/var/lib/app/queue"))?;
@@ -24,6 +25,6 @@ mod verify;
 
 #[cfg(not(ledgerq_loom))]
 pub use verify::{
-    verify, ConsumerState, Corruption, Error, HoleMarker, IdGap, Report, SegmentReport, TornTail,
-    CONSUMER_STATE_FILE,
+    verify, CheckpointReport, ConsumerState, Corruption, Error, HoleMarker, IdGap, Report,
+    SegmentReport, TornTail, CONSUMER_STATE_FILE,
 };

@@ -6,6 +6,10 @@
 //! open-time scan, but reports damage instead of failing: a record is valid when its
 //! lengths add up and its CRC32C (seeded with the segment salt) matches, and its ID is
 //! at least the one after the previous record.
+//!
+//! Which segments count as the tail (where a torn write after a crash is expected, and
+//! reported as a torn tail rather than corruption) is decided as at open: from the
+//! segment named by a valid `CHECKPOINT` on, else the last two segments.
 
 use std::fmt;
 use std::fs;
@@ -13,10 +17,13 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use ledgerq_journal::format::{
-    check_hole as validate_hole, check_record as validate_record, segment_header as decode_header,
+    check_hole as validate_hole, check_record as validate_record, checkpoint as decode_checkpoint,
+    checkpoint_tail_start, segment_header as decode_header,
 };
 use ledgerq_journal::proto::{KIND_END, KIND_HOLE, KIND_RECORD};
-use ledgerq_journal::{MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, SEGMENT_HEADER_LEN};
+use ledgerq_journal::{
+    Checkpoint, CHECKPOINT_FILE, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, SEGMENT_HEADER_LEN,
+};
 
 /// Name of the default consumer group's state file.
 pub const CONSUMER_STATE_FILE: &str = "consumer.default.state";
@@ -113,8 +120,9 @@ pub struct Corruption {
     pub reason: String,
 }
 
-/// Bytes after the last valid record of one of the last two segments that are not a
-/// valid record and are followed by none: a write torn by a crash. Opening the queue
+/// Bytes after the last valid record of a segment that opening scans (see
+/// [`Report::tail_from`]) that are not a valid record and are followed by none: a write
+/// torn by a crash. Opening the queue
 /// zeroes them (nothing acknowledged as written is lost).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TornTail {
@@ -163,6 +171,23 @@ pub struct ConsumerState {
     pub problem: Option<String>,
 }
 
+/// The checkpoint file (`CHECKPOINT`): the durable position recorded after a flush,
+/// from which open scans the segments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointReport {
+    /// The file.
+    pub path: PathBuf,
+    /// Its contents, if the file is a valid checkpoint.
+    pub checkpoint: Option<Checkpoint>,
+    /// Why open does not use it, if so: the file is torn or corrupt, or it does not
+    /// match the segment files (then open scans the last two segments, as without a
+    /// checkpoint). Nothing is lost by it; the next flush rewrites the file.
+    pub problem: Option<String>,
+    /// The checkpointed segment's valid data ends before the checkpointed offset:
+    /// records that were flushed are missing (the file was damaged or cut).
+    pub ahead_of_data: bool,
+}
+
 /// What [`verify`] found. `Display` prints it for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
@@ -180,12 +205,19 @@ pub struct Report {
     pub corruption: Vec<Corruption>,
     /// The consumer state, if the file exists.
     pub consumer: Option<ConsumerState>,
+    /// The checkpoint, if the file exists.
+    pub checkpoint: Option<CheckpointReport>,
+    /// Base ID of the first segment that opening scans (the tail), if any segment
+    /// exists: the checkpointed segment, or the second to last without a usable
+    /// checkpoint. Segments before it are read only by consumers.
+    pub tail_from: Option<u64>,
 }
 
 impl Report {
     /// No corruption, no torn tail and a readable consumer state: the directory opens
     /// in strict mode without repairs that lose data. Holes and ID gaps are normal
-    /// after crashes and do not count.
+    /// after crashes and do not count, nor does a missing or unusable checkpoint (open
+    /// then scans more, and loses nothing).
     pub fn is_clean(&self) -> bool {
         self.corruption.is_empty()
             && self.torn.is_empty()
@@ -285,6 +317,40 @@ impl fmt::Display for Report {
                 c.reason
             )?;
         }
+        match &self.checkpoint {
+            None => writeln!(f, "checkpoint: none; open scans the last two segments")?,
+            Some(c) => {
+                if let Some(cp) = &c.checkpoint {
+                    write!(
+                        f,
+                        "checkpoint: segment {} offset {}, next ID {}",
+                        cp.segment_base, cp.offset, cp.next_id
+                    )?;
+                    if let Some(x) = cp.extra {
+                        write!(f, ", consumer watermark {x}")?;
+                    }
+                    writeln!(f)?;
+                }
+                match &c.problem {
+                    Some(p) => writeln!(
+                        f,
+                        "checkpoint: not used ({p}); open scans the last two segments"
+                    )?,
+                    None => {
+                        if let Some(t) = self.tail_from {
+                            writeln!(f, "checkpoint: open scans from segment {t} on")?;
+                        }
+                    }
+                }
+                if c.ahead_of_data {
+                    writeln!(
+                        f,
+                        "checkpoint: records it recorded as flushed are missing from segment {}",
+                        c.checkpoint.map_or(0, |cp| cp.segment_base)
+                    )?;
+                }
+            }
+        }
         match &self.consumer {
             None => writeln!(f, "consumer state: none")?,
             Some(c) => {
@@ -358,8 +424,8 @@ fn find_next_valid(s: &[u8], off: usize, salt: u32, next_id: u64) -> Option<usiz
     None
 }
 
-/// Scans one segment; `tail` says whether it is one of the last two (where a torn
-/// write is expected after a crash rather than corruption).
+/// Scans one segment; `tail` says whether open scans it (where a torn write is
+/// expected after a crash rather than corruption).
 fn scan_segment(
     base: u64,
     path: &Path,
@@ -387,13 +453,17 @@ fn scan_segment(
             reason,
         });
     };
-    if tail && s.iter().take(SEGMENT_HEADER_LEN as usize).all(|&b| b == 0) {
-        // A segment created but whose header never reached the disk: open removes it.
+    let header_len = SEGMENT_HEADER_LEN as usize;
+    let unborn = s.iter().take(header_len).all(|&b| b == 0)
+        || (decode_header(&s).is_err() && s.iter().skip(header_len).all(|&b| b == 0));
+    if tail && unborn {
+        // A segment created but whose header never reached the disk (whole): open
+        // removes it.
         r.torn.push(TornTail {
             path: path.to_path_buf(),
             offset: 0,
             len: s.iter().rposition(|&b| b != 0).map_or(0, |p| p as u64 + 1),
-            reason: "blank segment header (removed at next open)".into(),
+            reason: "segment header never written whole (removed at next open)".into(),
         });
         r.segments.push(seg);
         return Ok(());
@@ -553,6 +623,49 @@ fn read_consumer_state(path: &Path) -> Result<Option<ConsumerState>, Error> {
     Ok(Some(st))
 }
 
+/// The checkpoint file's report (`None` if there is none) and the index of the first
+/// segment open scans.
+fn read_checkpoint(
+    dir: &Path,
+    found: &[(u64, PathBuf)],
+) -> Result<(Option<CheckpointReport>, usize), Error> {
+    let fallback = found.len().saturating_sub(2);
+    let path = dir.join(CHECKPOINT_FILE);
+    let b = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((None, fallback)),
+        Err(e) => return Err(io_err("read checkpoint", &path)(e)),
+    };
+    let mut rep = CheckpointReport {
+        path,
+        checkpoint: None,
+        problem: None,
+        ahead_of_data: false,
+    };
+    let cp = match decode_checkpoint(&b) {
+        Ok(cp) => cp,
+        Err(reason) => {
+            rep.problem = Some(reason.to_string());
+            return Ok((Some(rep), fallback));
+        }
+    };
+    rep.checkpoint = Some(cp);
+    let bases: Vec<u64> = found.iter().map(|f| f.0).collect();
+    let salt_of = |i: usize| -> Option<u32> {
+        use std::io::Read;
+        let mut h = [0u8; SEGMENT_HEADER_LEN as usize];
+        fs::File::open(&found[i].1).ok()?.read_exact(&mut h).ok()?;
+        decode_header(&h).ok().map(|(_, _, salt)| salt)
+    };
+    match checkpoint_tail_start(&cp, &bases, salt_of) {
+        Ok(k) => Ok((Some(rep), k)),
+        Err(reason) => {
+            rep.problem = Some(reason.to_string());
+            Ok((Some(rep), fallback))
+        }
+    }
+}
+
 /// Reads the queue directory `dir` and reports on every segment, hole, gap, torn
 /// tail and corruption, and on the consumer state. Writes and creates nothing.
 ///
@@ -583,8 +696,11 @@ pub fn verify(dir: &Path) -> Result<Report, Error> {
         torn: Vec::new(),
         corruption: Vec::new(),
         consumer: None,
+        checkpoint: None,
+        tail_from: None,
     };
-    let n = found.len();
+    let (checkpoint, tail_from) = read_checkpoint(dir, &found)?;
+    r.tail_from = found.get(tail_from).map(|f| f.0);
     let mut next_expected = None;
     for (i, (base, path)) in found.iter().enumerate() {
         if let Some(next) = next_expected {
@@ -599,8 +715,18 @@ pub fn verify(dir: &Path) -> Result<Report, Error> {
                 });
             }
         }
-        scan_segment(*base, path, i + 2 >= n, &mut next_expected, &mut r)?;
+        scan_segment(*base, path, i >= tail_from, &mut next_expected, &mut r)?;
     }
+    r.checkpoint = checkpoint.map(|mut c| {
+        if let (Some(cp), None) = (c.checkpoint, &c.problem) {
+            c.ahead_of_data = r
+                .segments
+                .iter()
+                .find(|s| s.base_id == cp.segment_base)
+                .is_some_and(|s| s.bytes_used < u64::from(cp.offset));
+        }
+        c
+    });
     r.consumer = read_consumer_state(&dir.join(CONSUMER_STATE_FILE))?;
     Ok(r)
 }
@@ -789,6 +915,94 @@ mod tests {
         let r = verify(t.path()).unwrap();
         assert!(r.consumer.as_ref().unwrap().problem.is_some());
         assert!(!r.is_clean());
+    }
+
+    fn header_salt(path: &Path) -> u32 {
+        decode_header(&fs::read(path).unwrap()).unwrap().2
+    }
+
+    #[test]
+    fn checkpoint_is_reported_and_decides_the_tail() {
+        let t = journal(1000);
+        let s = segs(t.path());
+        let n = s.len();
+        let r = verify(t.path()).unwrap();
+        assert!(r.is_clean(), "{r}");
+        let c = r.checkpoint.clone().unwrap();
+        let cp = c.checkpoint.unwrap();
+        assert_eq!((c.problem, c.ahead_of_data), (None, false));
+        assert_eq!(cp.next_id, 1001);
+        assert_eq!(r.tail_from, Some(r.segments[n - 1].base_id));
+        assert_eq!(cp.segment_base, r.segments[n - 1].base_id);
+        let text = r.to_string();
+        assert!(text.contains("checkpoint: segment "), "{text}");
+        assert!(text.contains("open scans from segment"), "{text}");
+
+        // A checkpoint naming the fourth segment from the end, and a torn last record
+        // in the segment before that one's successor: a torn tail, not corruption.
+        let k = n - 4;
+        let base = r.segments[k].base_id;
+        let older = Checkpoint {
+            segment_base: base,
+            segment_salt: header_salt(&s[k]),
+            offset: 64,
+            next_id: base,
+            extra: Some(7),
+            written_ns: 0,
+        };
+        fs::write(t.path().join(CHECKPOINT_FILE), older.encode()).unwrap();
+        let victim = &s[n - 3];
+        let mut b = fs::read(victim).unwrap();
+        let last_rec = 64 + (r.segments[n - 3].records as usize - 1) * 256;
+        b[last_rec + 100] ^= 0xff;
+        fs::write(victim, &b).unwrap();
+        let r = verify(t.path()).unwrap();
+        assert_eq!(r.tail_from, Some(base));
+        assert!(r.corruption.is_empty(), "{r}");
+        assert_eq!(r.torn.len(), 1, "{r}");
+        assert_eq!(r.torn[0].path, *victim);
+        assert!(r.to_string().contains("consumer watermark 7"), "{r}");
+        // Without the checkpoint that segment is not in the tail: corruption.
+        fs::remove_file(t.path().join(CHECKPOINT_FILE)).unwrap();
+        let r = verify(t.path()).unwrap();
+        assert_eq!(r.corruption.len(), 1, "{r}");
+        assert!(r.checkpoint.is_none());
+        assert!(r.to_string().contains("checkpoint: none"), "{r}");
+    }
+
+    #[test]
+    fn damaged_or_stale_checkpoints_are_reported() {
+        let t = journal(300);
+        let p = t.path().join(CHECKPOINT_FILE);
+        let good = fs::read(&p).unwrap();
+        let mut bad = good.clone();
+        bad[17] ^= 4;
+        fs::write(&p, &bad).unwrap();
+        let r = verify(t.path()).unwrap();
+        let c = r.checkpoint.clone().unwrap();
+        assert_eq!(c.checkpoint, None);
+        assert_eq!(c.problem.as_deref(), Some("checkpoint checksum mismatch"));
+        // Open loses nothing by it: still clean.
+        assert!(r.is_clean(), "{r}");
+        assert!(
+            r.to_string()
+                .contains("not used (checkpoint checksum mismatch)"),
+            "{r}"
+        );
+        // A valid checkpoint whose durable records are gone from the segment.
+        fs::write(&p, &good).unwrap();
+        let cp = Checkpoint::decode(&good).unwrap();
+        let last = segs(t.path()).pop().unwrap();
+        let mut b = fs::read(&last).unwrap();
+        let cut = cp.offset as usize - 256;
+        b[cut..cp.offset as usize].fill(0);
+        fs::write(&last, &b).unwrap();
+        let r = verify(t.path()).unwrap();
+        assert!(r.checkpoint.as_ref().unwrap().ahead_of_data, "{r}");
+        assert!(
+            r.to_string().contains("recorded as flushed are missing"),
+            "{r}"
+        );
     }
 
     #[test]
