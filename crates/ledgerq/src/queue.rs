@@ -1622,6 +1622,10 @@ impl Inner {
                 if let Err(e) = self.state.flush() {
                     self.latch(Arc::new(e));
                 }
+                // The checkpoint records the consumed watermark next to the durable
+                // position (`verify` prints it).
+                self.journal
+                    .set_checkpoint_extra(self.state.watermark().load(Ordering::Acquire));
                 observe::record(self, observe::Op::Flush, t);
                 observe::publish(self);
             }
