@@ -1537,7 +1537,8 @@ impl Inner {
         };
         if self.manual() {
             if prev == Entry::DeadLettering {
-                self.resume_dead_letter(m).inspect_err(|_| self.requeue(pos))?;
+                self.resume_dead_letter(m)
+                    .inspect_err(|_| self.requeue(pos))?;
                 return Ok(None);
             }
             let n = match prev {
