@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use ledgerq::{Options, Queue};
+use ledgerq::{AckMode, EnqueueOptions, Options, Priority, Queue};
 
 fn rss_anon_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -22,17 +22,42 @@ fn memory_child() {
     let Ok(spec) = std::env::var("LEDGERQ_MEMORY_CHILD") else {
         return;
     };
-    let (dir, n) = spec.split_once('|').unwrap();
-    let n: usize = n.parse().unwrap();
-    let opts = || Options::new().segment_size(64 << 20);
+    let mut parts = spec.split('|');
+    let dir = parts.next().unwrap();
+    let n: usize = parts.next().unwrap().parse().unwrap();
+    let priorities = parts.next() == Some("priorities");
+    let opts = || {
+        let o = Options::new().segment_size(64 << 20);
+        if priorities {
+            // Manual mode: the leases and per-level FIFOs are what could grow.
+            o.priorities(true).ack_mode(AckMode::Manual)
+        } else {
+            o
+        }
+    };
     {
         let q = Queue::open_with(dir, opts()).unwrap();
-        let batch: Vec<[u8; 100]> = vec![[7u8; 100]; 1000.min(n)];
         let mut left = n;
+        let mut i = 0usize;
         while left > 0 {
-            let k = left.min(batch.len());
-            q.enqueue_batch(&batch[..k]).unwrap();
+            let k = left.min(1000);
+            if priorities {
+                // Mostly Low, some Medium, a High now and then: the High cursor reads
+                // far ahead of the others.
+                q.enqueue_batch_with((0..k).map(|j| {
+                    let p = match (i + j) % 100 {
+                        0 => Priority::High,
+                        1..=9 => Priority::Medium,
+                        _ => Priority::Low,
+                    };
+                    ([7u8; 100], EnqueueOptions::new().priority(p))
+                }))
+                .unwrap();
+            } else {
+                q.enqueue_batch(vec![[7u8; 100]; k]).unwrap();
+            }
             left -= k;
+            i += k;
         }
         q.close().unwrap();
     }
@@ -45,12 +70,16 @@ fn memory_child() {
 }
 
 fn measure(n: usize) -> u64 {
+    measure_with(n, "fifo")
+}
+
+fn measure_with(n: usize, mode: &str) -> u64 {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "memory_child", "--nocapture", "--test-threads=1"])
         .env(
             "LEDGERQ_MEMORY_CHILD",
-            format!("{}|{n}", dir.path().display()),
+            format!("{}|{n}|{mode}", dir.path().display()),
         )
         .output()
         .unwrap();
@@ -71,6 +100,18 @@ fn anonymous_memory_does_not_grow_with_the_backlog() {
     println!("RssAnon: {small} KiB with 1,000 pending, {large} KiB with 1,000,000");
     // The ring (4096 handles) and the lease shards are the same in both; allow 8 MiB for
     // allocator noise. A structure per pending message would cost tens of MiB here.
+    assert!(
+        large <= small + 8 * 1024,
+        "RssAnon {large} KiB with 1,000,000 pending vs {small} KiB with 1,000"
+    );
+}
+
+#[test]
+fn anonymous_memory_does_not_grow_with_the_backlog_in_priority_mode() {
+    let small = measure_with(1_000, "priorities");
+    let large = measure_with(1_000_000, "priorities");
+    println!("RssAnon (priorities): {small} KiB with 1,000 pending, {large} KiB with 1,000,000");
+    // Three FIFOs of at most the ring's capacity, whatever the backlog.
     assert!(
         large <= small + 8 * 1024,
         "RssAnon {large} KiB with 1,000,000 pending vs {small} KiB with 1,000"
