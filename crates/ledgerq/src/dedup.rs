@@ -1,30 +1,52 @@
-//! The deduplication table: key → (original ID, expiry), bounded, O(1) per call.
+//! The deduplication table: key → (original ID, expiry), bounded, O(log n) per call
+//! whatever the windows.
 //!
-//! One mutex guards a map and, per distinct window in use, a FIFO of (expiry, key):
-//! entries of one window are inserted in time order, so each FIFO is in expiry order
-//! and its front is its next to expire. Expired entries are purged from the fronts on
-//! every insert (each entry is pushed and popped once: amortised O(1)), and when the
-//! table is over its bound the entry with the oldest expiry, the least of the fronts, is
-//! evicted (O(number of distinct windows), in practice one or two). A key inserted again
-//! leaves a stale FIFO item behind, recognised by its generation and dropped when it
-//! reaches the front.
+//! One mutex guards a hash map (key → entry) and a min-heap of (expiry, generation, key)
+//! holding one item per committed entry. Windows may differ per message, so entries are
+//! not inserted in expiry order; the heap keeps the next entry to expire on top at
+//! O(log n) per push or pop, independent of how many distinct windows are in use (one
+//! FIFO per window would make every call scan all windows, quadratic when each message
+//! brings its own). The key bytes are shared between map and heap (`Arc<[u8]>`).
+//!
+//! - Lookup: one map probe. An expired entry met on lookup is replaced (lazily purged).
+//! - Purge: every reservation pops at most [`PURGE_BUDGET`] expired or stale items from
+//!   the top, so a mass expiry never stalls one producer; each item is pushed once and
+//!   popped once (amortised O(log n) per insert).
+//! - Bound: over `max_entries` committed entries, the top of the heap goes: the entry
+//!   with the oldest expiry. An expired one is a purge, a live one an eviction (counted).
+//! - Stale items: an entry replaced or removed without popping its item leaves a stale
+//!   item behind, recognised by its generation and dropped when it reaches the top; if
+//!   stale items ever outnumber live ones (by more than a slack), the heap is rebuilt
+//!   from the live entries (O(n), once per at least n inserts: amortised O(1)).
+//!
+//! The table is one lock, not shards: the bound is exact over the whole table (the key
+//! expiring first anywhere is the one evicted), and the critical sections are a hash
+//! probe and a heap operation, short beside the append they guard.
 //!
 //! The lock is never held across an append: a producer *reserves* its key (an entry
-//! without an ID yet), appends, then commits the ID. A producer that finds the key
-//! reserved by another waits for that commit (and then reports a duplicate of it), or
-//! for the reservation's release if that append failed. Only single enqueues wait
-//! while holding no reservation; a batch that meets a reserved key releases its own
-//! reservations before waiting, so no cycle of waits can form.
+//! without an ID yet, not in the heap, so never purged nor evicted), appends, then
+//! commits the ID. A producer that finds the key reserved by another waits for that
+//! commit (and then reports a duplicate of it), or for the reservation's release if
+//! that append failed. Only single enqueues wait while holding no reservation; a batch
+//! that meets a reserved key releases its own reservations before waiting, so no cycle
+//! of waits can form.
 //!
 //! The table is not persisted: the queue rebuilds it at open from the dedup fields of
 //! the records in the window (see `Inner::rebuild_dedup`).
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-/// A FIFO item: (expiry ns, generation, key).
-type Item = (u64, u64, Box<[u8]>);
+/// Most expired or stale heap items one reservation removes.
+const PURGE_BUDGET: usize = 32;
+
+/// Stale heap items tolerated beyond the live ones before the heap is rebuilt.
+const STALE_SLACK: usize = 64;
+
+/// A heap item: (expiry ns, generation, key), least expiry on top.
+type Item = Reverse<(u64, u64, Arc<[u8]>)>;
 
 struct Entry {
     /// `None` while reserved by a producer whose append has not returned.
@@ -35,89 +57,118 @@ struct Entry {
 
 #[derive(Default)]
 struct Table {
-    map: HashMap<Box<[u8]>, Entry>,
-    /// Per window (ns): items in insertion order, hence expiry order.
-    fifos: Vec<(u64, VecDeque<Item>)>,
+    map: HashMap<Arc<[u8]>, Entry>,
+    /// One item per committed entry, plus stale items not yet dropped.
+    heap: BinaryHeap<Item>,
     next_gen: u64,
     /// Committed entries (what `len` reports and the bound applies to).
     committed: usize,
+    /// Heap items examined (popped, peeked or kept by a rebuild): the work done.
+    #[cfg(test)]
+    visits: u64,
 }
 
 impl Table {
-    fn live(&self, item: &Item) -> bool {
-        self.map.get(&item.2).is_some_and(|e| e.gen == item.1)
+    fn is_live(map: &HashMap<Arc<[u8]>, Entry>, gen: u64, key: &[u8]) -> bool {
+        map.get(key).is_some_and(|e| e.gen == gen && e.id.is_some())
     }
 
-    /// Adds an entry (reserved if `id` is `None`) and its FIFO item.
-    fn put(&mut self, key: &[u8], id: Option<u64>, expires: u64, window: u64) -> u64 {
+    fn take_gen(&mut self) -> u64 {
         let gen = self.next_gen;
         self.next_gen += 1;
-        let k: Box<[u8]> = key.into();
-        if let Some(old) = self.map.insert(k.clone(), Entry { id, expires, gen }) {
-            if old.id.is_some() {
-                self.committed -= 1;
-            }
-        }
-        if id.is_some() {
-            self.committed += 1;
-        }
-        let fifo = match self.fifos.iter().position(|(w, _)| *w == window) {
-            Some(i) => &mut self.fifos[i].1,
-            None => {
-                self.fifos.push((window, VecDeque::new()));
-                &mut self.fifos.last_mut().expect("just pushed").1
-            }
-        };
-        fifo.push_back((expires, gen, k));
         gen
     }
 
-    /// Drops stale fronts and expired committed entries (amortised O(1)).
-    fn purge_expired(&mut self, now: u64) {
-        for f in 0..self.fifos.len() {
-            while let Some(front) = self.fifos[f].1.front() {
-                if !self.live(front) {
-                    self.fifos[f].1.pop_front();
-                    continue;
-                }
-                let reserved = self.map.get(&front.2).is_some_and(|e| e.id.is_none());
-                if front.0 <= now && !reserved {
-                    let (_, _, k) = self.fifos[f].1.pop_front().expect("front exists");
-                    self.map.remove(&k);
-                    self.committed -= 1;
-                } else {
-                    break;
-                }
+    /// Sets `key`'s entry, replacing any; the shared key.
+    fn set(&mut self, key: &[u8], entry: Entry) -> Arc<[u8]> {
+        let k: Arc<[u8]> = match self.map.get_key_value(key) {
+            Some((k, _)) => Arc::clone(k),
+            None => key.into(),
+        };
+        let committed = entry.id.is_some();
+        if let Some(old) = self.map.insert(Arc::clone(&k), entry) {
+            if old.id.is_some() {
+                // Its heap item is stale now.
+                self.committed -= 1;
             }
         }
-        self.fifos.retain(|(_, f)| !f.is_empty());
+        if committed {
+            self.committed += 1;
+        }
+        k
     }
 
-    /// Evicts the committed entry with the oldest expiry; `false` if there is none.
-    fn evict_oldest(&mut self) -> bool {
-        let mut best: Option<(u64, usize, usize)> = None;
-        for (f, (_, fifo)) in self.fifos.iter().enumerate() {
-            // The first live committed item of this FIFO (reserved ones are skipped:
-            // at most one per producer in flight).
-            let found = fifo.iter().enumerate().find(|(_, it)| {
-                self.map
-                    .get(&it.2)
-                    .is_some_and(|e| e.gen == it.1 && e.id.is_some())
-            });
-            if let Some((i, it)) = found {
-                if best.is_none_or(|(exp, _, _)| it.0 < exp) {
-                    best = Some((it.0, f, i));
-                }
+    /// Tracks `key` for `id` until `expires`, replacing any entry.
+    fn put_committed(&mut self, key: &[u8], id: u64, expires: u64) {
+        let gen = self.take_gen();
+        let k = self.set(
+            key,
+            Entry {
+                id: Some(id),
+                expires,
+                gen,
+            },
+        );
+        self.push(expires, gen, k);
+    }
+
+    fn push(&mut self, expires: u64, gen: u64, key: Arc<[u8]>) {
+        self.heap.push(Reverse((expires, gen, key)));
+        if self.heap.len() > 2 * self.committed + STALE_SLACK {
+            let map = &self.map;
+            self.heap
+                .retain(|Reverse((_, g, k))| Self::is_live(map, *g, k));
+            #[cfg(test)]
+            {
+                self.visits += self.heap.len() as u64;
             }
         }
-        let Some((_, f, i)) = best else {
-            return false;
-        };
-        if let Some((_, _, k)) = self.fifos[f].1.remove(i) {
-            self.map.remove(&k);
+    }
+
+    /// Removes `key`'s committed entry if it has one (its heap item goes stale).
+    fn remove_committed(&mut self, key: &[u8]) {
+        if self.map.get(key).is_some_and(|e| e.id.is_some()) {
+            self.map.remove(key);
             self.committed -= 1;
         }
-        true
+    }
+
+    /// Drops up to `budget` stale or expired items from the top of the heap.
+    fn purge_expired(&mut self, now: u64, budget: usize) {
+        for _ in 0..budget {
+            #[cfg(test)]
+            {
+                self.visits += 1;
+            }
+            let Some(Reverse((expires, gen, key))) = self.heap.peek() else {
+                return;
+            };
+            if Self::is_live(&self.map, *gen, key) {
+                if *expires > now {
+                    return;
+                }
+                self.map.remove(&key[..]);
+                self.committed -= 1;
+            }
+            self.heap.pop();
+        }
+    }
+
+    /// Removes the committed entry with the oldest expiry: `Some(true)` if it was still
+    /// live at `now` (an eviction), `Some(false)` if expired, `None` if there is none.
+    fn remove_oldest(&mut self, now: u64) -> Option<bool> {
+        while let Some(Reverse((expires, gen, key))) = self.heap.pop() {
+            #[cfg(test)]
+            {
+                self.visits += 1;
+            }
+            if Self::is_live(&self.map, gen, &key) {
+                self.map.remove(&key[..]);
+                self.committed -= 1;
+                return Some(expires > now);
+            }
+        }
+        None
     }
 }
 
@@ -133,9 +184,10 @@ pub(crate) enum Begin<'a> {
 /// A key reserved for one producer's append.
 pub(crate) struct Reservation<'a> {
     table: &'a DedupTable,
-    key: Box<[u8]>,
+    key: Arc<[u8]>,
     gen: u64,
-    window: u64,
+    /// When the reservation was made (ns).
+    now: u64,
     expires: u64,
     done: bool,
 }
@@ -146,8 +198,8 @@ impl Reservation<'_> {
         self.done = true;
         let t = self.table;
         let mut g = t.lock();
-        let mine = match g.map.get_mut(&self.key) {
-            Some(e) if e.gen == self.gen => {
+        let mine = match g.map.get_mut(&self.key[..]) {
+            Some(e) if e.gen == self.gen && e.id.is_none() => {
                 e.id = Some(id);
                 true
             }
@@ -155,11 +207,13 @@ impl Reservation<'_> {
         };
         if mine {
             g.committed += 1;
+            let key = Arc::clone(&self.key);
+            g.push(self.expires, self.gen, key);
         } else {
             // Gone meanwhile (cannot happen while reserved): track it anew.
-            g.put(&self.key, Some(id), self.expires, self.window);
+            g.put_committed(&self.key, id, self.expires);
         }
-        t.enforce_bound(&mut g);
+        t.enforce_bound(&mut g, self.now);
         t.publish(&g);
         drop(g);
         t.cv.notify_all();
@@ -173,8 +227,9 @@ impl Drop for Reservation<'_> {
         }
         let t = self.table;
         let mut g = t.lock();
-        if g.map.get(&self.key).is_some_and(|e| e.gen == self.gen) {
-            g.map.remove(&self.key);
+        if g.map.get(&self.key[..]).is_some_and(|e| e.gen == self.gen) {
+            // Reserved entries have no heap item: nothing else to undo.
+            g.map.remove(&self.key[..]);
         }
         drop(g);
         t.cv.notify_all();
@@ -207,12 +262,16 @@ impl DedupTable {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn enforce_bound(&self, g: &mut Table) {
+    /// Removes oldest-expiry entries until the bound holds; live ones count as evicted.
+    fn enforce_bound(&self, g: &mut Table, now: u64) {
         while g.committed > self.max {
-            if !g.evict_oldest() {
-                break;
+            match g.remove_oldest(now) {
+                Some(true) => {
+                    self.evicted.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(false) => {}
+                None => break,
             }
-            self.evicted.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -254,16 +313,25 @@ impl DedupTable {
         }
     }
 
+    /// Reserves `key` (untracked or expired at `now`) for `window` ns.
     fn reserve(&self, g: &mut Table, key: &[u8], now: u64, window: u64) -> Reservation<'_> {
-        g.purge_expired(now);
+        g.purge_expired(now, PURGE_BUDGET);
         let expires = now.saturating_add(window);
-        let gen = g.put(key, None, expires, window);
+        let gen = g.take_gen();
+        let key = g.set(
+            key,
+            Entry {
+                id: None,
+                expires,
+                gen,
+            },
+        );
         self.publish(g);
         Reservation {
             table: self,
-            key: key.into(),
+            key,
             gen,
-            window,
+            now,
             expires,
             done: false,
         }
@@ -271,20 +339,22 @@ impl DedupTable {
 
     /// Rebuild at open: tracks `key` for message `id` (enqueued at `enqueued`, ns) for
     /// `window` ns, unless already expired at `now`. Records come in ID order, so a key
-    /// seen twice keeps its latest ID.
+    /// seen twice keeps its latest ID, and an expired record of a key also ends the
+    /// tracking of an earlier one (which it superseded when it was written).
     pub(crate) fn rebuild_insert(&self, key: &[u8], id: u64, enqueued: u64, window: u64, now: u64) {
         let expires = enqueued.saturating_add(window);
-        if expires <= now {
-            return;
-        }
         let mut g = self.lock();
-        g.put(key, Some(id), expires, window);
-        g.purge_expired(now);
-        self.enforce_bound(&mut g);
+        if expires <= now {
+            g.remove_committed(key);
+        } else {
+            g.put_committed(key, id, expires);
+        }
+        g.purge_expired(now, PURGE_BUDGET);
+        self.enforce_bound(&mut g, now);
         self.publish(&g);
     }
 
-    /// Keys tracked.
+    /// Keys tracked (expired ones not yet purged included).
     pub(crate) fn len(&self) -> usize {
         self.len.load(Ordering::Relaxed)
     }
@@ -380,6 +450,86 @@ mod tests {
         assert_eq!(dup(&t, b"k", 3 * S), Some(5));
         t.rebuild_insert(b"old", 9, 0, S, 5 * S);
         assert_eq!(dup(&t, b"old", 5 * S), None);
+    }
+
+    #[test]
+    fn rebuild_lets_an_expired_later_record_end_an_earlier_one() {
+        // k was evicted live, then enqueued again with a short window that has ended:
+        // the earlier record's longer window no longer applies.
+        let t = DedupTable::new(100);
+        t.rebuild_insert(b"k", 1, 0, 100 * S, 20 * S);
+        assert_eq!(t.len(), 1);
+        t.rebuild_insert(b"k", 2, 10 * S, S, 20 * S);
+        assert_eq!(t.len(), 0);
+        assert_eq!(dup(&t, b"k", 20 * S), None);
+    }
+
+    #[test]
+    fn expired_entries_make_room_without_counting_as_evicted() {
+        let t = DedupTable::new(3);
+        for (i, k) in [b"a", b"b", b"c"].iter().enumerate() {
+            add(&t, *k, i as u64, 0, S);
+        }
+        // All three have expired: the next keys replace them, evicting none.
+        add(&t, b"d", 3, 2 * S, 10 * S);
+        add(&t, b"e", 4, 2 * S, 10 * S);
+        assert_eq!((t.len(), t.evicted()), (2, 0));
+        assert_eq!(dup(&t, b"d", 3 * S), Some(3));
+    }
+
+    #[test]
+    fn a_mass_expiry_is_purged_a_bounded_amount_per_call() {
+        let t = DedupTable::new(100_000);
+        for i in 0..1000u64 {
+            add(&t, &i.to_le_bytes(), i, 0, S);
+        }
+        assert_eq!(t.len(), 1000);
+        // One reservation after all have expired does bounded work...
+        let before = t.lock().visits;
+        add(&t, b"late", 1000, 2 * S, S);
+        let visits = t.lock().visits - before;
+        assert!(visits <= PURGE_BUDGET as u64, "{visits} heap items visited");
+        assert_eq!(t.len(), 1001 - PURGE_BUDGET);
+        // ...and the following ones finish the purge.
+        for i in 0..1000u64 {
+            add(&t, &(10_000 + i).to_le_bytes(), i, 2 * S, S);
+        }
+        assert_eq!(t.len(), 1001);
+        assert!(t.lock().heap.len() <= 1001 + PURGE_BUDGET);
+    }
+
+    /// Every message with its own window: the work per insert stays constant (a table
+    /// scanning one list per window would visit O(n) items per insert here).
+    #[test]
+    fn distinct_windows_cost_constant_work_per_insert() {
+        let n = 20_000u64;
+        let t = DedupTable::new(1000);
+        for i in 0..n {
+            // One insert per ms, each with its own window (1 s plus i µs): entries
+            // expire and are evicted along the way.
+            add(&t, &i.to_le_bytes(), i, i * S / 1000, S + i * 1000);
+        }
+        let g = t.lock();
+        assert!(g.visits <= 3 * n, "{} heap items visited", g.visits);
+        assert!(g.committed <= 1000);
+        assert!(g.heap.len() <= 2 * g.committed + STALE_SLACK);
+    }
+
+    #[test]
+    fn stale_heap_items_stay_bounded() {
+        // Replacing the same keys again and again at rebuild leaves a stale heap item
+        // each time; the heap is rebuilt before they outnumber the live ones.
+        let t = DedupTable::new(100);
+        for round in 0..1000u64 {
+            for k in 0..10u64 {
+                t.rebuild_insert(&k.to_le_bytes(), round, round, 1 << 40, 1);
+            }
+        }
+        let g = t.lock();
+        assert_eq!(g.committed, 10);
+        assert!(g.heap.len() <= 2 * 10 + STALE_SLACK, "{}", g.heap.len());
+        drop(g);
+        assert_eq!(dup(&t, &3u64.to_le_bytes(), 2), Some(999));
     }
 
     #[test]
