@@ -73,40 +73,38 @@ pub(crate) fn validate(c: Compression) -> Result<(), String> {
 /// [`TAG_NONE`] means `out` is unused and the payload is stored as is.
 pub(crate) fn compress(c: Compression, payload: &[u8], min_size: usize, out: &mut Vec<u8>) -> u8 {
     out.clear();
-    if payload.len() < min_size.max(1) {
+    if c == Compression::None || payload.len() < min_size.max(1) {
         return TAG_NONE;
     }
     let Ok(len) = u32::try_from(payload.len()) else {
         return TAG_NONE;
     };
     out.extend_from_slice(&len.to_le_bytes());
-    let tag = match c {
-        Compression::None => return TAG_NONE,
+    let (tag, written) = match c {
+        Compression::None => (TAG_NONE, None),
         Compression::Lz4 => {
             let bound = lz4_flex::block::get_maximum_output_size(payload.len());
             out.resize(4 + bound, 0);
-            match lz4_flex::block::compress_into(payload, &mut out[4..]) {
-                Ok(n) => out.truncate(4 + n),
-                Err(_) => return TAG_NONE,
-            }
-            TAG_LZ4
+            let n = lz4_flex::block::compress_into(payload, &mut out[4..]).ok();
+            (TAG_LZ4, n)
         }
         Compression::Zstd { level } => {
             let bound = zstd::zstd_safe::compress_bound(payload.len());
             out.resize(4 + bound, 0);
-            match zstd_compress(payload, &mut out[4..], level) {
-                Some(n) => out.truncate(4 + n),
-                None => return TAG_NONE,
-            }
-            TAG_ZSTD
+            (TAG_ZSTD, zstd_compress(payload, &mut out[4..], level))
         }
     };
-    // Worth it only if at least 5% smaller.
-    if (out.len() as u64) * 100 > (payload.len() as u64) * 95 {
-        out.clear();
-        return TAG_NONE;
+    // Worth it only if the codec worked and the result is at least 5% smaller.
+    match written {
+        Some(n) if ((4 + n) as u64) * 100 <= (payload.len() as u64) * 95 => {
+            out.truncate(4 + n);
+            tag
+        }
+        _ => {
+            out.clear();
+            TAG_NONE
+        }
     }
-    tag
 }
 
 thread_local! {
@@ -260,6 +258,62 @@ mod tests {
             compress(Compression::None, &text(8192), 0, &mut out),
             TAG_NONE
         );
+        assert!(out.is_empty(), "tag 0 leaves nothing to store in `out`");
+    }
+
+    #[test]
+    fn tag_none_always_leaves_out_empty() {
+        let mut out = vec![1, 2, 3];
+        for c in [Compression::None, CODECS[0], CODECS[1], CODECS[2]] {
+            for (p, min) in [(noise(8192), 0), (text(100), 1024), (Vec::new(), 0)] {
+                out.extend_from_slice(b"left over");
+                if compress(c, &p, min, &mut out) == TAG_NONE {
+                    assert!(out.is_empty(), "{c:?} {} {min}", p.len());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_five_percent_rule_is_exact() {
+        // Text followed by noise, in proportions around the 5% threshold: the tag is
+        // non-zero exactly when the stored form is at most 95% of the payload.
+        for c in CODECS {
+            let mut seen = [false; 2];
+            for noise_len in (3000..4096).step_by(37) {
+                let mut p = text(4096 - noise_len);
+                p.extend(noise(noise_len));
+                let mut out = Vec::new();
+                let tag = compress(c, &p, 0, &mut out);
+                seen[usize::from(tag != TAG_NONE)] = true;
+                if tag == TAG_NONE {
+                    assert!(out.is_empty());
+                } else {
+                    assert!(out.len() * 100 <= p.len() * 95, "{c:?} {}", out.len());
+                    assert_eq!(&*decompress(tag, &out, p.len()).unwrap(), &p[..]);
+                }
+            }
+            assert_eq!(seen, [true, true], "{c:?}: both sides of the threshold");
+        }
+    }
+
+    #[test]
+    fn a_tiny_record_declaring_a_gibibyte_is_refused() {
+        // 1 GiB of zeros would compress to a few hundred bytes; the record below is a
+        // real tiny stream with a length prefix of 1 GiB and a limit of 1 MiB.
+        for c in CODECS {
+            let mut out = Vec::new();
+            let tag = compress(c, &[0u8; 4096], 0, &mut out);
+            assert_ne!(tag, TAG_NONE);
+            out[..4].copy_from_slice(&(1u32 << 30).to_le_bytes());
+            assert_eq!(
+                decompress(tag, &out, 1 << 20),
+                Err(DecodeError::TooLarge {
+                    size: 1 << 30,
+                    max: 1 << 20
+                })
+            );
+        }
     }
 
     #[test]
