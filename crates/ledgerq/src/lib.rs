@@ -62,6 +62,8 @@ mod error;
 #[cfg(not(ledgerq_loom))]
 mod grace;
 #[cfg(not(ledgerq_loom))]
+pub mod inspect;
+#[cfg(not(ledgerq_loom))]
 mod message;
 #[cfg(not(ledgerq_loom))]
 pub mod observe;
