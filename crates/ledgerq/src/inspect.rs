@@ -98,6 +98,8 @@ pub struct Record {
     pub state: MessageState,
     /// The dedup key it was enqueued with, if any.
     pub dedup_key: Option<Vec<u8>>,
+    /// The dedup window it was enqueued with (with a dedup key).
+    pub dedup_window: Option<Duration>,
     /// The compression tag it is stored with (0 none, 1 LZ4, 2 Zstandard).
     pub compression: u8,
     /// The payload's size on disk (compressed size if compressed).
@@ -250,6 +252,7 @@ struct Raw {
     compression: u8,
     expires_at_ns: u64,
     headers: Vec<(String, String)>,
+    /// The stored dedup field: the window (u64 LE, ns) then the key.
     dedup_key: Option<Vec<u8>>,
     payload: Vec<u8>,
 }
@@ -485,7 +488,14 @@ impl Inspector {
                 headers: raw.headers,
             },
             state,
-            dedup_key: raw.dedup_key,
+            dedup_key: raw
+                .dedup_key
+                .as_deref()
+                .map(|d| d.get(8..).unwrap_or(&[]).to_vec()),
+            dedup_window: raw.dedup_key.as_deref().and_then(|d| {
+                let w = d.get(..8)?;
+                Some(Duration::from_nanos(u64::from_le_bytes(w.try_into().ok()?)))
+            }),
             compression: raw.compression,
             stored_len,
         })
@@ -606,18 +616,15 @@ mod tests {
     }
 
     #[test]
-    fn manual_mode_states_and_peek_skip_acked_while_owned() {
+    fn manual_mode_states_and_peek_skip_acked() {
         let t = tempfile::tempdir().unwrap();
         let q = Queue::open_with(t.path(), Options::new().ack_mode(AckMode::Manual)).unwrap();
         q.enqueue_batch(["a", "b", "c", "d"]).unwrap();
-        q.enqueue_with(
-            "gone",
-            EnqueueOptions::new().ttl(Duration::from_millis(1)),
-        )
-        .unwrap();
+        q.enqueue_with("gone", &EnqueueOptions::new().ttl(Duration::from_millis(1)))
+            .unwrap();
         q.enqueue_with(
             "e",
-            EnqueueOptions::new()
+            &EnqueueOptions::new()
                 .header("k", "v")
                 .dedup_key("key-e")
                 .compression(crate::Compression::Lz4),
@@ -627,8 +634,13 @@ mod tests {
         let b = q.dequeue().unwrap().unwrap();
         q.ack(b.id()).unwrap();
         std::thread::sleep(Duration::from_millis(5));
+        // Read while owned, then again after the owner closed: nothing is written.
+        let owned = Inspector::open(t.path()).unwrap().peek(10).unwrap();
+        q.close().unwrap();
+        drop(q);
         let before = snapshot(t.path());
         let i = Inspector::open(t.path()).unwrap();
+        assert_eq!(i.peek(10).unwrap(), owned);
         let peeked: Vec<(u64, Vec<u8>, u32)> = i
             .peek(10)
             .unwrap()
@@ -667,8 +679,8 @@ mod tests {
             (6, 3, 1, 1, 1)
         );
         assert_eq!((s.first_id, s.next_id, s.watermark), (1, 7, 1));
-        assert_eq!(snapshot(t.path()), before, "inspection writes nothing");
-        drop(a);
+        assert!(snapshot(t.path()) == before, "inspection writes nothing");
+        assert_eq!(a.id(), 1);
     }
 
     #[test]
@@ -676,11 +688,11 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let q = Queue::open_with(t.path(), Options::new().priorities(true)).unwrap();
         let p = |p| EnqueueOptions::new().priority(p);
-        q.enqueue_with("low1", p(Priority::Low)).unwrap();
-        q.enqueue_with("high1", p(Priority::High)).unwrap();
-        q.enqueue_with("med1", p(Priority::Medium)).unwrap();
-        q.enqueue_with("high2", p(Priority::High)).unwrap();
-        q.enqueue_with("low2", p(Priority::Low)).unwrap();
+        q.enqueue_with("low1", &p(Priority::Low)).unwrap();
+        q.enqueue_with("high1", &p(Priority::High)).unwrap();
+        q.enqueue_with("med1", &p(Priority::Medium)).unwrap();
+        q.enqueue_with("high2", &p(Priority::High)).unwrap();
+        q.enqueue_with("low2", &p(Priority::Low)).unwrap();
         let expected: Vec<Vec<u8>> = q
             .peek(5)
             .unwrap()
