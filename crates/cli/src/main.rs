@@ -1,5 +1,653 @@
-//! The `ledgerq` command-line tool.
+//! `ledgerq`: the command-line tool for the people who operate LedgerQ queues.
+//!
+//! Read-only commands (`stats`, `verify`, `peek`, `dump`, `tail`, `dead-letter list`)
+//! never take the queue's lock and never create anything; they work while another
+//! process owns the queue. Mutating commands (`enqueue`, `dequeue`, `compact`,
+//! `dead-letter requeue`) open the queue and fail if another process owns it.
 
-fn main() {
-    println!("ledgerq {}", env!("CARGO_PKG_VERSION"));
+mod render;
+
+use std::io::{self, BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ledgerq::inspect::{Inspector, DEAD_LETTER_DIR, LOCK_FILE};
+use ledgerq::{AckMode, EnqueueOptions, Error, Options, Priority, Queue};
+
+use render::Format;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success (verify: the queue is clean)
+  1  failure: the queue is damaged (verify), missing, not a queue, owned by another
+     process (mutating commands), or an operation failed
+  2  usage error: unknown command, bad or missing arguments";
+
+/// Inspect, verify and operate LedgerQ queues (a directory is a queue).
+#[derive(Parser, Debug)]
+#[command(name = "ledgerq", version, after_help = EXIT_CODES, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Show a queue's counters: records, pending, in flight, consumed, expired, dead
+    /// letters, segments and disk use (read-only).
+    #[command(after_help = EXIT_CODES)]
+    Stats {
+        /// The queue directory.
+        dir: PathBuf,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every segment and the consumer state, and report segments, record ranges,
+    /// holes, missing IDs, torn tails and corruption with file and offset (read-only).
+    /// Exits 0 when clean, 1 when damaged.
+    #[command(after_help = EXIT_CODES)]
+    Verify {
+        /// The queue directory.
+        dir: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the next N messages a consumer would receive, changing nothing
+    /// (read-only). Consumed, acknowledged, expired and dead-lettered messages are
+    /// skipped; priority queues list High, then Medium, then Low.
+    #[command(after_help = EXIT_CODES)]
+    Peek {
+        /// The queue directory.
+        dir: PathBuf,
+        /// How many messages.
+        #[arg(short = 'n', long = "count", default_value_t = 10)]
+        count: usize,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Print the retained records in ID order, whatever their state (read-only).
+    #[command(after_help = EXIT_CODES)]
+    Dump {
+        /// The queue directory.
+        dir: PathBuf,
+        /// Start at this ID.
+        #[arg(long, value_name = "ID", conflicts_with = "since")]
+        from: Option<u64>,
+        /// Start at the first record enqueued at or after TIME: an RFC 3339 time
+        /// (2024-05-01T10:00:00Z) or a duration ago (90s, 10m, 2h, 1day).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Output format: text (the state of each record included), json (one object
+        /// per line) or raw (payload bytes, one per line).
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Print the newest records and, with -f, follow new ones as they are appended
+    /// (read-only; stop with Ctrl-C).
+    #[command(after_help = EXIT_CODES)]
+    Tail {
+        /// The queue directory.
+        dir: PathBuf,
+        /// How many of the newest records to print first.
+        #[arg(short = 'n', long = "count", default_value_t = 10)]
+        count: u64,
+        /// Keep running and print records as they are appended.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Append messages and print their IDs, one per line. Payloads come from the
+    /// arguments or, without any, one per line from standard input. The directory
+    /// must exist (an empty directory becomes a new queue).
+    #[command(after_help = EXIT_CODES)]
+    Enqueue {
+        /// The queue directory.
+        dir: PathBuf,
+        /// A header KEY=VALUE (repeatable).
+        #[arg(long = "header", value_name = "K=V", value_parser = parse_header)]
+        headers: Vec<(String, String)>,
+        /// The messages' priority.
+        #[arg(long, value_enum)]
+        priority: Option<PriorityArg>,
+        /// Time to live (30s, 5m, 1h): the messages expire if not delivered by then.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        ttl: Option<Duration>,
+        /// A dedup key: an enqueue with a key seen within the dedup window writes
+        /// nothing and prints the first message's ID followed by "duplicate".
+        #[arg(long, value_name = "KEY")]
+        dedup_key: Option<String>,
+        /// The payloads (one message each).
+        payloads: Vec<String>,
+    },
+    /// Take up to N messages and print them. Without --ack they stay unacknowledged
+    /// and are delivered again when the queue is next opened (their delivery count
+    /// goes up); with --ack they are acknowledged and gone.
+    #[command(after_help = EXIT_CODES)]
+    Dequeue {
+        /// The queue directory.
+        dir: PathBuf,
+        /// How many messages at most.
+        #[arg(short = 'n', long = "count", default_value_t = 1)]
+        count: usize,
+        /// Acknowledge the messages taken.
+        #[arg(long)]
+        ack: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Remove the segment files whose messages are all consumed.
+    #[command(after_help = EXIT_CODES)]
+    Compact {
+        /// The queue directory.
+        dir: PathBuf,
+    },
+    /// List or requeue the messages of the dead-letter queue (DIR/dead-letter).
+    #[command(subcommand)]
+    DeadLetter(DeadLetterCommand),
+    /// Print a shell completion script (e.g. `ledgerq completions bash >
+    /// /etc/bash_completion.d/ledgerq`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the version.
+    Version,
+}
+
+#[derive(Subcommand, Debug)]
+enum DeadLetterCommand {
+    /// List the dead letters still in the dead-letter queue (read-only).
+    #[command(after_help = EXIT_CODES)]
+    List {
+        /// The queue directory (not its dead-letter directory).
+        dir: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Move dead letter ID back into the queue as a new message; prints the new ID.
+    #[command(after_help = EXIT_CODES)]
+    Requeue {
+        /// The dead letter's ID (as listed by `dead-letter list`).
+        id: u64,
+        /// The queue directory (not its dead-letter directory).
+        dir: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum PriorityArg {
+    Low,
+    Medium,
+    High,
+}
+
+impl From<PriorityArg> for Priority {
+    fn from(p: PriorityArg) -> Priority {
+        match p {
+            PriorityArg::Low => Priority::Low,
+            PriorityArg::Medium => Priority::Medium,
+            PriorityArg::High => Priority::High,
+        }
+    }
+}
+
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("`{s}` is not KEY=VALUE")),
+    }
+}
+
+/// Why a command failed: a usage error exits 2, anything else 1. The message is one
+/// line that says what to do.
+enum Failure {
+    Usage(String),
+    Failed(String),
+}
+
+type CmdResult = Result<(), Failure>;
+
+impl From<io::Error> for Failure {
+    fn from(e: io::Error) -> Failure {
+        Failure::Failed(format!("cannot write output: {e}"))
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // Help and version go to stdout with 0; usage errors to stderr with 2.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(m)) => {
+            eprintln!("ledgerq: error: {m}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Failed(m)) => {
+            if !m.is_empty() {
+                eprintln!("ledgerq: error: {m}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> CmdResult {
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let r = match cli.command {
+        Command::Stats { dir, json } => stats(&mut out, &dir, json),
+        Command::Verify { dir, json } => verify(&mut out, &dir, json),
+        Command::Peek { dir, count, format } => peek(&mut out, &dir, count, format),
+        Command::Dump {
+            dir,
+            from,
+            since,
+            format,
+        } => dump(&mut out, &dir, from, since.as_deref(), format),
+        Command::Tail {
+            dir,
+            count,
+            follow,
+            format,
+        } => tail(&mut out, &dir, count, follow, format),
+        Command::Enqueue {
+            dir,
+            headers,
+            priority,
+            ttl,
+            dedup_key,
+            payloads,
+        } => {
+            let mut opts = EnqueueOptions::new();
+            for (k, v) in headers {
+                opts = opts.header(k, v);
+            }
+            if let Some(p) = priority {
+                opts = opts.priority(p.into());
+            }
+            if let Some(t) = ttl {
+                opts = opts.ttl(t);
+            }
+            if let Some(k) = dedup_key {
+                opts = opts.dedup_key(k);
+            }
+            enqueue(&mut out, &dir, &opts, payloads)
+        }
+        Command::Dequeue {
+            dir,
+            count,
+            ack,
+            format,
+        } => dequeue(&mut out, &dir, count, ack, format),
+        Command::Compact { dir } => compact(&mut out, &dir),
+        Command::DeadLetter(DeadLetterCommand::List { dir, format }) => {
+            dead_letter_list(&mut out, &dir, format)
+        }
+        Command::DeadLetter(DeadLetterCommand::Requeue { id, dir }) => {
+            dead_letter_requeue(&mut out, &dir, id)
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "ledgerq", &mut out);
+            Ok(())
+        }
+        Command::Version => {
+            writeln!(out, "ledgerq {}", env!("CARGO_PKG_VERSION"))?;
+            Ok(())
+        }
+    };
+    let flushed = out.flush();
+    match (r, flushed) {
+        // A closed pipe (`ledgerq dump DIR | head`) is not an error.
+        (Err(Failure::Failed(m)), _) if m.contains("Broken pipe") => Ok(()),
+        (r @ Err(_), _) => r,
+        (Ok(()), Err(e)) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        (Ok(()), Err(e)) => Err(e.into()),
+        (Ok(()), Ok(())) => Ok(()),
+    }
+}
+
+/// The one-line message for a library error on queue `dir`.
+fn describe(dir: &Path, e: &Error) -> String {
+    let d = dir.display();
+    match e {
+        Error::Locked { .. } => format!(
+            "queue {d} is owned by another process (lock file {}); stop that process, or \
+             use a read-only command (stats, verify, peek, dump, tail)",
+            dir.join(LOCK_FILE).display()
+        ),
+        Error::Io { source, op, .. }
+            if source.kind() == io::ErrorKind::NotFound && op.starts_with("find a queue") =>
+        {
+            format!(
+                "{d} is not a queue directory (no segment or consumer state file); check the path"
+            )
+        }
+        Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+            format!("queue directory {d} does not exist; check the path")
+        }
+        Error::Io { source, .. } => format!("{e}: {source}"),
+        Error::Corrupt { .. } => {
+            format!("{e}; run `ledgerq verify {d}` for a full report")
+        }
+        Error::Journal(j) => match std::error::Error::source(j) {
+            Some(s) => format!("{e}: {s}"),
+            None => e.to_string(),
+        },
+        _ => e.to_string(),
+    }
+}
+
+fn fail(dir: &Path) -> impl Fn(Error) -> Failure + '_ {
+    move |e| Failure::Failed(describe(dir, &e))
+}
+
+/// Opens `dir` read-only.
+fn inspector(dir: &Path) -> Result<Inspector, Failure> {
+    Inspector::open(dir).map_err(fail(dir))
+}
+
+/// Opens the queue in `dir` for a mutating command: the directory must exist (it is
+/// never created here), and, unless `new_ok`, already hold a queue.
+fn open_queue(dir: &Path, opts: Options, new_ok: bool) -> Result<Queue, Failure> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(Failure::Failed(format!(
+                "{} is not a directory; give a queue directory",
+                dir.display()
+            )))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(Failure::Failed(format!(
+                "queue directory {} does not exist; check the path{}",
+                dir.display(),
+                if new_ok {
+                    " (create it with mkdir to start a new queue)"
+                } else {
+                    ""
+                }
+            )))
+        }
+        Err(e) => {
+            return Err(Failure::Failed(format!(
+                "cannot read {}: {e}",
+                dir.display()
+            )))
+        }
+    }
+    if !new_ok {
+        // Fails on a directory that holds no queue, without creating anything.
+        inspector(dir)?;
+    }
+    Queue::open_with(dir, opts).map_err(fail(dir))
+}
+
+fn close(dir: &Path, q: Queue) -> CmdResult {
+    q.close().map_err(fail(dir))
+}
+
+/// A progress indicator on stderr, only when stderr is a terminal.
+fn progress(len: Option<u64>, what: &str) -> ProgressBar {
+    if !io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = match len {
+        Some(n) => {
+            let pb = ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr());
+            if let Ok(style) =
+                ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({eta} left)")
+            {
+                pb.set_style(style.progress_chars("=> "));
+            }
+            pb
+        }
+        None => {
+            let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+                pb.set_style(style);
+            }
+            pb.enable_steady_tick(Duration::from_millis(100));
+            pb
+        }
+    };
+    pb.set_message(what.to_string());
+    pb
+}
+
+fn stats(out: &mut impl Write, dir: &Path, json: bool) -> CmdResult {
+    let i = inspector(dir)?;
+    let s = i.stats().map_err(fail(dir))?;
+    if json {
+        writeln!(out, "{}", render::stats_json(dir, &s))?;
+    } else {
+        write!(out, "{}", render::stats_text(dir, &s))?;
+    }
+    Ok(())
+}
+
+fn verify(out: &mut impl Write, dir: &Path, json: bool) -> CmdResult {
+    // The report covers any directory that exists; one holding no queue is reported
+    // as such, not verified as empty.
+    let i = inspector(dir)?;
+    let pb = progress(None, &format!("verifying {}", dir.display()));
+    let r = i.verify();
+    pb.finish_and_clear();
+    let r = r.map_err(|e| Failure::Failed(format!("{e}; check the path and its permissions")))?;
+    if json {
+        writeln!(out, "{}", render::report_json(&r))?;
+    } else {
+        write!(out, "{r}")?;
+    }
+    if r.is_clean() {
+        return Ok(());
+    }
+    out.flush()?;
+    Err(Failure::Failed(format!(
+        "queue {} is damaged ({} corruption(s), {} torn tail(s){}); opening the queue \
+         repairs a torn tail, corruption needs RecoveryMode::Skip or a backup",
+        dir.display(),
+        r.corruption.len(),
+        r.torn.len(),
+        if r.consumer.as_ref().is_some_and(|c| c.problem.is_some()) {
+            ", bad consumer state"
+        } else {
+            ""
+        }
+    )))
+}
+
+fn peek(out: &mut impl Write, dir: &Path, count: usize, format: Format) -> CmdResult {
+    let i = inspector(dir)?;
+    for m in i.peek(count).map_err(fail(dir))? {
+        render::message(out, format, &m, None, None)?;
+    }
+    Ok(())
+}
+
+/// A time given as RFC 3339 or as a duration ago.
+fn parse_since(s: &str) -> Result<SystemTime, Failure> {
+    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
+        return Ok(t);
+    }
+    if let Ok(d) = humantime::parse_duration(s) {
+        return Ok(SystemTime::now()
+            .checked_sub(d)
+            .unwrap_or(SystemTime::UNIX_EPOCH));
+    }
+    Err(Failure::Usage(format!(
+        "--since `{s}` is neither an RFC 3339 time (2024-05-01T10:00:00Z) nor a duration \
+         ago (10m, 2h)"
+    )))
+}
+
+fn dump(
+    out: &mut impl Write,
+    dir: &Path,
+    from: Option<u64>,
+    since: Option<&str>,
+    format: Format,
+) -> CmdResult {
+    let since = since.map(parse_since).transpose()?;
+    let i = inspector(dir)?;
+    let start = match (from, since) {
+        (Some(id), _) => id,
+        (None, Some(t)) => i.seek_time(t).map_err(fail(dir))?,
+        (None, None) => i.first_id(),
+    };
+    let end = i.next_id();
+    let first = start.max(i.first_id());
+    let pb = progress(Some(end.saturating_sub(first)), "dumping");
+    let mut records = i.records(first).map_err(fail(dir))?;
+    let mut n = 0u64;
+    let r = (|| {
+        for r in records.by_ref() {
+            let r = r.map_err(fail(dir))?;
+            render::record(out, format, &r)?;
+            n += 1;
+            if n % 1024 == 0 {
+                pb.set_position(r.message.id().saturating_sub(first));
+            }
+            if r.message.id() + 1 >= end {
+                break;
+            }
+        }
+        Ok(())
+    })();
+    pb.finish_and_clear();
+    r
+}
+
+fn tail(out: &mut impl Write, dir: &Path, count: u64, follow: bool, format: Format) -> CmdResult {
+    let i = inspector(dir)?;
+    let from = i.next_id().saturating_sub(count).max(i.first_id());
+    let mut records = i.records(from).map_err(fail(dir))?;
+    loop {
+        for r in records.by_ref() {
+            let r = r.map_err(fail(dir))?;
+            render::record(out, format, &r)?;
+        }
+        out.flush()?;
+        if !follow {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn enqueue(
+    out: &mut impl Write,
+    dir: &Path,
+    opts: &EnqueueOptions,
+    payloads: Vec<String>,
+) -> CmdResult {
+    let q = open_queue(dir, Options::new(), true)?;
+    let put = |payload: &[u8], out: &mut dyn Write| -> CmdResult {
+        let e = q.enqueue_with(payload, opts).map_err(fail(dir))?;
+        if e.is_duplicate() {
+            writeln!(out, "{} duplicate", e.id())?;
+        } else {
+            writeln!(out, "{}", e.id())?;
+        }
+        Ok(())
+    };
+    if payloads.is_empty() {
+        let stdin = io::stdin();
+        let mut lock = stdin.lock();
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = lock
+                .read_until(b'\n', &mut line)
+                .map_err(|e| Failure::Failed(format!("cannot read standard input: {e}")))?;
+            if n == 0 {
+                break;
+            }
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
+            put(&line, out)?;
+        }
+    } else {
+        for p in &payloads {
+            put(p.as_bytes(), out)?;
+        }
+    }
+    close(dir, q)
+}
+
+fn dequeue(out: &mut impl Write, dir: &Path, count: usize, ack: bool, format: Format) -> CmdResult {
+    let q = open_queue(dir, Options::new().ack_mode(AckMode::Manual), false)?;
+    for _ in 0..count {
+        let Some(m) = q.dequeue().map_err(fail(dir))? else {
+            break;
+        };
+        render::message(out, format, &m, None, None)?;
+        if ack {
+            q.ack(m.id()).map_err(fail(dir))?;
+        }
+    }
+    close(dir, q)
+}
+
+fn compact(out: &mut impl Write, dir: &Path) -> CmdResult {
+    let q = open_queue(dir, Options::new().auto_compact(false), false)?;
+    let pb = progress(None, &format!("compacting {}", dir.display()));
+    let r = q.compact();
+    pb.finish_and_clear();
+    let r = r.map_err(fail(dir))?;
+    writeln!(
+        out,
+        "removed {} segment(s), freed {} bytes",
+        r.segments_removed, r.bytes_freed
+    )?;
+    close(dir, q)
+}
+
+fn dead_letter_list(out: &mut impl Write, dir: &Path, format: Format) -> CmdResult {
+    // The queue itself must be there; an absent dead-letter queue holds nothing.
+    inspector(dir)?;
+    let dlq = dir.join(DEAD_LETTER_DIR);
+    if !dlq.exists() {
+        return Ok(());
+    }
+    let i = inspector(&dlq)?;
+    for r in i.records(i.first_id()).map_err(fail(&dlq))? {
+        let r = r.map_err(fail(&dlq))?;
+        if r.state.is_deliverable() {
+            render::message(out, format, &r.message, None, None)?;
+        }
+    }
+    Ok(())
+}
+
+fn dead_letter_requeue(out: &mut impl Write, dir: &Path, id: u64) -> CmdResult {
+    let q = open_queue(dir, Options::new(), false)?;
+    let new_id = q.requeue_dead_letter(id).map_err(|e| match e {
+        Error::NotFound { .. } => Failure::Failed(format!(
+            "the dead-letter queue of {} holds no message {id}; list them with `ledgerq \
+             dead-letter list {}`",
+            dir.display(),
+            dir.display()
+        )),
+        e => Failure::Failed(describe(dir, &e)),
+    })?;
+    writeln!(out, "{new_id}")?;
+    close(dir, q)
 }
