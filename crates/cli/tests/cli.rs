@@ -1,0 +1,747 @@
+//! Runs the built `ledgerq` binary against real queues made by the library.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as StdCommand, Stdio};
+
+use assert_cmd::Command;
+use ledgerq::{AckMode, EnqueueOptions, Options, Priority, Queue};
+use predicates::prelude::*;
+
+fn ledgerq() -> Command {
+    Command::cargo_bin("ledgerq").unwrap()
+}
+
+/// Small segments, so that a few hundred messages span several files.
+fn small() -> Options {
+    Options::new().segment_size(64 << 10).auto_compact(false)
+}
+
+/// Every file under `dir` with its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut m = BTreeMap::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            m.extend(snapshot(&p));
+        } else {
+            let b = fs::read(&p).unwrap();
+            m.insert(p, b);
+        }
+    }
+    m
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// A closed queue: "a".."e", the first consumed.
+fn queue_abcde() -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    let q = Queue::open(t.path()).unwrap();
+    q.enqueue_batch(["a", "b", "c", "d"]).unwrap();
+    q.enqueue_with(
+        "e",
+        &EnqueueOptions::new()
+            .header("trace", "x1")
+            .priority(Priority::High),
+    )
+    .unwrap();
+    assert_eq!(q.dequeue().unwrap().unwrap().payload(), b"a");
+    q.close().unwrap();
+    t
+}
+
+fn stdout_of(cmd: &mut Command) -> String {
+    let out = cmd.assert().success().get_output().stdout.clone();
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn version_and_help_document_exit_codes() {
+    ledgerq()
+        .arg("version")
+        .assert()
+        .success()
+        .stdout(format!("ledgerq {}\n", env!("CARGO_PKG_VERSION")));
+    ledgerq()
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Exit codes:"));
+    for sub in [
+        "stats", "verify", "peek", "dump", "tail", "enqueue", "dequeue", "compact",
+    ] {
+        ledgerq()
+            .args([sub, "--help"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("Exit codes:").and(predicate::str::contains("DIR")));
+    }
+    ledgerq()
+        .args(["dead-letter", "requeue", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("<ID> <DIR>"));
+}
+
+#[test]
+fn completions_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        ledgerq()
+            .args(["completions", shell])
+            .assert()
+            .success()
+            .stdout(
+                predicate::str::contains("ledgerq").and(predicate::str::contains("dead-letter")),
+            );
+    }
+}
+
+#[test]
+fn bad_arguments_exit_2() {
+    let t = queue_abcde();
+    let d = t.path().to_str().unwrap();
+    let cases: Vec<Vec<&str>> = vec![
+        vec![],
+        vec!["frobnicate"],
+        vec!["stats"],
+        vec!["peek", d, "-n", "many"],
+        vec!["enqueue", d, "--priority", "urgent", "x"],
+        vec!["enqueue", d, "--header", "novalue", "x"],
+        vec!["enqueue", d, "--ttl", "soon", "x"],
+        vec!["dump", d, "--format", "xml"],
+        vec!["dump", d, "--from", "1", "--since", "1h"],
+        vec!["dump", d, "--since", "yesterday-ish"],
+        vec!["dead-letter", "requeue", "notanid", d],
+        vec!["completions", "powershell-classic"],
+    ];
+    for args in cases {
+        ledgerq()
+            .args(&args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::is_empty().not());
+    }
+}
+
+#[test]
+fn stats_table_and_json() {
+    let t = queue_abcde();
+    let text = stdout_of(ledgerq().arg("stats").arg(t.path()));
+    assert!(text.contains("records         5"), "{text}");
+    assert!(text.contains("pending         4"), "{text}");
+    assert!(text.contains("consumed        1"), "{text}");
+    assert!(
+        text.contains("IDs             1..=5 retained, next ID 6"),
+        "{text}"
+    );
+    let json = stdout_of(ledgerq().arg("stats").arg(t.path()).arg("--json"));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["records"], 5);
+    assert_eq!(v["pending"], 4);
+    assert_eq!(v["consumed"], 1);
+    assert_eq!(v["next_id"], 6);
+    assert_eq!(v["watermark"], 2);
+    assert_eq!(v["deliverable_by_priority"]["high"], 1);
+}
+
+#[test]
+fn peek_shows_next_messages_and_changes_nothing() {
+    let t = queue_abcde();
+    let before = snapshot(t.path());
+    let text = stdout_of(ledgerq().arg("peek").arg(t.path()).args(["-n", "2"]));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].starts_with("2  ") && lines[0].ends_with("  b"),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with("3  ") && lines[1].ends_with("  c"),
+        "{text}"
+    );
+    let raw = stdout_of(
+        ledgerq()
+            .arg("peek")
+            .arg(t.path())
+            .args(["--format", "raw"]),
+    );
+    assert_eq!(raw, "b\nc\nd\ne\n");
+    assert!(snapshot(t.path()) == before, "peek wrote to the queue");
+}
+
+#[test]
+fn peek_on_a_priority_queue_lists_high_first() {
+    let t = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(t.path(), Options::new().priorities(true)).unwrap();
+    for (p, prio) in [
+        ("low", Priority::Low),
+        ("high", Priority::High),
+        ("medium", Priority::Medium),
+    ] {
+        q.enqueue_with(p, &EnqueueOptions::new().priority(prio))
+            .unwrap();
+    }
+    q.close().unwrap();
+    let raw = stdout_of(
+        ledgerq()
+            .arg("peek")
+            .arg(t.path())
+            .args(["--format", "raw"]),
+    );
+    assert_eq!(raw, "high\nmedium\nlow\n");
+}
+
+#[test]
+fn dump_text_json_and_from() {
+    let t = queue_abcde();
+    let text = stdout_of(ledgerq().arg("dump").arg(t.path()));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    assert!(
+        lines[0].contains("  consumed  ") && lines[0].ends_with("  a"),
+        "{text}"
+    );
+    assert!(lines[4].contains("  high  pending  trace=x1  e"), "{text}");
+    let json = stdout_of(
+        ledgerq()
+            .arg("dump")
+            .arg(t.path())
+            .args(["--format", "json", "--from", "4"]),
+    );
+    let v: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(v.len(), 2);
+    assert_eq!(v[0]["id"], 4);
+    assert_eq!(v[1]["payload"], "e");
+    assert_eq!(v[1]["priority"], "high");
+    assert_eq!(v[1]["headers"][0], serde_json::json!(["trace", "x1"]));
+    // Everything was enqueued in the last hour, nothing in the future.
+    let n = stdout_of(ledgerq().arg("dump").arg(t.path()).args(["--since", "1h"]))
+        .lines()
+        .count();
+    assert_eq!(n, 5);
+    let n = stdout_of(
+        ledgerq()
+            .arg("dump")
+            .arg(t.path())
+            .args(["--since", "2999-01-01T00:00:00Z"]),
+    )
+    .lines()
+    .count();
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn enqueue_from_stdin_round_trips_through_dump_raw() {
+    let t = tempfile::tempdir().unwrap();
+    let input: &[u8] = b"first line\nsecond \xff\x00 binary\n\nlast without newline";
+    let ids = stdout_of(ledgerq().arg("enqueue").arg(t.path()).write_stdin(input));
+    assert_eq!(ids, "1\n2\n3\n4\n");
+    let out = ledgerq()
+        .arg("dump")
+        .arg(t.path())
+        .args(["--format", "raw"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let mut expected = input.to_vec();
+    expected.push(b'\n');
+    assert_eq!(out, expected);
+    // The text format escapes what is not printable.
+    let text = stdout_of(ledgerq().arg("dump").arg(t.path()).args(["--from", "2"]));
+    assert!(
+        text.lines()
+            .next()
+            .unwrap()
+            .ends_with(r#"b"second \xff\x00 binary""#),
+        "{text}"
+    );
+}
+
+#[test]
+fn enqueue_with_options_and_dedup() {
+    let t = tempfile::tempdir().unwrap();
+    let args = [
+        "--header",
+        "k=v=w",
+        "--priority",
+        "medium",
+        "--ttl",
+        "1h",
+        "--dedup-key",
+        "order-1",
+    ];
+    let ids = stdout_of(ledgerq().arg("enqueue").arg(t.path()).args(args).arg("p1"));
+    assert_eq!(ids, "1\n");
+    let ids = stdout_of(ledgerq().arg("enqueue").arg(t.path()).args(args).arg("p2"));
+    assert_eq!(ids, "1 duplicate\n");
+    let q = Queue::open(t.path()).unwrap();
+    let m = q.dequeue().unwrap().unwrap();
+    assert_eq!(m.payload(), b"p1");
+    assert_eq!(m.header("k"), Some("v=w"));
+    assert_eq!(m.priority(), Priority::Medium);
+    assert!(m.expires_at().is_some());
+    assert!(q.dequeue().unwrap().is_none());
+}
+
+#[test]
+fn dequeue_without_ack_leaves_messages_and_with_ack_removes_them() {
+    let t = queue_abcde();
+    let out = stdout_of(
+        ledgerq()
+            .arg("dequeue")
+            .arg(t.path())
+            .args(["--format", "raw"]),
+    );
+    assert_eq!(out, "b\n");
+    // Not acknowledged: still there.
+    let raw = stdout_of(
+        ledgerq()
+            .arg("peek")
+            .arg(t.path())
+            .args(["--format", "raw"]),
+    );
+    assert_eq!(raw, "b\nc\nd\ne\n");
+    let out = stdout_of(
+        ledgerq()
+            .arg("dequeue")
+            .arg(t.path())
+            .args(["-n", "2", "--ack", "--format", "raw"]),
+    );
+    assert_eq!(out, "b\nc\n");
+    let raw = stdout_of(
+        ledgerq()
+            .arg("peek")
+            .arg(t.path())
+            .args(["--format", "raw"]),
+    );
+    assert_eq!(raw, "d\ne\n");
+    // -n larger than what is left takes what is left.
+    let out = stdout_of(
+        ledgerq()
+            .arg("dequeue")
+            .arg(t.path())
+            .args(["-n", "10", "--ack", "--format", "raw"]),
+    );
+    assert_eq!(out, "d\ne\n");
+    let out = stdout_of(ledgerq().arg("dequeue").arg(t.path()).arg("--ack"));
+    assert_eq!(out, "");
+}
+
+#[test]
+fn tail_prints_newest_records() {
+    let t = queue_abcde();
+    let raw = stdout_of(
+        ledgerq()
+            .arg("tail")
+            .arg(t.path())
+            .args(["-n", "2", "--format", "raw"]),
+    );
+    assert_eq!(raw, "d\ne\n");
+    let raw = stdout_of(
+        ledgerq()
+            .arg("tail")
+            .arg(t.path())
+            .args(["-n", "99", "--format", "raw"]),
+    );
+    assert_eq!(raw, "a\nb\nc\nd\ne\n");
+}
+
+#[test]
+fn tail_follow_prints_records_appended_later() {
+    let t = tempfile::tempdir().unwrap();
+    let q = Queue::open(t.path()).unwrap();
+    q.enqueue("old").unwrap();
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("ledgerq"))
+        .arg("tail")
+        .arg(t.path())
+        .args(["-f", "-n", "1", "--format", "raw"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "old");
+    q.enqueue("new one").unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "new one");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn compact_removes_consumed_segments() {
+    let t = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(t.path(), small()).unwrap();
+    for _ in 0..1000 {
+        q.enqueue([7u8; 200]).unwrap();
+    }
+    while q.dequeue().unwrap().is_some() {}
+    q.close().unwrap();
+    let before = segments(t.path()).len();
+    assert!(before > 2);
+    let out = stdout_of(ledgerq().arg("compact").arg(t.path()));
+    assert!(out.starts_with("removed "), "{out}");
+    assert!(!out.starts_with("removed 0 "), "{out}");
+    assert!(segments(t.path()).len() < before);
+}
+
+#[test]
+fn dead_letters_list_and_requeue() {
+    let t = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(
+        t.path(),
+        Options::new().ack_mode(AckMode::Manual).max_deliveries(1),
+    )
+    .unwrap();
+    q.enqueue("fine").unwrap();
+    q.enqueue("poison").unwrap();
+    let m = q.dequeue().unwrap().unwrap();
+    q.ack(m.id()).unwrap();
+    let m = q.dequeue().unwrap().unwrap();
+    q.nack(m.id(), "cannot parse").unwrap();
+    assert!(q.dequeue().unwrap().is_none());
+    q.close().unwrap();
+    drop(q);
+
+    let json = stdout_of(
+        ledgerq()
+            .args(["dead-letter", "list"])
+            .arg(t.path())
+            .args(["--format", "json"]),
+    );
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(v["payload"], "poison");
+    let dead_id = v["id"].as_u64().unwrap().to_string();
+    assert!(v["headers"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!(["dlq.reason", "cannot parse"])));
+    let stats = stdout_of(ledgerq().arg("stats").arg(t.path()));
+    assert!(stats.contains("dead letters    1"), "{stats}");
+
+    let new_id = stdout_of(
+        ledgerq()
+            .args(["dead-letter", "requeue", &dead_id])
+            .arg(t.path()),
+    );
+    assert_eq!(new_id, "3\n");
+    let list = stdout_of(ledgerq().args(["dead-letter", "list"]).arg(t.path()));
+    assert_eq!(list, "");
+    let raw = stdout_of(
+        ledgerq()
+            .arg("peek")
+            .arg(t.path())
+            .args(["--format", "raw"]),
+    );
+    assert_eq!(raw, "poison\n");
+    ledgerq()
+        .args(["dead-letter", "requeue", &dead_id])
+        .arg(t.path())
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("holds no message"));
+}
+
+#[test]
+fn verify_clean_queue_exits_0_quietly() {
+    let t = queue_abcde();
+    ledgerq()
+        .arg("verify")
+        .arg(t.path())
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("5 record(s), IDs 1..=5")
+                .and(predicate::str::ends_with("clean\n")),
+        )
+        // No progress bar when stderr is not a terminal.
+        .stderr("");
+    let json = stdout_of(ledgerq().arg("verify").arg(t.path()).arg("--json"));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["clean"], true);
+    assert_eq!(v["records"], 5);
+}
+
+#[test]
+fn verify_reports_a_corrupted_byte_with_file_and_offset() {
+    let t = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(t.path(), small()).unwrap();
+    for i in 0..1000u32 {
+        q.enqueue([(i % 251) as u8; 200]).unwrap();
+    }
+    q.close().unwrap();
+    let segs = segments(t.path());
+    assert!(segs.len() >= 3);
+    // A payload byte of the first record of the first segment (records start after
+    // the 64-byte segment header).
+    let mut b = fs::read(&segs[0]).unwrap();
+    b[64 + 100] ^= 0x40;
+    fs::write(&segs[0], &b).unwrap();
+    let before = snapshot(t.path());
+    let name = segs[0].file_name().unwrap().to_str().unwrap().to_string();
+    ledgerq()
+        .arg("verify")
+        .arg(t.path())
+        .assert()
+        .code(1)
+        .stdout(
+            predicate::str::contains(format!("CORRUPT: ")).and(predicate::str::contains(format!(
+                "{name} at offset 64: record checksum mismatch"
+            ))),
+        )
+        .stderr(predicate::str::contains(
+            "is damaged (1 corruption(s), 0 torn tail(s)",
+        ));
+    let json = ledgerq()
+        .arg("verify")
+        .arg(t.path())
+        .arg("--json")
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(v["clean"], false);
+    assert_eq!(v["corruption"][0]["offset"], 64);
+    // The damaged record is not counted.
+    assert_eq!(
+        (v["records"].as_u64(), v["first_id"].as_u64()),
+        (Some(999), Some(2))
+    );
+    // Reading the damaged record is an error that points at verify.
+    ledgerq().arg("dump").arg(t.path()).assert().code(1).stderr(
+        predicate::str::contains("corrupt data").and(predicate::str::contains("ledgerq verify")),
+    );
+    assert!(
+        snapshot(t.path()) == before,
+        "verify and dump wrote to the queue"
+    );
+}
+
+#[test]
+fn verify_reports_a_torn_tail() {
+    let t = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(t.path(), small()).unwrap();
+    for _ in 0..10 {
+        q.enqueue([1u8; 100]).unwrap();
+    }
+    q.close().unwrap();
+    let report = ledgerq::inspect::verify(t.path()).unwrap();
+    let last = report.segments.last().unwrap();
+    let at = last.bytes_used as usize;
+    // Half-written garbage after the last record, as a crash mid-write leaves.
+    let mut b = fs::read(&last.path).unwrap();
+    for (i, x) in b[at..at + 40].iter_mut().enumerate() {
+        *x = (i as u8).wrapping_mul(13) | 1;
+    }
+    fs::write(&last.path, &b).unwrap();
+    ledgerq()
+        .arg("verify")
+        .arg(t.path())
+        .assert()
+        .code(1)
+        .stdout(
+            predicate::str::contains(format!("torn tail: ")).and(predicate::str::contains(
+                format!("at offset {at}, 40 bytes"),
+            )),
+        )
+        .stderr(predicate::str::contains("0 corruption(s), 1 torn tail(s)"));
+    // Opening the queue repairs it; then verify is clean and the records are intact.
+    Queue::open(t.path()).unwrap().close().unwrap();
+    ledgerq().arg("verify").arg(t.path()).assert().success();
+    let n = stdout_of(ledgerq().arg("dump").arg(t.path()))
+        .lines()
+        .count();
+    assert_eq!(n, 10);
+}
+
+#[test]
+fn missing_directory_is_never_created() {
+    let t = tempfile::tempdir().unwrap();
+    let missing = t.path().join("nope");
+    for args in [
+        vec!["stats"],
+        vec!["verify"],
+        vec!["peek"],
+        vec!["dump"],
+        vec!["tail"],
+        vec!["enqueue", "--", "x"],
+        vec!["dequeue"],
+        vec!["compact"],
+        vec!["dead-letter", "list"],
+        vec!["dead-letter", "requeue", "1"],
+    ] {
+        let mut cmd = ledgerq();
+        // DIR goes last for `dead-letter requeue ID DIR`, first otherwise.
+        let (head, tail) = match args[0] {
+            "dead-letter" => (args.clone(), vec![]),
+            _ => (vec![args[0]], args[1..].to_vec()),
+        };
+        cmd.args(&head).arg(&missing).args(&tail);
+        cmd.assert().code(1).stderr(
+            predicate::str::contains("does not exist").and(predicate::str::contains("\n").count(1)),
+        );
+        assert!(!missing.exists(), "{args:?} created the directory");
+    }
+    // A directory that holds no queue is not one, and stays empty.
+    for sub in ["stats", "peek", "dequeue", "compact"] {
+        ledgerq()
+            .arg(sub)
+            .arg(t.path())
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("is not a queue directory"));
+    }
+    assert_eq!(fs::read_dir(t.path()).unwrap().count(), 0);
+}
+
+/// Not a test of its own: the child process of
+/// `read_only_commands_work_while_another_process_owns_the_queue`. The test binary runs
+/// itself with this test selected and `LEDGERQ_TEST_HOLD=DIR`; it opens the queue with
+/// the library, prints "ready" and holds the queue until its standard input closes.
+#[test]
+#[ignore = "helper process, run by another test"]
+fn hold_queue_until_stdin_closes() {
+    let Ok(dir) = std::env::var("LEDGERQ_TEST_HOLD") else {
+        return;
+    };
+    let q = Queue::open(&dir).unwrap();
+    println!("ready");
+    std::io::stdout().flush().unwrap();
+    let mut sink = String::new();
+    while std::io::stdin().read_line(&mut sink).unwrap() > 0 {}
+    q.close().unwrap();
+}
+
+struct Holder(Child, BufReader<std::process::ChildStdout>);
+
+impl Holder {
+    fn spawn(dir: &Path) -> Holder {
+        let mut child = StdCommand::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "hold_queue_until_stdin_closes",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("LEDGERQ_TEST_HOLD", dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert!(out.read_line(&mut line).unwrap() > 0, "holder exited early");
+            if line.trim_end().ends_with("ready") {
+                break;
+            }
+        }
+        Holder(child, out)
+    }
+
+    fn release(mut self) {
+        drop(self.0.stdin.take());
+        // The rest of its output (the test harness's summary).
+        std::io::copy(&mut self.1, &mut std::io::sink()).unwrap();
+        assert!(self.0.wait().unwrap().success());
+    }
+}
+
+#[test]
+fn read_only_commands_work_while_another_process_owns_the_queue() {
+    let t = queue_abcde();
+    let holder = Holder::spawn(t.path());
+    let d = t.path();
+    assert!(stdout_of(ledgerq().arg("stats").arg(d)).contains("pending         4"));
+    stdout_of(ledgerq().arg("stats").arg(d).arg("--json"));
+    assert!(stdout_of(ledgerq().arg("verify").arg(d)).ends_with("clean\n"));
+    assert_eq!(
+        stdout_of(ledgerq().arg("peek").arg(d).args(["--format", "raw"])),
+        "b\nc\nd\ne\n"
+    );
+    assert_eq!(stdout_of(ledgerq().arg("dump").arg(d)).lines().count(), 5);
+    assert_eq!(
+        stdout_of(
+            ledgerq()
+                .arg("tail")
+                .arg(d)
+                .args(["-n", "1", "--format", "raw"])
+        ),
+        "e\n"
+    );
+    stdout_of(ledgerq().args(["dead-letter", "list"]).arg(d));
+    // Mutating commands fail with one line naming the lock file.
+    let lock = d.join("LOCK");
+    let want = format!(
+        "queue {} is owned by another process (lock file {})",
+        d.display(),
+        lock.display()
+    );
+    for args in [vec!["enqueue", "x"], vec!["dequeue"], vec!["compact"]] {
+        ledgerq()
+            .arg(args[0])
+            .arg(d)
+            .args(&args[1..])
+            .assert()
+            .code(1)
+            .stdout("")
+            .stderr(
+                predicate::str::contains(want.as_str())
+                    .and(predicate::str::contains("\n").count(1)),
+            );
+    }
+    ledgerq()
+        .args(["dead-letter", "requeue", "1"])
+        .arg(d)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(want.as_str()));
+    holder.release();
+    // Once released, a mutating command works and sees nothing added meanwhile.
+    assert_eq!(stdout_of(ledgerq().arg("enqueue").arg(d).arg("f")), "6\n");
+}
+
+#[test]
+fn read_only_commands_write_nothing() {
+    let t = queue_abcde();
+    let before = snapshot(t.path());
+    for args in [
+        vec!["stats"],
+        vec!["stats", "--json"],
+        vec!["verify"],
+        vec!["peek"],
+        vec!["dump"],
+        vec!["tail"],
+        vec!["dead-letter", "list"],
+    ] {
+        let (head, tail) = match args[0] {
+            "dead-letter" => (args.clone(), vec![]),
+            _ => (vec![args[0]], args[1..].to_vec()),
+        };
+        ledgerq()
+            .args(&head)
+            .arg(t.path())
+            .args(&tail)
+            .assert()
+            .success();
+    }
+    assert!(snapshot(t.path()) == before, "a read-only command wrote");
+}
