@@ -499,7 +499,7 @@ fn verify_reports_a_corrupted_byte_with_file_and_offset() {
         .assert()
         .code(1)
         .stdout(
-            predicate::str::contains(format!("CORRUPT: ")).and(predicate::str::contains(format!(
+            predicate::str::contains("CORRUPT: ").and(predicate::str::contains(format!(
                 "{name} at offset 64: record checksum mismatch"
             ))),
         )
@@ -556,9 +556,9 @@ fn verify_reports_a_torn_tail() {
         .assert()
         .code(1)
         .stdout(
-            predicate::str::contains(format!("torn tail: ")).and(predicate::str::contains(
-                format!("at offset {at}, 40 bytes"),
-            )),
+            predicate::str::contains("torn tail: ").and(predicate::str::contains(format!(
+                "at offset {at}, 40 bytes"
+            ))),
         )
         .stderr(predicate::str::contains("0 corruption(s), 1 torn tail(s)"));
     // Opening the queue repairs it; then verify is clean and the records are intact.
