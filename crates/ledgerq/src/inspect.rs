@@ -25,7 +25,7 @@
 //! assert_eq!(next, [b"b".to_vec(), b"c".to_vec()]);
 //! let stats = i.stats()?;
 //! assert_eq!((stats.records, stats.pending, stats.consumed), (3, 2, 1));
-//! assert!(i.verify()?.is_clean());
+//! assert!(i.verify().unwrap().is_clean());
 //! # Ok(())
 //! # }
 //! ```
