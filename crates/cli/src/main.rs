@@ -511,6 +511,8 @@ fn dump(
         (None, Some(t)) => i.seek_time(t).map_err(fail(dir))?,
         (None, None) => i.first_id(),
     };
+    // For the progress bar only: the end as far as an undamaged scan of the last
+    // segment sees it. The dump itself runs until the cursor finds nothing more.
     let end = i.next_id();
     let first = start.max(i.first_id());
     let pb = progress(Some(end.saturating_sub(first)), "dumping");
@@ -523,9 +525,6 @@ fn dump(
             n += 1;
             if n % 1024 == 0 {
                 pb.set_position(r.message.id().saturating_sub(first));
-            }
-            if r.message.id() + 1 >= end {
-                break;
             }
         }
         Ok(())

@@ -534,6 +534,37 @@ fn verify_reports_a_corrupted_byte_with_file_and_offset() {
 }
 
 #[test]
+fn damage_in_the_middle_of_the_last_segment_fails_every_reader() {
+    let t = tempfile::tempdir().unwrap();
+    let q = Queue::open(t.path()).unwrap();
+    q.enqueue_batch(["order 1001", "order 1002", "order 1003"])
+        .unwrap();
+    q.close().unwrap();
+    let seg = segments(t.path()).pop().unwrap();
+    let mut b = fs::read(&seg).unwrap();
+    let at = b.windows(10).position(|w| w == b"order 1002").unwrap();
+    b[at + 6] ^= 1;
+    fs::write(&seg, &b).unwrap();
+    ledgerq()
+        .arg("verify")
+        .arg(t.path())
+        .assert()
+        .code(1)
+        .stdout(
+            predicate::str::contains("CORRUPT: ")
+                .and(predicate::str::contains("missing IDs: 2..3")),
+        );
+    for sub in ["dump", "tail", "peek", "stats"] {
+        ledgerq()
+            .arg(sub)
+            .arg(t.path())
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("record checksum mismatch"));
+    }
+}
+
+#[test]
 fn verify_reports_a_torn_tail() {
     let t = tempfile::tempdir().unwrap();
     let q = Queue::open_with(t.path(), small()).unwrap();

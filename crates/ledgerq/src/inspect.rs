@@ -322,7 +322,9 @@ impl Inspector {
         self.journal.first_id()
     }
 
-    /// The ID the next enqueue will get (as far as committed records show).
+    /// The ID the next enqueue will get, as far as a scan of the last segment sees
+    /// (the scan stops at a damaged record: use [`stats`](Self::stats) or
+    /// [`verify`](Self::verify) to find damage).
     pub fn next_id(&self) -> u64 {
         self.journal.next_id()
     }
