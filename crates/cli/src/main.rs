@@ -332,9 +332,7 @@ fn describe(dir: &Path, e: &Error) -> String {
              use a read-only command (stats, verify, peek, dump, tail)",
             dir.join(LOCK_FILE).display()
         ),
-        Error::Io { source, op, .. }
-            if source.kind() == io::ErrorKind::NotFound && op.starts_with("find a queue") =>
-        {
+        Error::NotAQueue { .. } => {
             format!(
                 "{d} is not a queue directory (no segment or consumer state file); check the path"
             )

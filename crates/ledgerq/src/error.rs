@@ -136,6 +136,12 @@ pub enum Error {
         /// The message ID given.
         id: u64,
     },
+    /// The directory holds no queue (no segment and no consumer state file): read-only
+    /// inspection never creates one.
+    NotAQueue {
+        /// The directory given.
+        path: PathBuf,
+    },
     /// Any other error of the journal.
     Journal(ledgerq_journal::Error),
 }
@@ -221,6 +227,11 @@ impl fmt::Display for Error {
                 "cannot seek to message {id}: the queue retains IDs {first}..{next}"
             ),
             Error::NotFound { id } => write!(f, "message {id} is not in the queue"),
+            Error::NotAQueue { path } => write!(
+                f,
+                "{} is not a queue directory (no segment or consumer state file)",
+                path.display()
+            ),
             Error::Journal(e) => write!(f, "journal error: {e}"),
         }
     }

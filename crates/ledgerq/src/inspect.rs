@@ -290,8 +290,8 @@ impl Inspector {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] with an [`io::ErrorKind::NotFound`] source if `dir` does not exist
-    /// or holds no queue (no segment and no consumer state file);
+    /// [`Error::Io`] with an [`io::ErrorKind::NotFound`] source if `dir` does not exist;
+    /// [`Error::NotAQueue`] if it holds no queue (no segment and no consumer state file);
     /// [`Error::NotADirectory`]; [`Error::PermissionDenied`]; [`Error::Corrupt`] for a
     /// damaged segment header.
     pub fn open(dir: impl AsRef<Path>) -> Result<Inspector> {
@@ -302,11 +302,7 @@ impl Inspector {
             Err(e) => return Err(io_err("open queue directory", dir, e)),
         }
         if !is_queue_dir(&dir)? {
-            return Err(Error::Io {
-                op: "find a queue (no segment or consumer state file)",
-                path: dir,
-                source: io::Error::from(io::ErrorKind::NotFound),
-            });
+            return Err(Error::NotAQueue { path: dir });
         }
         let journal = Journal::open_read_only(&dir, JournalOptions::new())?;
         Ok(Inspector { dir, journal })
@@ -607,7 +603,7 @@ mod tests {
         assert!(matches!(&e, Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound));
         assert!(!missing.exists());
         let e = Inspector::open(t.path()).unwrap_err();
-        assert!(e.to_string().contains("no segment"), "{e}");
+        assert!(matches!(e, Error::NotAQueue { .. }), "{e}");
         assert_eq!(fs::read_dir(t.path()).unwrap().count(), 0);
         let f = t.path().join("file");
         fs::write(&f, b"x").unwrap();
