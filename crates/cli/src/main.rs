@@ -393,8 +393,59 @@ fn open_queue(dir: &Path, opts: Options, new_ok: bool) -> Result<Queue, Failure>
     if !new_ok {
         // Fails on a directory that holds no queue, without creating anything.
         inspector(dir)?;
+    } else if holds_other_files_only(dir) {
+        // An empty directory becomes a new queue; one holding someone else's files
+        // (a home directory, a mistyped path) does not.
+        return Err(Failure::Failed(format!(
+            "{} holds other files and no queue; give a queue directory, or an empty \
+             directory to start a new queue",
+            dir.display()
+        )));
     }
+    // New segments keep the size of the queue's existing ones (the default size would
+    // otherwise apply to every segment this command creates).
+    let opts = match newest_segment_size(dir) {
+        Some(size) => opts.segment_size(size),
+        None => opts,
+    };
     Queue::open_with(dir, opts).map_err(fail(dir))
+}
+
+/// Whether `dir` holds entries and none of them is a file of a queue.
+fn holds_other_files_only(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    let names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    !names.is_empty()
+        && !names.iter().any(|n| {
+            n == LOCK_FILE
+                || n == DEAD_LETTER_DIR
+                || (n.starts_with("consumer.") && n.ends_with(".state"))
+                || n.ends_with(".seg")
+                || n.ends_with(".seg.tmp")
+        })
+}
+
+/// The size of the newest segment file of `dir`, if it is a size a queue accepts
+/// (64 KiB to 1 GiB, a multiple of 4096).
+fn newest_segment_size(dir: &Path) -> Option<u64> {
+    let newest = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.len() == 24
+                && name.ends_with(".seg")
+                && name[..20].bytes().all(|b| b.is_ascii_digit())
+        })
+        .max_by_key(|e| e.file_name())?;
+    let size = newest.metadata().ok()?.len();
+    ((64 << 10..=1 << 30).contains(&size) && size % 4096 == 0).then_some(size)
 }
 
 fn close(dir: &Path, q: Queue) -> CmdResult {

@@ -776,3 +776,47 @@ fn read_only_commands_write_nothing() {
     }
     assert!(snapshot(t.path()) == before, "a read-only command wrote");
 }
+
+#[test]
+fn writing_commands_keep_the_queue_segment_size() {
+    let t = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(t.path(), small()).unwrap();
+    q.enqueue(b"first").unwrap();
+    q.close().unwrap();
+    drop(q);
+    // Enough to fill several 64 KiB segments.
+    let big = "x".repeat(20_000);
+    let args: Vec<&str> = (0..10).map(|_| big.as_str()).collect();
+    ledgerq()
+        .arg("enqueue")
+        .arg(t.path())
+        .args(&args)
+        .assert()
+        .success();
+    let segs = segments(t.path());
+    assert!(segs.len() > 2, "{segs:?}");
+    for s in segs {
+        assert_eq!(fs::metadata(&s).unwrap().len(), 64 << 10, "{}", s.display());
+    }
+    let q = Queue::open_with(t.path(), small()).unwrap();
+    assert_eq!(q.stats().pending, 11);
+}
+
+#[test]
+fn enqueue_does_not_make_a_queue_among_other_files() {
+    let t = tempfile::tempdir().unwrap();
+    fs::write(t.path().join("notes.txt"), b"mine").unwrap();
+    let before = snapshot(t.path());
+    let out = ledgerq()
+        .arg("enqueue")
+        .arg(t.path())
+        .arg("x")
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("holds other files and no queue"), "{err}");
+    assert_eq!(snapshot(t.path()), before);
+}
