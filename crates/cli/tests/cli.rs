@@ -5,10 +5,20 @@ use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as StdCommand, Stdio};
+use std::sync::{Mutex, MutexGuard};
 
 use assert_cmd::Command;
 use ledgerq::{AckMode, EnqueueOptions, Options, Priority, Queue};
 use predicates::prelude::*;
+
+/// Runs the tests one at a time. A test that holds a queue in this process has the
+/// queue's LOCK file open; a child process that another test forks meanwhile shares that
+/// open file (and so the lock) until it calls exec, so a command run right after the
+/// queue is closed could find it still locked.
+fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 fn ledgerq() -> Command {
     Command::cargo_bin("ledgerq").unwrap()
@@ -68,6 +78,7 @@ fn stdout_of(cmd: &mut Command) -> String {
 
 #[test]
 fn version_and_help_document_exit_codes() {
+    let _serial = serial();
     ledgerq()
         .arg("version")
         .assert()
@@ -96,6 +107,7 @@ fn version_and_help_document_exit_codes() {
 
 #[test]
 fn completions_for_each_shell() {
+    let _serial = serial();
     for shell in ["bash", "zsh", "fish"] {
         ledgerq()
             .args(["completions", shell])
@@ -109,6 +121,7 @@ fn completions_for_each_shell() {
 
 #[test]
 fn bad_arguments_exit_2() {
+    let _serial = serial();
     let t = queue_abcde();
     let d = t.path().to_str().unwrap();
     let cases: Vec<Vec<&str>> = vec![
@@ -136,6 +149,7 @@ fn bad_arguments_exit_2() {
 
 #[test]
 fn stats_table_and_json() {
+    let _serial = serial();
     let t = queue_abcde();
     let text = stdout_of(ledgerq().arg("stats").arg(t.path()));
     assert!(text.contains("records         5"), "{text}");
@@ -157,6 +171,7 @@ fn stats_table_and_json() {
 
 #[test]
 fn peek_shows_next_messages_and_changes_nothing() {
+    let _serial = serial();
     let t = queue_abcde();
     let before = snapshot(t.path());
     let text = stdout_of(ledgerq().arg("peek").arg(t.path()).args(["-n", "2"]));
@@ -182,6 +197,7 @@ fn peek_shows_next_messages_and_changes_nothing() {
 
 #[test]
 fn peek_on_a_priority_queue_lists_high_first() {
+    let _serial = serial();
     let t = tempfile::tempdir().unwrap();
     let q = Queue::open_with(t.path(), Options::new().priorities(true)).unwrap();
     for (p, prio) in [
@@ -204,6 +220,7 @@ fn peek_on_a_priority_queue_lists_high_first() {
 
 #[test]
 fn dump_text_json_and_from() {
+    let _serial = serial();
     let t = queue_abcde();
     let text = stdout_of(ledgerq().arg("dump").arg(t.path()));
     let lines: Vec<&str> = text.lines().collect();
@@ -246,6 +263,7 @@ fn dump_text_json_and_from() {
 
 #[test]
 fn enqueue_from_stdin_round_trips_through_dump_raw() {
+    let _serial = serial();
     let t = tempfile::tempdir().unwrap();
     let input: &[u8] = b"first line\nsecond \xff\x00 binary\n\nlast without newline";
     let ids = stdout_of(ledgerq().arg("enqueue").arg(t.path()).write_stdin(input));
@@ -275,6 +293,7 @@ fn enqueue_from_stdin_round_trips_through_dump_raw() {
 
 #[test]
 fn enqueue_with_options_and_dedup() {
+    let _serial = serial();
     let t = tempfile::tempdir().unwrap();
     let args = [
         "--header",
@@ -301,6 +320,7 @@ fn enqueue_with_options_and_dedup() {
 
 #[test]
 fn dequeue_without_ack_leaves_messages_and_with_ack_removes_them() {
+    let _serial = serial();
     let t = queue_abcde();
     let out = stdout_of(
         ledgerq()
@@ -345,6 +365,7 @@ fn dequeue_without_ack_leaves_messages_and_with_ack_removes_them() {
 
 #[test]
 fn tail_prints_newest_records() {
+    let _serial = serial();
     let t = queue_abcde();
     let raw = stdout_of(
         ledgerq()
@@ -364,6 +385,7 @@ fn tail_prints_newest_records() {
 
 #[test]
 fn tail_follow_prints_records_appended_later() {
+    let _serial = serial();
     let t = tempfile::tempdir().unwrap();
     let q = Queue::open(t.path()).unwrap();
     q.enqueue("old").unwrap();
@@ -384,6 +406,7 @@ fn tail_follow_prints_records_appended_later() {
 
 #[test]
 fn compact_removes_consumed_segments() {
+    let _serial = serial();
     let t = tempfile::tempdir().unwrap();
     let q = Queue::open_with(t.path(), small()).unwrap();
     for _ in 0..1000 {
@@ -401,6 +424,7 @@ fn compact_removes_consumed_segments() {
 
 #[test]
 fn dead_letters_list_and_requeue() {
+    let _serial = serial();
     let t = tempfile::tempdir().unwrap();
     let q = Queue::open_with(
         t.path(),
@@ -458,6 +482,7 @@ fn dead_letters_list_and_requeue() {
 
 #[test]
 fn verify_clean_queue_exits_0_quietly() {
+    let _serial = serial();
     let t = queue_abcde();
     ledgerq()
         .arg("verify")
@@ -478,6 +503,7 @@ fn verify_clean_queue_exits_0_quietly() {
 
 #[test]
 fn verify_reports_a_corrupted_byte_with_file_and_offset() {
+    let _serial = serial();
     let t = tempfile::tempdir().unwrap();
     let q = Queue::open_with(t.path(), small()).unwrap();
     for i in 0..1000u32 {
@@ -535,6 +561,7 @@ fn verify_reports_a_corrupted_byte_with_file_and_offset() {
 
 #[test]
 fn damage_in_the_middle_of_the_last_segment_fails_every_reader() {
+    let _serial = serial();
     let t = tempfile::tempdir().unwrap();
     let q = Queue::open(t.path()).unwrap();
     q.enqueue_batch(["order 1001", "order 1002", "order 1003"])
@@ -566,6 +593,7 @@ fn damage_in_the_middle_of_the_last_segment_fails_every_reader() {
 
 #[test]
 fn verify_reports_a_torn_tail() {
+    let _serial = serial();
     let t = tempfile::tempdir().unwrap();
     let q = Queue::open_with(t.path(), small()).unwrap();
     for _ in 0..10 {
@@ -603,6 +631,7 @@ fn verify_reports_a_torn_tail() {
 
 #[test]
 fn missing_directory_is_never_created() {
+    let _serial = serial();
     let t = tempfile::tempdir().unwrap();
     let missing = t.path().join("nope");
     for args in [
@@ -698,6 +727,7 @@ impl Holder {
 
 #[test]
 fn read_only_commands_work_while_another_process_owns_the_queue() {
+    let _serial = serial();
     let t = queue_abcde();
     let holder = Holder::spawn(t.path());
     let d = t.path();
@@ -752,6 +782,7 @@ fn read_only_commands_work_while_another_process_owns_the_queue() {
 
 #[test]
 fn read_only_commands_write_nothing() {
+    let _serial = serial();
     let t = queue_abcde();
     let before = snapshot(t.path());
     for args in [
@@ -779,6 +810,7 @@ fn read_only_commands_write_nothing() {
 
 #[test]
 fn writing_commands_keep_the_queue_segment_size() {
+    let _serial = serial();
     let t = tempfile::tempdir().unwrap();
     let q = Queue::open_with(t.path(), small()).unwrap();
     q.enqueue(b"first").unwrap();
@@ -804,6 +836,7 @@ fn writing_commands_keep_the_queue_segment_size() {
 
 #[test]
 fn enqueue_does_not_make_a_queue_among_other_files() {
+    let _serial = serial();
     let t = tempfile::tempdir().unwrap();
     fs::write(t.path().join("notes.txt"), b"mine").unwrap();
     let before = snapshot(t.path());
