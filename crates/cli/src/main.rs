@@ -648,6 +648,9 @@ fn dequeue(out: &mut impl Write, dir: &Path, count: usize, ack: bool, format: Fo
         };
         render::message(out, format, &m, None, None)?;
         if ack {
+            // Acknowledged only once it is written out: a failed write (a full disk, a
+            // closed pipe) leaves it in the queue.
+            out.flush()?;
             q.ack(m.id()).map_err(fail(dir))?;
         }
     }

@@ -853,3 +853,28 @@ fn enqueue_does_not_make_a_queue_among_other_files() {
     assert!(err.contains("holds other files and no queue"), "{err}");
     assert_eq!(snapshot(t.path()), before);
 }
+
+#[test]
+fn dequeue_ack_acknowledges_only_what_was_written_out() {
+    let _serial = serial();
+    let full = Path::new("/dev/full");
+    if !full.exists() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(t.path(), small()).unwrap();
+    q.enqueue(b"keep me").unwrap();
+    q.close().unwrap();
+    drop(q);
+    let status = StdCommand::new(env!("CARGO_BIN_EXE_ledgerq"))
+        .arg("dequeue")
+        .arg(t.path())
+        .arg("--ack")
+        .stdout(fs::OpenOptions::new().write(true).open(full).unwrap())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+    let q = Queue::open_with(t.path(), small()).unwrap();
+    assert_eq!(q.dequeue().unwrap().unwrap().payload(), b"keep me");
+}
