@@ -878,3 +878,43 @@ fn dequeue_ack_acknowledges_only_what_was_written_out() {
     let q = Queue::open_with(t.path(), small()).unwrap();
     assert_eq!(q.dequeue().unwrap().unwrap().payload(), b"keep me");
 }
+
+#[test]
+fn dequeue_ack_on_a_priority_queue_is_not_delivered_again_in_auto_mode() {
+    let _serial = serial();
+    let t = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(t.path(), small().priorities(true)).unwrap();
+    for (p, body) in [
+        (Priority::Low, "l1"),
+        (Priority::High, "h1"),
+        (Priority::Medium, "m1"),
+    ] {
+        q.enqueue_with(body, &EnqueueOptions::new().priority(p))
+            .unwrap();
+    }
+    q.close().unwrap();
+    drop(q);
+    let got = stdout_of(
+        ledgerq()
+            .arg("dequeue")
+            .arg(t.path())
+            .args(["--ack", "--format", "raw"]),
+    );
+    assert_eq!(got, "h1\n");
+    // The owner in auto-ack mode goes on with the rest.
+    let q = Queue::open_with(t.path(), small()).unwrap();
+    let mut rest = Vec::new();
+    while let Some(m) = q.dequeue().unwrap() {
+        rest.push(String::from_utf8(m.into_payload()).unwrap());
+    }
+    assert_eq!(rest, ["m1", "l1"]);
+    assert_eq!(
+        stdout_of(
+            ledgerq()
+                .arg("peek")
+                .arg(t.path())
+                .args(["--format", "raw"])
+        ),
+        ""
+    );
+}
