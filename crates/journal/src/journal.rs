@@ -164,7 +164,7 @@ pub(crate) struct Inner {
 struct GroupStats {
     /// Threads inside `wait_durable` (their records are committed).
     inside: AtomicU64,
-    /// How many were inside when the last group flush started.
+    /// How many were inside when the last group flush ended.
     last_batch: AtomicU64,
     /// Duration of the last group flush, ns.
     last_flush_ns: AtomicU64,
@@ -1791,14 +1791,16 @@ impl Inner {
             drop(leader);
             self.gather();
             let st = &self.gc_stats;
-            let batch = st.inside.load(Ordering::Relaxed);
             let before = self.durable.load(Ordering::Acquire);
             let t0 = st.now_ns();
             let r = self.flush_committed();
             let t1 = st.now_ns();
             st.last_flush_ns
                 .store(t1.saturating_sub(t0), Ordering::Relaxed);
-            st.last_batch.store(batch, Ordering::Relaxed);
+            // Everyone inside now (covered by this flush or arrived during it) is on its
+            // way to the next one: that is the group the next leader gathers.
+            st.last_batch
+                .store(st.inside.load(Ordering::Relaxed), Ordering::Relaxed);
             st.last_end_ns.store(t1, Ordering::Relaxed);
             *lock_ignore_poison(&self.gc) = false;
             self.gc_cv.notify_all();
@@ -1811,11 +1813,26 @@ impl Inner {
         }
     }
 
-    /// The leader's gathering rule. If the last flush covered several syncers and
-    /// ended less than a flush time ago, those syncers are on their way back (woken,
-    /// appending): wait, yielding the CPU to them, until as many are inside
-    /// `wait_durable` as the last flush covered, for at most one flush time (capped
-    /// at [`MAX_GATHER`]). Otherwise (a lone syncer, or an idle pipeline) flush at once.
+    /// IDs reserved but not yet durable: what the next flush would cover once those
+    /// records are committed.
+    fn not_durable(&self) -> u64 {
+        let guard = epoch::pin();
+        let seg = self.active_seg(&guard);
+        let reserved = seg.base_id + u64::from(proto::count_of(seg.word.load(Ordering::Acquire)));
+        // Acquire: pairs with the Release `fetch_max` in `flush_committed`.
+        reserved.saturating_sub(self.durable.load(Ordering::Acquire))
+    }
+
+    /// The leader's gathering rule. If several syncers were inside `wait_durable` when
+    /// the last flush ended, less than a flush time ago, they are on their way back
+    /// (woken, appending): wait, yielding the CPU to them, until that many records
+    /// are reserved and not yet durable, for at most one flush time (capped at
+    /// [`MAX_GATHER`]). Otherwise (a lone syncer, or an idle pipeline) flush at once.
+    ///
+    /// Counting records, not threads inside: when a flush ends, the syncers that
+    /// arrived during it are still inside, so a count of threads would already be
+    /// met and the next flush would leave behind every syncer just woken (two
+    /// half-size groups taking turns).
     fn gather(&self) {
         let st = &self.gc_stats;
         let target = st.last_batch.load(Ordering::Relaxed);
@@ -1830,9 +1847,7 @@ impl Inner {
         if start.saturating_sub(st.last_end_ns.load(Ordering::Relaxed)) > budget {
             return;
         }
-        while st.inside.load(Ordering::Relaxed) < target
-            && st.now_ns().saturating_sub(start) < budget
-        {
+        while self.not_durable() < target && st.now_ns().saturating_sub(start) < budget {
             std::thread::yield_now();
         }
     }
