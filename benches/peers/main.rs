@@ -109,7 +109,16 @@ impl Config {
             ("open: consumed prefix", self.open_consumed.to_string()),
             ("open: backlog", self.open_backlog.to_string()),
             ("RSS backlog", self.rss_backlog.to_string()),
-            ("segment bytes (LedgerQ, yaque)", work::SEGMENT.to_string()),
+            (
+                "segment bytes (LedgerQ, yaque)",
+                work::segment().to_string(),
+            ),
+            (
+                "settle ms after opening a durable queue",
+                work::SETTLE_MS
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    .to_string(),
+            ),
         ]
     }
 }
@@ -400,6 +409,7 @@ fn verdicts(rows: &[Row]) -> String {
 fn usage() -> ! {
     eprintln!(
         "usage: peers [--quick] [--json FILE] [--runs N] [--dir DIR] [--only TEXT]\n\
+         \x20            [--segment-mib N] [--settle-ms N]\n\
          Runs every workload on LedgerQ and its peers and prints a Markdown table."
     );
     std::process::exit(2)
@@ -434,6 +444,21 @@ fn main() {
                 cfg.lat_runs = cfg.lat_runs.min(cfg.runs);
             }
             "--dir" => cfg.base = PathBuf::from(it.next().unwrap_or_else(|| usage())),
+            "--settle-ms" => {
+                let ms: u64 = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| usage());
+                work::SETTLE_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
+            }
+            "--segment-mib" => {
+                let mib: u64 = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|&m: &u64| m > 0)
+                    .unwrap_or_else(|| usage());
+                work::SEGMENT_BYTES.store(mib << 20, std::sync::atomic::Ordering::Relaxed);
+            }
             "--only" => cfg.only = Some(it.next().cloned().unwrap_or_else(|| usage())),
             _ => usage(),
         }
@@ -465,6 +490,7 @@ fn main() {
         "machine: nproc {}, {}, Linux {}, scratch on {}",
         machine.nproc, machine.cpu, machine.kernel, machine.filesystem
     );
+    println!("load average at start: {}", machine.loadavg);
     println!("command: {command}");
     for (k, v) in cfg.settings() {
         println!("  {k}: {v}");
@@ -474,7 +500,11 @@ fn main() {
     let rows = measure(&cfg);
     println!("{}", report::table(&rows));
     println!("{}", verdicts(&rows));
-    println!("total time: {:.0} s", t.elapsed().as_secs_f64());
+    println!(
+        "total time: {:.0} s; load average at end: {}",
+        t.elapsed().as_secs_f64(),
+        report::loadavg()
+    );
     if let Some(path) = json {
         let text = report::json(&machine, &command, &cfg.settings(), &rows);
         std::fs::write(&path, text).unwrap_or_else(|e| work::die("writing the JSON file", e));

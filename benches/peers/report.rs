@@ -180,6 +180,8 @@ pub struct Machine {
     pub kernel: String,
     /// The filesystem (type and device) holding the scratch directories.
     pub filesystem: String,
+    /// /proc/loadavg when the run started (other processes skew the figures).
+    pub loadavg: String,
 }
 
 impl Machine {
@@ -203,12 +205,20 @@ impl Machine {
             None => "unknown".into(),
         };
         Machine {
+            loadavg: loadavg(),
             nproc,
             cpu,
             kernel,
             filesystem,
         }
     }
+}
+
+/// The 1, 5 and 15 minute load averages from /proc/loadavg.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// The (filesystem type, device, mount point) of the mount holding `dir`: the longest
@@ -299,11 +309,12 @@ pub fn json(machine: &Machine, command: &str, settings: &[(&str, String)], rows:
     let mut o = String::from("{\n  \"machine\": {");
     let _ = write!(
         o,
-        "\"nproc\": {}, \"cpu\": {}, \"kernel\": {}, \"filesystem\": {}}},\n",
+        "\"nproc\": {}, \"cpu\": {}, \"kernel\": {}, \"filesystem\": {}, \"loadavg_at_start\": {}}},\n",
         machine.nproc,
         json_str(&machine.cpu),
         json_str(&machine.kernel),
-        json_str(&machine.filesystem)
+        json_str(&machine.filesystem),
+        json_str(&machine.loadavg)
     );
     let _ = writeln!(o, "  \"command\": {},", json_str(command));
     o.push_str("  \"settings\": {");

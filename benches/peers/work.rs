@@ -19,8 +19,22 @@ use queue_file::QueueFile;
 
 use crate::report::Sys;
 
-/// Segment size given to LedgerQ and yaque alike.
-pub const SEGMENT: u64 = 256 << 20;
+/// How long to let a freshly opened queue's background setup finish before the clock
+/// starts (set from `--settle-ms`; the same for every system).
+pub static SETTLE_MS: AtomicU64 = AtomicU64::new(100);
+
+/// Sleeps for the settle time.
+pub fn settle() {
+    thread::sleep(Duration::from_millis(SETTLE_MS.load(Ordering::Relaxed)));
+}
+
+/// Segment size in bytes given to LedgerQ and yaque alike (set from `--segment-mib`).
+pub static SEGMENT_BYTES: AtomicU64 = AtomicU64::new(ledgerq::DEFAULT_SEGMENT_SIZE);
+
+/// The segment size in bytes.
+pub fn segment() -> u64 {
+    SEGMENT_BYTES.load(Ordering::Relaxed)
+}
 
 /// Stops the harness with `what` and the error: a run that fails has no figure to report.
 pub fn die(what: &str, e: impl std::fmt::Display) -> ! {
@@ -50,20 +64,30 @@ pub fn scratch(base: &Path) -> tempfile::TempDir {
 }
 
 /// Opens LedgerQ in `dir` with the benches' settings.
+/// Opens LedgerQ in `dir` with the benches' settings, then waits the settle time.
 pub fn open_ledgerq(dir: &Path, durability: Durability) -> Queue {
+    let q = open_ledgerq_now(dir, durability);
+    settle();
+    q
+}
+
+fn open_ledgerq_now(dir: &Path, durability: Durability) -> Queue {
     Queue::open_with(
         dir,
-        Options::new().segment_size(SEGMENT).durability(durability),
+        Options::new()
+            .segment_size(segment())
+            .durability(durability),
     )
     .or_die("opening LedgerQ")
 }
 
 fn yaque_pair(dir: &Path) -> (yaque::Sender, yaque::Receiver) {
     let tx = yaque::SenderBuilder::new()
-        .segment_size(SEGMENT)
+        .segment_size(segment())
         .open(dir)
         .or_die("opening the yaque sender");
     let rx = yaque::Receiver::open(dir).or_die("opening the yaque receiver");
+    settle();
     (tx, rx)
 }
 
@@ -72,6 +96,7 @@ fn open_queue_file(dir: &Path, sync: bool) -> QueueFile {
     let mut q = QueueFile::open(dir.join("queue")).or_die("opening queue-file");
     q.set_sync_writes(sync);
     q.set_overwrite_on_remove(false);
+    settle();
     q
 }
 
@@ -750,7 +775,7 @@ impl OpenFixture {
         let t = Instant::now();
         match self.sys {
             Sys::LedgerQ => {
-                let q = open_ledgerq(&path, Durability::Buffered);
+                let q = open_ledgerq_now(&path, Durability::Buffered);
                 let first = q.peek(1).or_die("LedgerQ peek");
                 assert_eq!(first.len(), 1);
                 let e = t.elapsed();
@@ -766,7 +791,7 @@ impl OpenFixture {
                 return e.as_secs_f64() * 1e3;
             }
             Sys::QueueFile => {
-                let mut q = open_queue_file(&path, false);
+                let mut q = QueueFile::open(path.join("queue")).or_die("opening queue-file");
                 let first = q.peek().or_die("queue-file peek");
                 assert!(first.is_some());
                 t.elapsed().as_secs_f64() * 1e3
