@@ -136,24 +136,49 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-fn median_of(runs: usize, mut f: impl FnMut() -> f64) -> f64 {
-    median((0..runs.max(1)).map(|_| f()).collect())
+/// What to do for one system in one row.
+enum Plan<'a> {
+    /// The system lacks the capability.
+    Na(&'static str),
+    /// One measurement per call, with an optional remark for the cell.
+    Run(Option<&'static str>, Box<dyn FnMut() -> f64 + 'a>),
 }
 
-/// Builds a row: `cell` gives each system's cell (computing it if applicable).
-fn row(workload: &str, unit: Unit, mut cell: impl FnMut(Sys) -> Cell) -> Row {
+fn run<'a>(f: impl FnMut() -> f64 + 'a) -> Plan<'a> {
+    Plan::Run(None, Box::new(f))
+}
+
+fn run_noted<'a>(note: &'static str, f: impl FnMut() -> f64 + 'a) -> Plan<'a> {
+    Plan::Run(Some(note), Box::new(f))
+}
+
+/// Measures a row: `runs` rounds, each running every system once in column order (so a
+/// slow spell of the machine hits every system rather than one), then the medians.
+fn row<'a>(workload: &str, unit: Unit, runs: usize, plan: impl Fn(Sys) -> Plan<'a>) -> Row {
     let t = Instant::now();
-    let cells = SYSTEMS.iter().map(|s| cell(*s)).collect();
+    let mut plans: Vec<Plan<'a>> = SYSTEMS.iter().map(|s| plan(*s)).collect();
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); plans.len()];
+    for _ in 0..runs.max(1) {
+        for (p, out) in plans.iter_mut().zip(samples.iter_mut()) {
+            if let Plan::Run(_, f) = p {
+                out.push(f());
+            }
+        }
+    }
+    let cells = plans
+        .iter()
+        .zip(samples)
+        .map(|(p, s)| match p {
+            Plan::Na(why) => Cell::Na(why),
+            Plan::Run(note, _) => Cell::Val(median(s), *note),
+        })
+        .collect();
     eprintln!("  {workload}: {:.1} s", t.elapsed().as_secs_f64());
     Row {
         workload: workload.to_string(),
         unit,
         cells,
     }
-}
-
-fn val(v: f64) -> Cell {
-    Cell::Val(v, None)
 }
 
 fn wants(cfg: &Config, name: &str) -> bool {
@@ -167,11 +192,9 @@ fn measure(cfg: &Config) -> Vec<Row> {
 
     let name = "1 producer, enqueue only";
     if wants(cfg, name) {
-        rows.push(row(name, Unit::MsgPerSec, |s| match s {
-            Sys::Raw => Cell::Na(NA_FLOOR),
-            s => val(median_of(runs, || {
-                work::enqueue_1p(s, base, cfg.enqueue, &PAYLOAD)
-            })),
+        rows.push(row(name, Unit::MsgPerSec, runs, |s| match s {
+            Sys::Raw => Plan::Na(NA_FLOOR),
+            s => run(move || work::enqueue_1p(s, base, cfg.enqueue, &PAYLOAD)),
         }));
     }
 
@@ -181,30 +204,25 @@ fn measure(cfg: &Config) -> Vec<Row> {
             continue;
         }
         let per = cfg.e2e / p as u64;
-        rows.push(row(&name, Unit::MsgPerSec, |s| {
-            let m = || median_of(runs, || work::end_to_end(s, base, p, c, per, &PAYLOAD));
+        rows.push(row(&name, Unit::MsgPerSec, runs, |s| {
+            let m = move || work::end_to_end(s, base, p, c, per, &PAYLOAD);
             match s {
-                Sys::Raw => Cell::Na(NA_FLOOR),
-                Sys::Mpsc | Sys::Yaque if c > 1 => Cell::Na(NA_ONE_CONSUMER),
-                Sys::Yaque if p > 1 => Cell::Val(m(), Some("Mutex on sender")),
-                Sys::QueueFile if p + c > 2 => Cell::Val(m(), Some(MUTEX)),
-                _ => val(m()),
+                Sys::Raw => Plan::Na(NA_FLOOR),
+                Sys::Mpsc | Sys::Yaque if c > 1 => Plan::Na(NA_ONE_CONSUMER),
+                Sys::QueueFile if p + c > 2 => run_noted(MUTEX, m),
+                _ => run(m),
             }
         }));
     }
 
     let name = "batch of 100: enqueue then dequeue";
     if wants(cfg, name) {
-        rows.push(row(name, Unit::MsgPerSec, |s| match s {
-            Sys::Raw => Cell::Na(NA_FLOOR),
-            s => {
-                let v = median_of(runs, || {
-                    work::batch_100(s, base, cfg.batch_rounds, &PAYLOAD)
-                });
-                match s {
-                    Sys::ArrayQ | Sys::Mpsc => Cell::Val(v, Some("no batch API: 100 single ops")),
-                    _ => val(v),
-                }
+        rows.push(row(name, Unit::MsgPerSec, runs, |s| {
+            let m = move || work::batch_100(s, base, cfg.batch_rounds, &PAYLOAD);
+            match s {
+                Sys::Raw => Plan::Na(NA_FLOOR),
+                Sys::ArrayQ | Sys::Mpsc => run_noted("no batch API: 100 single ops", m),
+                _ => run(m),
             }
         }));
     }
@@ -212,22 +230,18 @@ fn measure(cfg: &Config) -> Vec<Row> {
     let name = "4 KiB payloads, end to end 1P/1C";
     if wants(cfg, name) {
         let big = vec![0xCDu8; 4096];
-        rows.push(row(name, Unit::MBPerSec, |s| match s {
-            Sys::Raw => Cell::Na(NA_FLOOR),
-            s => {
-                let msgs = median_of(runs, || work::end_to_end(s, base, 1, 1, cfg.big, &big));
-                val(msgs * 4096.0 / 1e6)
-            }
+        let big = &big;
+        rows.push(row(name, Unit::MBPerSec, runs, |s| match s {
+            Sys::Raw => Plan::Na(NA_FLOOR),
+            s => run(move || work::end_to_end(s, base, 1, 1, cfg.big, big) * 4096.0 / 1e6),
         }));
     }
 
     let name = format!("drain a {} backlog, 1 consumer", cfg.drain);
     if wants(cfg, &name) {
-        rows.push(row(&name, Unit::MsgPerSec, |s| match s {
-            Sys::Raw => Cell::Na(NA_FLOOR),
-            s => val(median_of(runs, || {
-                work::drain(s, base, cfg.drain, &PAYLOAD)
-            })),
+        rows.push(row(&name, Unit::MsgPerSec, runs, |s| match s {
+            Sys::Raw => Plan::Na(NA_FLOOR),
+            s => run(move || work::drain(s, base, cfg.drain, &PAYLOAD)),
         }));
     }
 
@@ -236,18 +250,14 @@ fn measure(cfg: &Config) -> Vec<Row> {
         if !wants(cfg, &name) {
             continue;
         }
-        rows.push(row(&name, Unit::MsgPerSec, |s| match s {
-            Sys::ArrayQ | Sys::Mpsc => Cell::Na(NA_IN_MEMORY),
-            Sys::Yaque => Cell::Na(NA_NO_SYNC),
-            s => {
-                let v = median_of(runs, || {
-                    work::sync_producers(s, base, threads, cfg.sync_secs, &PAYLOAD)
-                });
-                match s {
-                    Sys::QueueFile if threads > 1 => Cell::Val(v, Some(MUTEX)),
-                    Sys::Raw if threads > 1 => Cell::Val(v, Some("one file, no grouping")),
-                    _ => val(v),
-                }
+        rows.push(row(&name, Unit::MsgPerSec, runs, |s| {
+            let m = move || work::sync_producers(s, base, threads, cfg.sync_secs, &PAYLOAD);
+            match s {
+                Sys::ArrayQ | Sys::Mpsc => Plan::Na(NA_IN_MEMORY),
+                Sys::Yaque => Plan::Na(NA_NO_SYNC),
+                Sys::QueueFile if threads > 1 => run_noted(MUTEX, m),
+                Sys::Raw if threads > 1 => run_noted("one file, no grouping", m),
+                _ => run(m),
             }
         }));
     }
@@ -255,29 +265,25 @@ fn measure(cfg: &Config) -> Vec<Row> {
     let lat_name = format!("latency at {} msg/s, 1P/1C", cfg.lat_rate);
     if wants(cfg, &lat_name) {
         let t = Instant::now();
-        let mut per_sys: Vec<Option<[f64; 4]>> = Vec::new();
-        for s in SYSTEMS {
-            per_sys.push(match s {
-                Sys::Raw => None,
-                s => {
-                    let all: Vec<[f64; 4]> = (0..cfg.lat_runs.max(1))
-                        .map(|_| work::latency(s, base, cfg.lat_rate, cfg.lat_secs))
-                        .collect();
-                    let mut m = [0.0; 4];
-                    for (i, slot) in m.iter_mut().enumerate() {
-                        *slot = median(all.iter().map(|a| a[i]).collect());
-                    }
-                    Some(m)
+        // Rounds over the systems, as in `row`; each run gives all four percentiles.
+        let mut all: Vec<Vec<work::Percentiles>> = vec![Vec::new(); SYSTEMS.len()];
+        for _ in 0..cfg.lat_runs.max(1) {
+            for (s, out) in SYSTEMS.iter().zip(all.iter_mut()) {
+                if *s != Sys::Raw {
+                    out.push(work::latency(*s, base, cfg.lat_rate, cfg.lat_secs));
                 }
-            });
+            }
         }
         eprintln!("  {lat_name}: {:.1} s", t.elapsed().as_secs_f64());
         for (i, q) in ["p50", "p99", "p99.9", "max"].iter().enumerate() {
-            let cells = per_sys
+            let cells = all
                 .iter()
-                .map(|p| match p {
-                    Some(p) => val(p[i]),
-                    None => Cell::Na(NA_FLOOR),
+                .map(|runs| {
+                    if runs.is_empty() {
+                        Cell::Na(NA_FLOOR)
+                    } else {
+                        Cell::Val(median(runs.iter().map(|p| p[i]).collect()), None)
+                    }
                 })
                 .collect();
             rows.push(Row {
@@ -293,9 +299,9 @@ fn measure(cfg: &Config) -> Vec<Row> {
         cfg.open_consumed, cfg.open_backlog
     );
     if wants(cfg, &name) {
-        rows.push(row(&name, Unit::Millis, |s| match s {
-            Sys::ArrayQ | Sys::Mpsc => Cell::Na(NA_IN_MEMORY),
-            Sys::Raw => Cell::Na(NA_NO_BACKLOG),
+        rows.push(row(&name, Unit::Millis, runs, |s| match s {
+            Sys::ArrayQ | Sys::Mpsc => Plan::Na(NA_IN_MEMORY),
+            Sys::Raw => Plan::Na(NA_NO_BACKLOG),
             s => {
                 let fx = work::OpenFixture::build(
                     s,
@@ -304,18 +310,16 @@ fn measure(cfg: &Config) -> Vec<Row> {
                     cfg.open_backlog,
                     &PAYLOAD,
                 );
-                val(median_of(runs, || fx.open_ms()))
+                run(move || fx.open_ms())
             }
         }));
     }
 
     let name = format!("RssAnon with a {} backlog", cfg.rss_backlog);
     if wants(cfg, &name) {
-        rows.push(row(&name, Unit::MiB, |s| match s {
-            Sys::Raw => Cell::Na(NA_NO_BACKLOG),
-            s => val(median_of(runs.min(3), || {
-                rss_in_child(s, base, cfg.rss_backlog)
-            })),
+        rows.push(row(&name, Unit::MiB, runs.min(3), |s| match s {
+            Sys::Raw => Plan::Na(NA_NO_BACKLOG),
+            s => run(move || rss_in_child(s, base, cfg.rss_backlog)),
         }));
     }
     rows

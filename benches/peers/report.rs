@@ -307,9 +307,9 @@ fn json_num(v: f64) -> String {
 /// The whole result as JSON: machine, command, settings (name, value pairs) and rows.
 pub fn json(machine: &Machine, command: &str, settings: &[(&str, String)], rows: &[Row]) -> String {
     let mut o = String::from("{\n  \"machine\": {");
-    let _ = write!(
+    let _ = writeln!(
         o,
-        "\"nproc\": {}, \"cpu\": {}, \"kernel\": {}, \"filesystem\": {}, \"loadavg_at_start\": {}}},\n",
+        "\"nproc\": {}, \"cpu\": {}, \"kernel\": {}, \"filesystem\": {}, \"loadavg_at_start\": {}}},",
         machine.nproc,
         json_str(&machine.cpu),
         json_str(&machine.kernel),

@@ -427,6 +427,7 @@ pub fn drain(sys: Sys, base: &Path, n: u64, payload: &[u8]) -> f64 {
         Sys::LedgerQ => {
             let q = open_ledgerq(dir.path(), Durability::Buffered);
             fill_ledgerq(&q, n, payload);
+            settle();
             t = Instant::now();
             let mut got = 0;
             while got < n {
@@ -458,6 +459,7 @@ pub fn drain(sys: Sys, base: &Path, n: u64, payload: &[u8]) -> f64 {
         Sys::Yaque => {
             let (mut tx, mut rx) = yaque_pair(dir.path());
             fill_yaque(&mut tx, n, payload);
+            settle();
             t = Instant::now();
             let mut got = 0;
             while got < n {
@@ -469,6 +471,7 @@ pub fn drain(sys: Sys, base: &Path, n: u64, payload: &[u8]) -> f64 {
         Sys::QueueFile => {
             let mut q = open_queue_file(dir.path(), false);
             fill_queue_file(&mut q, n, payload);
+            settle();
             t = Instant::now();
             let mut got = 0;
             while got < n {
@@ -492,6 +495,9 @@ pub fn sync_producers(sys: Sys, base: &Path, threads: usize, secs: f64, payload:
     let barrier = Barrier::new(threads + 1);
     let run = Duration::from_secs_f64(secs);
     let drive = |op: &(dyn Fn() + Sync)| {
+        // One durable write before the clock starts, so the first flush of the fresh
+        // file (and whatever the OS had buffered for it) is not in the figure.
+        op();
         let mut start = Instant::now();
         thread::scope(|s| {
             for _ in 0..threads {
@@ -780,7 +786,7 @@ impl OpenFixture {
                 assert_eq!(first.len(), 1);
                 let e = t.elapsed();
                 q.close().or_die("LedgerQ close");
-                return e.as_secs_f64() * 1e3;
+                e.as_secs_f64() * 1e3
             }
             Sys::Yaque => {
                 let mut rx = yaque::Receiver::open(&path).or_die("opening the yaque receiver");
@@ -788,7 +794,7 @@ impl OpenFixture {
                 std::hint::black_box(&*g);
                 let e = t.elapsed();
                 g.rollback().or_die("yaque rollback");
-                return e.as_secs_f64() * 1e3;
+                e.as_secs_f64() * 1e3
             }
             Sys::QueueFile => {
                 let mut q = QueueFile::open(path.join("queue")).or_die("opening queue-file");
