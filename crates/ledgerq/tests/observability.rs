@@ -57,6 +57,8 @@ fn counters_gauges_histograms_and_events_are_emitted() {
     q.nack(m.id(), "poison").unwrap();
     // The maintenance thread publishes the counters and gauges every flush interval.
     let mut found = None;
+    // A snapshot drains the histograms: count their samples over every snapshot.
+    let mut seen = [0usize; 3];
     for _ in 0..200 {
         std::thread::sleep(Duration::from_millis(10));
         let snap = snapshotter.snapshot().into_vec();
@@ -69,6 +71,13 @@ fn counters_gauges_histograms_and_events_are_emitted() {
             Some(DebugValue::Histogram(v)) => v.len(),
             _ => 0,
         };
+        for (n, name) in seen.iter_mut().zip([
+            "ledgerq_enqueue_seconds",
+            "ledgerq_ack_seconds",
+            "ledgerq_flush_seconds",
+        ]) {
+            *n += samples(name);
+        }
         if let (Some(DebugValue::Counter(200)), Some(DebugValue::Gauge(p))) =
             (get("ledgerq_enqueued_total"), get("ledgerq_pending"))
         {
@@ -77,12 +86,7 @@ fn counters_gauges_histograms_and_events_are_emitted() {
                 _ => 0,
             };
             if p.into_inner() == 49.0 && dead == 1 {
-                found = Some((
-                    dead,
-                    samples("ledgerq_enqueue_seconds"),
-                    samples("ledgerq_ack_seconds"),
-                    samples("ledgerq_flush_seconds"),
-                ));
+                found = Some((dead, seen[0], seen[1], seen[2]));
                 break;
             }
         }
