@@ -857,6 +857,10 @@ impl Inner {
     /// A snapshot of the queue's counters.
     pub(crate) fn stats(&self) -> Stats {
         let inner = self;
+        // `in_flight` is read before and after `pending` and the larger value kept: a
+        // message moving from pending to in flight (counted in flight first) or back
+        // (requeued first) is then counted at least once.
+        let in_flight_before = inner.in_flight.load(Ordering::SeqCst);
         let next_id = inner.journal.next_id();
         let segments = inner.journal.segments();
         let pending = if inner.marks_mode() {
@@ -869,7 +873,7 @@ impl Inner {
             next_id
                 .saturating_sub(w)
                 .saturating_sub(above)
-                .saturating_sub(inner.in_flight.load(Ordering::Relaxed) as u64)
+                .saturating_sub(in_flight_before as u64)
         } else {
             let fed = inner.fed.load(Ordering::Acquire);
             next_id
@@ -879,9 +883,10 @@ impl Inner {
                 + inner.redeliver_len.load(Ordering::Relaxed) as u64
                 + inner.delayed_len.load(Ordering::Relaxed) as u64
         };
+        let in_flight = in_flight_before.max(inner.in_flight.load(Ordering::SeqCst));
         Stats {
             pending,
-            in_flight: inner.in_flight.load(Ordering::Relaxed) as u64,
+            in_flight: in_flight as u64,
             total_enqueued: next_id.saturating_sub(1),
             next_id,
             segments: segments.len() as u64,
@@ -1154,8 +1159,10 @@ impl Inner {
         let lease = lock(self.shard(id))
             .remove(&id)
             .ok_or(Error::NotInFlight { id })?;
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.after_failure(lease.pos, reason, delay)
+        let r = self.after_failure(lease.pos, reason, delay);
+        // After the requeue: `stats` never sees the message as neither (see `stats`).
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        r
     }
 
     /// A leased message failed (nack or expired lease): dead-letter it if it has used
@@ -1291,13 +1298,37 @@ impl Inner {
         // From the claim to the end of the read: compaction waits for this section.
         let _section = self.grace.enter();
         loop {
-            let Some(pos) = self.next_position()? else {
-                return Ok(None);
-            };
-            if let Some(m) = self.deliver(pos)? {
-                return Ok(Some(m));
+            match self.claim()? {
+                None => return Ok(None),
+                Some(Some(m)) => return Ok(Some(m)),
+                Some(None) => {}
             }
         }
+    }
+
+    /// One claim and its delivery: `None` if nothing is ready, `Some(None)` if the
+    /// claimed message was not to be delivered (expired, consumed, dead-lettered).
+    ///
+    /// In manual mode the message counts as in flight from before the claim, so that
+    /// `stats` (which reads `pending` before `in_flight`) never sees a message being
+    /// handed out as neither pending nor in flight: a program waiting for both to reach
+    /// zero before it closes cannot close under a consumer about to ack.
+    fn claim(&self) -> Result<Option<Option<Message>>> {
+        let manual = self.manual();
+        if manual {
+            // SeqCst: ordered before the claim (a SeqCst CAS of the ring, or a mutex),
+            // and with the SeqCst loads in `stats`.
+            self.in_flight.fetch_add(1, Ordering::SeqCst);
+        }
+        let r = match self.next_position() {
+            Ok(Some(pos)) => self.deliver(pos).map(Some),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
+        };
+        if manual && !matches!(r, Ok(Some(Some(_)))) {
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+        r
     }
 
     /// Up to `max` ready messages. In FIFO auto-ack mode, handles are popped from the
@@ -1308,15 +1339,10 @@ impl Inner {
         let mut out = Vec::with_capacity(max.min(1024));
         if self.per_id() || self.sched.is_some() {
             while out.len() < max {
-                let pos = match self.next_position() {
-                    Ok(Some(pos)) => pos,
+                match self.claim() {
                     Ok(None) => break,
-                    Err(_) if !out.is_empty() => break,
-                    Err(e) => return Err(e),
-                };
-                match self.deliver(pos) {
-                    Ok(Some(m)) => out.push(m),
-                    Ok(None) => {}
+                    Ok(Some(Some(m))) => out.push(m),
+                    Ok(Some(None)) => {}
                     Err(_) if !out.is_empty() => break,
                     Err(e) => return Err(e),
                 }
@@ -1429,10 +1455,10 @@ impl Inner {
     /// Reads the whole message at `pos` (payload decompressed, headers, priority,
     /// expiry), with a delivery count of 1; `None` if it has expired.
     pub(crate) fn read_record(&self, pos: Position) -> Result<Option<Message>> {
-        let now = now_ns();
         let raw = self.journal.read(pos, |v| {
             let exp = v.expires_at_ns();
-            if exp != 0 && exp <= now {
+            // The clock is read only for a message with a TTL.
+            if exp != 0 && exp <= now_ns() {
                 return None;
             }
             let headers: Vec<(String, String)> = v
@@ -1558,8 +1584,8 @@ impl Inner {
             let n = n + 1;
             self.state.set_delivered(id, n);
             let deadline = Instant::now() + self.opts.lease_timeout;
+            // Counted in `in_flight` since the claim (see `claim`).
             lock(self.shard(id)).insert(id, Lease { pos, deadline });
-            self.in_flight.fetch_add(1, Ordering::Relaxed);
             m.delivery_count = n;
         } else {
             self.consume(id);
@@ -1663,8 +1689,8 @@ impl Inner {
                     .collect()
             };
             for pos in expired {
-                self.in_flight.fetch_sub(1, Ordering::Relaxed);
                 let _ = self.after_failure(pos, "lease expired", None);
+                self.in_flight.fetch_sub(1, Ordering::SeqCst);
             }
         }
     }
