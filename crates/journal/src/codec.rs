@@ -106,22 +106,20 @@ impl<'a> RecordIn<'a> {
     }
 }
 
-/// Validates the limits and returns the unpadded encoded length. Nothing is written.
-pub(crate) fn encoded_len(rec: &RecordIn<'_>, max_payload: usize) -> Result<u32, Error> {
-    if rec.payload.len() > max_payload {
-        return Err(Error::RecordTooLarge {
-            size: rec.payload.len() as u64,
-            max: max_payload as u64,
-        });
-    }
-    if rec.headers.len() > MAX_HEADERS {
+/// Checks the header limits (count, key length, total size); returns the bytes of all
+/// keys and values.
+///
+/// # Errors
+/// [`Error::TooManyHeaders`], [`Error::HeaderKeyTooLarge`], [`Error::HeadersTooLarge`].
+pub fn check_headers(headers: &[(&str, &str)]) -> Result<usize, Error> {
+    if headers.len() > MAX_HEADERS {
         return Err(Error::TooManyHeaders {
-            count: rec.headers.len(),
+            count: headers.len(),
             max: MAX_HEADERS,
         });
     }
     let mut hbytes = 0usize;
-    for (k, v) in rec.headers {
+    for (k, v) in headers {
         if k.len() > MAX_HEADER_KEY {
             return Err(Error::HeaderKeyTooLarge {
                 len: k.len(),
@@ -136,6 +134,18 @@ pub(crate) fn encoded_len(rec: &RecordIn<'_>, max_payload: usize) -> Result<u32,
             max: MAX_HEADERS_BYTES,
         });
     }
+    Ok(hbytes)
+}
+
+/// Validates the limits and returns the unpadded encoded length. Nothing is written.
+pub(crate) fn encoded_len(rec: &RecordIn<'_>, max_payload: usize) -> Result<u32, Error> {
+    if rec.payload.len() > max_payload {
+        return Err(Error::RecordTooLarge {
+            size: rec.payload.len() as u64,
+            max: max_payload as u64,
+        });
+    }
+    let hbytes = check_headers(rec.headers)?;
     let dedup = rec.dedup_key.map_or(0, <[u8]>::len);
     let total = (RECORD_HEADER_LEN as u64)
         .saturating_add(hbytes as u64)

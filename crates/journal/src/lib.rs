@@ -54,8 +54,8 @@ mod storage;
 pub use checkpoint::{Checkpoint, RecoveryInfo, CHECKPOINT_FILE, CHECKPOINT_LEN};
 #[cfg(not(ledgerq_loom))]
 pub use codec::{
-    Headers, Position, RecordIn, RecordView, MAX_HEADERS, MAX_HEADERS_BYTES, MAX_HEADER_KEY,
-    RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+    check_headers, Headers, Position, RecordIn, RecordView, MAX_HEADERS, MAX_HEADERS_BYTES,
+    MAX_HEADER_KEY, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
 #[cfg(not(ledgerq_loom))]
 pub use cursor::Cursor;

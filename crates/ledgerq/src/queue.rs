@@ -723,7 +723,7 @@ impl<'o> Prepared<'o> {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let header_bytes = check_headers(&headers)?;
+        let header_bytes = ledgerq_journal::check_headers(&headers)?;
         inner.check_size(payload.len().saturating_add(header_bytes))?;
         let expires_ns = match o.ttl {
             Some(t) if t.is_zero() => {
@@ -805,34 +805,6 @@ impl<'o> Prepared<'o> {
             + self.dedup.len() as u64
             + 7
     }
-}
-
-/// Checks the header limits; returns the bytes of all keys and values.
-fn check_headers(headers: &[(&str, &str)]) -> Result<usize> {
-    use ledgerq_journal::{MAX_HEADERS, MAX_HEADERS_BYTES, MAX_HEADER_KEY};
-    if headers.len() > MAX_HEADERS {
-        return Err(Error::TooManyHeaders {
-            count: headers.len(),
-            max: MAX_HEADERS,
-        });
-    }
-    let mut bytes = 0usize;
-    for (k, v) in headers {
-        if k.len() > MAX_HEADER_KEY {
-            return Err(Error::HeaderKeyTooLarge {
-                len: k.len(),
-                max: MAX_HEADER_KEY,
-            });
-        }
-        bytes = bytes.saturating_add(k.len()).saturating_add(v.len());
-    }
-    if bytes > MAX_HEADERS_BYTES {
-        return Err(Error::HeadersTooLarge {
-            size: bytes,
-            max: MAX_HEADERS_BYTES,
-        });
-    }
-    Ok(bytes)
 }
 
 impl Sink for Inner {
