@@ -92,41 +92,30 @@ impl<S, T: Copy> Dispatch<S, T> {
         Ok(self.ring.pop())
     }
 
-    /// Pops up to `max` handles into `out` (appended in order), feeding the ring from the
-    /// source when it runs empty. Returns how many were popped; fewer than `max` means
-    /// the source had nothing more committed.
-    pub(crate) fn pop_batch<E>(
+    /// With the feeder role held: pops up to `max` handles waiting in the ring (or the
+    /// stash) into `out` and returns `None`; if there are none, runs `take` on the
+    /// source instead and returns its result. Nothing older than what the source
+    /// holds is then waiting, and nothing is fed while the role is held, so the caller
+    /// may take records from the source directly, in order, without the ring.
+    pub(crate) fn pop_or_take<R>(
         &self,
-        fill: &impl Fill<S, T, E>,
         out: &mut Vec<T>,
         max: usize,
-    ) -> Result<usize, E> {
-        let mut got = 0;
-        while got < max {
-            let n = self.ring.pop_batch(out, max - got);
-            if n > 0 {
-                got += n;
-                continue;
-            }
-            // Empty: take the feeder role, as `pop` does.
-            let mut f = self.feeder.lock().unwrap_or_else(|p| p.into_inner());
-            let n = self.ring.pop_batch(out, max - got);
-            if n > 0 {
-                got += n;
-                continue;
-            }
-            if let Err(e) = self.feed(&mut f, fill) {
-                // What was popped must reach the caller; the source reports the error
-                // again on the next call.
-                return if got > 0 { Ok(got) } else { Err(e) };
-            }
-            let n = self.ring.pop_batch(out, max - got);
-            if n == 0 {
-                break;
-            }
-            got += n;
+        take: impl FnOnce(&mut S) -> R,
+    ) -> Option<R> {
+        if self.ring.pop_batch(out, max) > 0 {
+            return None;
         }
-        Ok(got)
+        let mut f = self.feeder.lock().unwrap_or_else(|p| p.into_inner());
+        // Only the feeder role pushes: with it held, an empty pop means an empty ring.
+        if self.ring.pop_batch(out, max) > 0 {
+            return None;
+        }
+        if let Some(x) = f.stash.take() {
+            out.push(x);
+            return None;
+        }
+        Some(take(&mut f.source))
     }
 
     /// Holding the feeder role (so nothing is fed meanwhile), drops every handle in the
@@ -233,6 +222,96 @@ mod loom_models {
             }
             // Drain what is left after everyone stopped.
             while let Some(x) = d.pop(&fill).unwrap() {
+                all.push(x);
+            }
+            all.sort_unstable();
+            assert_eq!(all, (0..N).collect::<Vec<_>>());
+        });
+    }
+
+    /// One consumer pops (feeding the ring), the other takes records straight from
+    /// the source when the ring is empty (`pop_or_take`, the batch path): still every
+    /// committed record exactly once, and each consumer in order.
+    #[test]
+    fn loom_models_direct_take_exactly_once() {
+        loom::model(|| {
+            const N: usize = 3;
+            let committed = Arc::new(AtomicUsize::new(0));
+            let d = Arc::new(Dispatch::<Source, usize>::new(2, Source { next: 0 }));
+            let fill = {
+                let committed = committed.clone();
+                move |s: &mut Source, room: usize, push: &mut dyn FnMut(usize) -> bool| {
+                    // Acquire pairs with the producer's Release increment.
+                    let upto = committed.load(Ordering::Acquire);
+                    let mut n = 0;
+                    while s.next < upto && n < room {
+                        let x = s.next;
+                        s.next += 1;
+                        if !push(x) {
+                            break;
+                        }
+                        n += 1;
+                    }
+                    Ok::<(), ()>(())
+                }
+            };
+            let producer = {
+                let committed = committed.clone();
+                thread::spawn(move || {
+                    for _ in 0..N {
+                        // Release pairs with the Acquire loads of both consumers.
+                        committed.fetch_add(1, Ordering::Release);
+                    }
+                })
+            };
+            let popper = {
+                let d = d.clone();
+                let fill = fill.clone();
+                thread::spawn(move || {
+                    let mut got = Vec::new();
+                    for _ in 0..2 {
+                        if let Some(x) = d.pop(&fill).unwrap() {
+                            got.push(x);
+                        }
+                    }
+                    got
+                })
+            };
+            let taker = {
+                let d = d.clone();
+                let committed = committed.clone();
+                thread::spawn(move || {
+                    let mut got = Vec::new();
+                    for _ in 0..2 {
+                        let mut popped = Vec::new();
+                        let taken = d.pop_or_take(&mut popped, 2, |s: &mut Source| {
+                            // Acquire pairs with the producer's Release increment.
+                            let upto = committed.load(Ordering::Acquire);
+                            let mut direct = Vec::new();
+                            while s.next < upto && direct.len() < 2 {
+                                direct.push(s.next);
+                                s.next += 1;
+                            }
+                            direct
+                        });
+                        got.extend(popped);
+                        got.extend(taken.unwrap_or_default());
+                    }
+                    got
+                })
+            };
+            producer.join().unwrap();
+            let mut all: Vec<usize> = Vec::new();
+            for c in [popper, taker] {
+                let got = c.join().unwrap();
+                assert!(got.windows(2).all(|w| w[0] < w[1]), "{got:?}");
+                all.extend(got);
+            }
+            // Nothing older than a delivered record is left behind (a direct take never
+            // passes a handle still waiting in the ring or the stash).
+            let newest = all.iter().copied().max();
+            while let Some(x) = d.pop(&fill).unwrap() {
+                assert!(newest.is_none_or(|n| x > n), "{x} left behind {newest:?}");
                 all.push(x);
             }
             all.sort_unstable();

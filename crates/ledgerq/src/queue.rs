@@ -12,7 +12,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ledgerq_journal::{
-    Cursor, Journal, JournalOptions, Position, RecordIn, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+    Cursor, Journal, JournalOptions, Position, RecordIn, RecordView, RECORD_HEADER_LEN,
+    SEGMENT_HEADER_LEN,
 };
 
 use crate::dispatch::Dispatch;
@@ -88,6 +89,10 @@ pub(crate) struct Inner {
     /// The error of a failed consumer-state flush, latched for good: checked by every
     /// write with one atomic load.
     latched: OnceLock<Arc<io::Error>>,
+    /// A batch dequeue that skipped an undecodable record but had messages to return
+    /// keeps the record's error here for the next batch dequeue (flag: one load).
+    deferred_failed: AtomicBool,
+    deferred_failure: Mutex<Option<Error>>,
     /// The deduplication table.
     pub(crate) dedup: crate::dedup::DedupTable,
     /// The dead-letter queue, opened when first needed (or at open if it exists).
@@ -264,6 +269,8 @@ impl Queue {
                 wakers: Mutex::new(Vec::new()),
             },
             latched: OnceLock::new(),
+            deferred_failed: AtomicBool::new(false),
+            deferred_failure: Mutex::new(None),
             dir,
             opts,
             journal,
@@ -1321,47 +1328,116 @@ impl Inner {
             }
             return Ok(out);
         }
-        let fill = |src: &mut FeedSource, room: usize, push: &mut dyn FnMut(Position) -> bool| {
-            self.fill(src, room, push)
-        };
+        // A record whose payload cannot be decoded was reported by an earlier call
+        // that had messages to return: report it now.
+        if self.deferred_failed.load(Ordering::Relaxed) {
+            if let Some(e) = lock(&self.deferred_failure).take() {
+                self.deferred_failed.store(false, Ordering::Relaxed);
+                return Err(e);
+            }
+        }
         let mut positions = Vec::new();
-        while out.len() < max {
+        let mut failure = None;
+        while out.len() < max && failure.is_none() {
             positions.clear();
             let want = (max - out.len()).min(self.dispatch.capacity());
-            let n = match self.dispatch.pop_batch(&fill, &mut positions, want) {
-                Ok(n) => n,
-                Err(_) if !out.is_empty() => break,
-                Err(e) => return Err(e),
-            };
+            // Handles already in the ring are older than anything the source still
+            // holds: they go first. With the ring empty, the records are read straight
+            // from the journal cursor (one pass, no hand-off through the ring).
+            let direct = self.dispatch.pop_or_take(&mut positions, want, |src| {
+                self.take_direct(src, want, &mut out)
+            });
+            match direct {
+                Some(Ok(n)) if n < want => break,
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => {
+                    failure = Some(e);
+                    break;
+                }
+                None => {}
+            }
             let mut last_claimed = None;
-            let mut failed = None;
             for &pos in &positions {
+                // Every claimed handle is delivered or accounted for: a record that
+                // fails to decode is skipped and its error reported.
+                last_claimed = Some(pos.id());
                 match self.read_record(pos) {
-                    Ok(Some(m)) => {
-                        last_claimed = Some(m.id);
-                        out.push(m);
-                    }
+                    Ok(Some(m)) => out.push(m),
                     Ok(None) => {
-                        last_claimed = Some(pos.id());
                         self.expired.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(e) => {
-                        failed = Some(e);
-                        break;
+                        failure.get_or_insert(e);
                     }
                 }
             }
             if let Some(last) = last_claimed {
                 self.state.raise(last + 1);
             }
-            if let Some(e) = failed {
-                return if out.is_empty() { Err(e) } else { Ok(out) };
-            }
-            if n < want {
-                break;
+        }
+        match failure {
+            None => Ok(out),
+            Some(e) if out.is_empty() => Err(e),
+            Some(e) => {
+                *lock(&self.deferred_failure) = Some(e);
+                self.deferred_failed.store(true, Ordering::Relaxed);
+                Ok(out)
             }
         }
-        Ok(out)
+    }
+
+    /// The direct path of [`dequeue_many`](Self::dequeue_many) (FIFO auto-ack mode,
+    /// holding the feeder role with the ring empty): reads up to `room` messages from
+    /// the cursor into `out`, consuming them. Returns how many records were taken
+    /// (expired ones included); fewer than `room` means nothing more is committed.
+    fn take_direct(
+        &self,
+        src: &mut FeedSource,
+        room: usize,
+        out: &mut Vec<Message>,
+    ) -> Result<usize> {
+        let mut taken = 0;
+        let mut failure = None;
+        while taken < room {
+            let next = match src
+                .cursor
+                .next(&self.journal, |v| (v.id(), self.message_from(&v)))
+            {
+                Ok(next) => next,
+                // Deliver what was read before the damage first; the cursor stays at
+                // the damaged record and reports it on the next call.
+                Err(_) if taken > 0 => break,
+                Err(e) => {
+                    failure = Some(e.into());
+                    break;
+                }
+            };
+            let Some((id, m)) = next else {
+                break;
+            };
+            taken += 1;
+            src.next_expected = id + 1;
+            // Release: pairs with the Acquire loads in `stats`.
+            self.fed.store(id + 1, Ordering::Release);
+            match m {
+                Ok(Some(m)) => out.push(m),
+                Ok(None) => {
+                    self.expired.fetch_add(1, Ordering::Relaxed);
+                }
+                // A record that cannot be decoded is consumed and reported.
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        if taken > 0 {
+            self.state.raise(src.next_expected);
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(taken),
+        }
     }
 
     /// The feeder: moves up to `room` committed records from the journal into the ring.
@@ -1427,32 +1503,22 @@ impl Inner {
     /// Reads the whole message at `pos` (payload decompressed, headers, priority,
     /// expiry), with a delivery count of 1; `None` if it has expired.
     pub(crate) fn read_record(&self, pos: Position) -> Result<Option<Message>> {
-        let raw = self.journal.read(pos, |v| {
-            let exp = v.expires_at_ns();
-            // The clock is read only for a message with a TTL.
-            if exp != 0 && exp <= now_ns() {
-                return None;
-            }
-            let headers: Vec<(String, String)> = v
-                .headers()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect();
-            Some((
-                v.payload().to_vec(),
-                v.compression(),
-                v.timestamp_ns(),
-                v.priority(),
-                exp,
-                headers,
-            ))
-        })?;
-        let Some((stored, tag, ts, prio, exp, headers)) = raw else {
+        self.journal.read(pos, |v| self.message_from(&v))?
+    }
+
+    /// The message a record holds, with a delivery count of 1; `None` if it has
+    /// expired. The clock is read only for a message with a TTL.
+    fn message_from(&self, v: &RecordView<'_>) -> Result<Option<Message>> {
+        let exp = v.expires_at_ns();
+        if exp != 0 && exp <= now_ns() {
             return Ok(None);
-        };
+        }
+        let tag = v.compression();
         let payload = if tag == 0 {
-            stored
+            v.payload().to_vec()
         } else {
-            crate::compress::decompress(tag, &stored, self.opts.get_max_message_size())
+            let pos = v.position();
+            crate::compress::decompress(tag, v.payload(), self.opts.get_max_message_size())
                 .map_err(|e| Error::Corrupt {
                     path: self.dir.join(format!("{:020}.seg", pos.segment())),
                     offset: u64::from(pos.offset()),
@@ -1461,13 +1527,16 @@ impl Inner {
                 .into_owned()
         };
         Ok(Some(Message {
-            id: pos.id(),
+            id: v.id(),
             payload,
-            timestamp: UNIX_EPOCH + Duration::from_nanos(ts),
+            timestamp: UNIX_EPOCH + Duration::from_nanos(v.timestamp_ns()),
             delivery_count: 1,
-            priority: Priority::from_stored(prio),
+            priority: Priority::from_stored(v.priority()),
             expires_at: (exp != 0).then(|| UNIX_EPOCH + Duration::from_nanos(exp)),
-            headers,
+            headers: v
+                .headers()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
         }))
     }
 

@@ -280,3 +280,46 @@ fn decompressing_beyond_max_message_size_is_a_typed_error() {
     let q = Queue::open_with(dir.path(), Options::new().max_message_size(1 << 20)).unwrap();
     assert_eq!(q.dequeue().unwrap().unwrap().payload(), &body[..]);
 }
+
+/// A batch dequeue that meets a record it cannot decode returns the messages before
+/// it, reports the record's error on the next call, and then goes on: nothing after
+/// the damaged record is lost, and the error is never dropped.
+#[test]
+fn batch_dequeue_reports_an_undecodable_record_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = vec![0u8; 512 << 10];
+    {
+        let q = Queue::open_with(
+            dir.path(),
+            Options::new()
+                .max_message_size(1 << 20)
+                .compression(Compression::Lz4),
+        )
+        .unwrap();
+        q.enqueue(b"before").unwrap();
+        q.enqueue(&big).unwrap();
+        q.enqueue(b"after 1").unwrap();
+        q.enqueue(b"after 2").unwrap();
+        q.close().unwrap();
+    }
+    let q = Queue::open_with(dir.path(), Options::new().max_message_size(64 << 10)).unwrap();
+    let mut got = Vec::new();
+    let mut errors = 0;
+    for _ in 0..6 {
+        match q.dequeue_batch(10) {
+            Ok(batch) => got.extend(batch.into_iter().map(|m| m.payload().to_vec())),
+            Err(e) => {
+                assert!(
+                    matches!(e, Error::Corrupt { .. } | Error::MessageTooLarge { .. }),
+                    "{e:?}"
+                );
+                errors += 1;
+            }
+        }
+    }
+    assert_eq!(errors, 1);
+    assert_eq!(
+        got,
+        vec![b"before".to_vec(), b"after 1".to_vec(), b"after 2".to_vec()]
+    );
+}
