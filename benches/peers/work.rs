@@ -617,13 +617,15 @@ pub fn latency(sys: Sys, base: &Path, rate: u64, secs: f64) -> Percentiles {
                 });
                 let start = start_of();
                 let mut got = 0;
+                // The consumer waits the way a LedgerQ consumer does: parked until a
+                // message is committed (as yaque's and sync_channel's `recv` wait).
                 while got < n {
-                    match q.dequeue().or_die("LedgerQ dequeue") {
-                        Some(m) => {
-                            record(&mut hist, start, m.payload());
-                            got += 1;
-                        }
-                        None => thread::yield_now(),
+                    let m = q
+                        .dequeue_timeout(Duration::from_millis(100))
+                        .or_die("LedgerQ dequeue_timeout");
+                    if let Some(m) = m {
+                        record(&mut hist, start, m.payload());
+                        got += 1;
                     }
                 }
             });

@@ -339,7 +339,10 @@ impl Checkpointer {
         let me = self.clone();
         let h = std::thread::Builder::new()
             .name("ledgerq-checkpoint".into())
-            .spawn(move || me.run())?;
+            .spawn(move || {
+                crate::storage::lower_background_priority();
+                me.run()
+            })?;
         *lock(&self.thread) = Some(h);
         Ok(())
     }

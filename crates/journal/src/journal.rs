@@ -723,7 +723,10 @@ impl Journal {
         threads.push(
             std::thread::Builder::new()
                 .name("ledgerq-prepare".into())
-                .spawn(move || i2.preparer())
+                .spawn(move || {
+                    crate::storage::lower_background_priority();
+                    i2.preparer()
+                })
                 .map_err(|e| Error::io("spawn preparer", dir, e))?,
         );
         if inner.opts.durability == Durability::Buffered {
@@ -731,7 +734,10 @@ impl Journal {
             threads.push(
                 std::thread::Builder::new()
                     .name("ledgerq-flush".into())
-                    .spawn(move || i3.flusher())
+                    .spawn(move || {
+                        crate::storage::lower_background_priority();
+                        i3.flusher()
+                    })
                     .map_err(|e| Error::io("spawn flusher", dir, e))?,
             );
         }

@@ -69,7 +69,7 @@ pub use options::{
     MIN_SEGMENT_SIZE,
 };
 #[cfg(not(ledgerq_loom))]
-pub use storage::{FileStorage, FlushRequest, Storage};
+pub use storage::{lower_background_priority, FileStorage, FlushRequest, Storage};
 
 /// Read-only checks of the on-disk format, the same the journal applies at open and when
 /// reading, for verification tools (`ledgerq-recovery`) that scan segment bytes

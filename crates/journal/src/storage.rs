@@ -167,3 +167,25 @@ pub(crate) fn page_size() -> usize {
         4096
     }
 }
+
+/// Lowers the calling thread's CPU priority (nice +10 on Linux; nothing elsewhere).
+///
+/// The journal's and the queue's background threads (flusher, preparer, checkpoint
+/// writer, maintenance) call this when they start: their work (writeback, page
+/// zeroing) comes in bursts, and on a small machine a burst at normal priority delays
+/// the application's producers and consumers by milliseconds. A lower priority still
+/// gets its share of a busy CPU, so the background work is delayed, never starved.
+pub fn lower_background_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: `gettid` takes no arguments and cannot fail.
+        let tid = unsafe { libc::syscall(libc::SYS_gettid) };
+        if let Ok(tid) = libc::id_t::try_from(tid) {
+            // SAFETY: plain syscall on this thread's own ID; the result is ignored
+            // (a refused change leaves the priority as it was, which is harmless).
+            unsafe {
+                libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+            }
+        }
+    }
+}

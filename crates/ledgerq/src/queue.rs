@@ -285,7 +285,10 @@ impl Queue {
         let worker = inner.clone();
         let handle = std::thread::Builder::new()
             .name("ledgerq-maintenance".into())
-            .spawn(move || worker.maintenance())
+            .spawn(move || {
+                ledgerq_journal::lower_background_priority();
+                worker.maintenance()
+            })
             .map_err(|e| io_err("start maintenance thread", &inner.dir, e))?;
         Ok(Queue {
             inner,
