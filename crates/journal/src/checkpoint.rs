@@ -7,7 +7,8 @@
 //! offset size  field
 //!      0    8  magic  89 'L' 'Q' 'C' 0D 0A 1A 0A
 //!      8    4  format version (1)
-//!     12    4  flags: bit 0 = the owner's value at 40 is present
+//!     12    4  flags: bit 0 = the owner's value at 40 is present;
+//!                   bit 1 = written by a clean close (see below)
 //!     16    8  base ID of the segment that holds the durable position
 //!     24    4  that segment's salt (binds the checkpoint to that very file)
 //!     28    4  durable byte offset in that segment (end of the flushed records)
@@ -34,6 +35,14 @@
 //! a record below the offset that is zeroed or torn (which no power loss produces, but
 //! an edited file can) is then cut like any torn tail instead of leaving a reader
 //! waiting on a slot that will never be committed.
+//!
+//! A checkpoint written by a clean close (every reservation committed and flushed,
+//! appends stopped) records the exact end of the journal: its segment is the last one
+//! and nothing follows the offset. A writable open that finds such a checkpoint naming
+//! the last segment takes the end from it instead of scanning that segment (the scan
+//! reads the whole segment, to find records committed after a hole), then replaces it
+//! with the same position marked not clean, durably, before the first append: a crash
+//! of that session can never leave a "clean" checkpoint in front of newer records.
 //!
 //! A missing, torn or corrupt checkpoint, or one that names a segment file that does
 //! not exist or was replaced, falls back to scanning the last two segments.
@@ -63,6 +72,8 @@ const MAGIC: [u8; 8] = [0x89, b'L', b'Q', b'C', 0x0D, 0x0A, 0x1A, 0x0A];
 const VERSION: u32 = 1;
 /// Flag bit: the owner's value is present.
 const FLAG_EXTRA: u32 = 1;
+/// Flag bit: written by a clean close; nothing follows the position.
+const FLAG_CLEAN: u32 = 2;
 /// Shortest time between two checkpoints written in the background (Sync mode; in
 /// Buffered mode the flush interval, if longer).
 pub(crate) const MIN_CHECKPOINT_GAP: Duration = Duration::from_millis(100);
@@ -78,6 +89,7 @@ pub(crate) const MIN_CHECKPOINT_GAP: Duration = Duration::from_millis(100);
 ///     next_id: 42,
 ///     extra: Some(10),
 ///     written_ns: 0,
+///     clean: false,
 /// };
 /// assert_eq!(Checkpoint::decode(&c.encode()), Ok(c));
 /// ```
@@ -96,6 +108,9 @@ pub struct Checkpoint {
     pub extra: Option<u64>,
     /// When the checkpoint was written, ns since the UNIX epoch.
     pub written_ns: u64,
+    /// Written by a clean close: the position is the end of the journal (its segment
+    /// is the last, and nothing was reserved beyond the offset).
+    pub clean: bool,
 }
 
 impl Checkpoint {
@@ -104,7 +119,8 @@ impl Checkpoint {
         let mut b = [0u8; CHECKPOINT_LEN];
         b[0..8].copy_from_slice(&MAGIC);
         b[8..12].copy_from_slice(&VERSION.to_le_bytes());
-        let flags = if self.extra.is_some() { FLAG_EXTRA } else { 0 };
+        let flags = if self.extra.is_some() { FLAG_EXTRA } else { 0 }
+            | if self.clean { FLAG_CLEAN } else { 0 };
         b[12..16].copy_from_slice(&flags.to_le_bytes());
         b[16..24].copy_from_slice(&self.segment_base.to_le_bytes());
         b[24..28].copy_from_slice(&self.segment_salt.to_le_bytes());
@@ -135,7 +151,7 @@ impl Checkpoint {
             return Err("unsupported checkpoint format version");
         }
         let flags = rd_u32(b, 12);
-        if flags & !FLAG_EXTRA != 0 || rd_u32(b, 56) != 0 {
+        if flags & !(FLAG_EXTRA | FLAG_CLEAN) != 0 || rd_u32(b, 56) != 0 {
             return Err("unknown checkpoint flags or nonzero reserved bytes");
         }
         let c = Checkpoint {
@@ -145,6 +161,7 @@ impl Checkpoint {
             next_id: rd_u64(b, 32),
             extra: (flags & FLAG_EXTRA != 0).then(|| rd_u64(b, 40)),
             written_ns: rd_u64(b, 48),
+            clean: flags & FLAG_CLEAN != 0,
         };
         if c.extra.is_none() && rd_u64(b, 40) != 0 {
             return Err("unknown checkpoint flags or nonzero reserved bytes");
@@ -249,6 +266,9 @@ pub struct RecoveryInfo {
     pub skipped: usize,
     /// Segments after the checkpoint whose header never reached the disk, removed.
     pub removed_blank: usize,
+    /// The checkpoint was written by a clean close and gave the end of the last
+    /// segment, which was therefore not scanned.
+    pub clean_close: bool,
 }
 
 #[derive(Debug, Default)]
@@ -437,6 +457,7 @@ impl Checkpointer {
             next_id: pos.next_id,
             extra,
             written_ns: crate::journal::now_ns(),
+            clean: false,
         };
         let r = self
             .storage
@@ -448,16 +469,62 @@ impl Checkpointer {
         Ok(true)
     }
 
-    /// Stops the background writer and writes a last checkpoint (close).
-    pub(crate) fn finish(&self, write: bool) {
+    /// Stops the background writer and writes a last checkpoint (close). `end` is the
+    /// end of the journal when every reservation was committed and flushed: the
+    /// checkpoint is then a clean-close one if it records exactly that position.
+    pub(crate) fn finish(&self, write: bool, end: Option<(u64, u32)>) {
         lock(&self.state).stop = true;
         self.cv.notify_all();
         if let Some(h) = lock(&self.thread).take() {
             let _ = h.join();
         }
         if write {
-            let _ = self.write_now();
+            let _ = match end {
+                Some(end) => self.write_clean(end),
+                None => self.write_now().map(|_| ()),
+            };
         }
+    }
+
+    /// Writes the newest durable position as a clean-close checkpoint if it is `end`
+    /// (base ID of the last segment, offset after its last record); otherwise an
+    /// ordinary one.
+    fn write_clean(&self, end: (u64, u32)) -> io::Result<()> {
+        let _w = lock(&self.writing);
+        let Some(pos) = lock(&self.state).latest else {
+            return Ok(());
+        };
+        if (pos.base, pos.offset) != end {
+            drop(_w);
+            return self.write_now().map(|_| ());
+        }
+        let c = Checkpoint {
+            segment_base: pos.base,
+            segment_salt: pos.salt,
+            offset: pos.offset,
+            next_id: pos.next_id,
+            extra: self.extra(),
+            written_ns: crate::journal::now_ns(),
+            clean: true,
+        };
+        self.storage
+            .replace_file(&self.dir, CHECKPOINT_FILE, &c.encode())?;
+        self.storage.sync_dir(&self.dir)
+    }
+
+    /// At open, after the end was taken from a clean-close checkpoint `c`: replaces it
+    /// with the same position marked not clean, durably (file and directory), before
+    /// anything can be appended.
+    pub(crate) fn unmark_clean(&self, c: &Checkpoint) -> io::Result<()> {
+        let _w = lock(&self.writing);
+        let c = Checkpoint {
+            clean: false,
+            written_ns: crate::journal::now_ns(),
+            ..*c
+        };
+        self.storage
+            .replace_file(&self.dir, CHECKPOINT_FILE, &c.encode())?;
+        self.storage.sync_dir(&self.dir)
     }
 }
 
@@ -531,6 +598,7 @@ mod tests {
             next_id: 1_000_900,
             extra: Some(999_999),
             written_ns: 1_700_000_000_123_456_789,
+            clean: false,
         }
     }
 
@@ -549,6 +617,7 @@ mod tests {
                 next_id: 1,
                 extra: Some(u64::MAX),
                 written_ns: 0,
+                clean: false,
             },
         ] {
             let b = c.encode();
@@ -679,6 +748,49 @@ mod tests {
         Ok(n)
     }
 
+    /// A clean close marks its checkpoint; the next open takes the end of the last
+    /// segment from it (no search of the rest of the segment) and unmarks it before
+    /// appending. A session killed after a producer reserved the first slot past that
+    /// end (never committed) while later records were committed must then be
+    /// recovered by a full scan, hole and all: with the mark left in place, the open
+    /// after the kill would stop at the hole and lose the records after it.
+    #[test]
+    fn a_clean_close_checkpoint_is_used_once_and_unmarked_before_appends() {
+        let t = journal(100);
+        let cp = read_file(t.path());
+        assert!(cp.clean, "{cp:?}");
+        let j = Journal::open(t.path(), opts()).unwrap();
+        assert!(j.recovery_info().unwrap().clean_close);
+        assert_eq!(count(&j).unwrap(), 100);
+        let unmarked = read_file(t.path());
+        assert!(!unmarked.clean);
+        assert_eq!((unmarked.offset, unmarked.next_id), (cp.offset, cp.next_id));
+        for i in 0..5u8 {
+            j.append(&RecordIn::new(&[i; 300])).unwrap();
+        }
+        j.sync().unwrap();
+        // The kill: a copy of the directory as it is now, with the first record past
+        // the clean end made a never-committed reservation (commit word zero).
+        let copy = tempfile::tempdir().unwrap();
+        for e in fs::read_dir(t.path()).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_owned();
+            if name != crate::journal::LOCK_FILE {
+                fs::copy(&p, copy.path().join(name)).unwrap();
+            }
+        }
+        let last = segment_files(copy.path()).pop().unwrap();
+        let mut b = fs::read(&last).unwrap();
+        b[cp.offset as usize..cp.offset as usize + 4].fill(0);
+        fs::write(&last, &b).unwrap();
+        let k = Journal::open(copy.path(), opts()).unwrap();
+        let info = k.recovery_info().unwrap();
+        assert!(!info.clean_close);
+        assert_eq!(info.holes, 1);
+        assert_eq!(count(&k).unwrap(), 104);
+        drop(j);
+    }
+
     #[test]
     fn close_writes_a_checkpoint_and_the_next_open_scans_only_its_segment() {
         let t = journal(1000);
@@ -795,6 +907,7 @@ mod tests {
             next_id: base(&first) - 1,
             extra: None,
             written_ns: 0,
+            clean: false,
         };
         fs::write(t.path().join(CHECKPOINT_FILE), old.encode()).unwrap();
         let n = segment_files(t.path()).len();

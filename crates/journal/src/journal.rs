@@ -565,10 +565,21 @@ impl Journal {
             }
             segs.push(seg);
         }
+        // A clean-close checkpoint naming the last segment gives its end: that segment
+        // is not scanned (see the checkpoint module).
+        let clean_end = cp
+            .filter(|c| c.clean)
+            .and_then(|c| segs.last().and_then(|l| recover::clean_end(l, &c)));
         // Recover the tail, segment by segment.
         let mut last_scan = None;
         for i in tail_from..n {
-            let scan = recover::scan_and_repair(&segs[i], opts.recovery_mode, &*storage)?;
+            let scan = match clean_end {
+                Some(scan) if i + 1 == n => {
+                    info.clean_close = true;
+                    scan
+                }
+                _ => recover::scan_and_repair(&segs[i], opts.recovery_mode, &*storage)?,
+            };
             if let Some(next) = segs.get(i + 1) {
                 if scan.next_id > next.base_id {
                     return Err(Error::corrupt(
@@ -627,8 +638,8 @@ impl Journal {
         let mut need_new = None;
         match (segs.last_mut(), last_scan) {
             (Some(last), Some(scan)) => {
-                // Make the recovered tail durable (cheap when it already is).
-                if last.is_writable() {
+                // Make the recovered tail durable (after a clean close it is).
+                if last.is_writable() && clean_end.is_none() {
                     // SAFETY: exclusive access at open; in bounds.
                     let bytes = unsafe { last.slice(0, scan.end_off) };
                     let req = FlushRequest {
@@ -696,6 +707,10 @@ impl Journal {
             progress,
             durable,
         )?;
+        if let (Some(c), Some(_)) = (cp, clean_end) {
+            ckpt.unmark_clean(&c)
+                .map_err(|e| Error::io("write checkpoint", dir.join(CHECKPOINT_FILE), e))?;
+        }
         let _ = inner.ckpt.set(ckpt.clone());
         if let Some(base) = need_new {
             let p = inner.prepare(false)?;
@@ -1192,8 +1207,10 @@ impl Journal {
         }
         let r = inner.quiesce_and_flush();
         if let Some(c) = inner.checkpointer() {
-            c.finish(r.is_ok()); // a last checkpoint, so the next open scans nothing
+            // A last checkpoint, so the next open scans nothing.
+            c.finish(r.is_ok(), r.as_ref().ok().copied().flatten());
         }
+        let r = r.map(|_| ());
         // After `quiesce_and_flush` took `roll_lock`: no removal can add to the pool.
         inner.discard_recycled();
         // Release the directory lock last: nothing of this handle writes the
@@ -1623,7 +1640,11 @@ impl Inner {
     /// Shutdown of a writer: seals the active segment in memory (no end marker, so a
     /// reopen continues in it), so no new reservation succeeds and no roll happens;
     /// waits (bounded) until every reservation made before is committed; flushes.
-    fn quiesce_and_flush(&self) -> Result<(), Error> {
+    /// Seals the active segment, waits (at most 500 ms) for every reservation to be
+    /// committed, and flushes. Returns the end of the journal (base ID of the active
+    /// segment, offset after its last record) if everything reserved was committed and
+    /// flushed.
+    fn quiesce_and_flush(&self) -> Result<Option<(u64, u32)>, Error> {
         let (base, end) = {
             let _g = lock_ignore_poison(&self.roll_lock);
             let guard = epoch::pin();
@@ -1642,8 +1663,11 @@ impl Inner {
             let p = lock_ignore_poison(&self.progress);
             // Everything reserved is committed (and flushed) once the flush scan
             // reached the sealed offset of the active segment.
-            if (p.seg_base == base && p.scan_off >= end) || std::time::Instant::now() >= deadline {
-                return Ok(());
+            if p.seg_base == base && p.scan_off >= end {
+                return Ok(Some((base, end)));
+            }
+            if std::time::Instant::now() >= deadline {
+                return Ok(None);
             }
             drop(p);
             std::thread::yield_now();

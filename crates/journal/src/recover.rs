@@ -4,6 +4,7 @@
 //! Runs only while the journal is being opened, with the lock held and no other
 //! thread using the segment, so it may read the whole mapping as a slice and write.
 
+use crate::checkpoint::Checkpoint;
 use crate::codec::{self, HOLE_MIN_LEN, SEGMENT_HEADER_LEN};
 use crate::error::Error;
 use crate::options::RecoveryMode;
@@ -29,6 +30,59 @@ pub(crate) struct Scan {
 }
 
 /// Scans `seg` from its first record, repairing it in place (if writable).
+/// The scan result a clean-close checkpoint `c` gives for `seg` (the last segment):
+/// its records are validated up to the checkpointed offset as the full scan validates
+/// them (commit words, lengths, checksums, IDs in order), but the rest of the segment,
+/// which a clean close left untouched, is not searched for records after a hole.
+/// `None` if `c` does not name `seg`, or the records do not end exactly where it says:
+/// the segment is then scanned and repaired in full.
+pub(crate) fn clean_end(seg: &Segment, c: &Checkpoint) -> Option<Scan> {
+    if c.segment_base != seg.base_id
+        || c.segment_salt != seg.salt
+        || c.offset < SEGMENT_HEADER_LEN
+        || u64::from(c.offset) + 8 > u64::from(seg.capacity)
+    {
+        return None;
+    }
+    // SAFETY: exclusive access at open (module docs); in bounds by construction.
+    let s = unsafe { seg.slice(0, seg.capacity) };
+    let max_records = u64::from(seg.capacity / 8);
+    let mut off = SEGMENT_HEADER_LEN;
+    let mut next_id = seg.base_id;
+    while off < c.offset {
+        match codec::rd_u32(s, off as usize) {
+            KIND_RECORD => match codec::validate_record(s, off, seg.salt) {
+                Ok((len, id)) if id >= next_id && id - seg.base_id < max_records => {
+                    off += codec::align8(len);
+                    next_id = id + 1;
+                }
+                _ => return None,
+            },
+            KIND_HOLE => match codec::validate_hole(s, off, seg.salt) {
+                Ok(len) => off += len,
+                Err(_) => return None,
+            },
+            _ => return None,
+        }
+    }
+    if off != c.offset || next_id != c.next_id {
+        return None;
+    }
+    let sealed = match codec::rd_u32(s, off as usize) {
+        0 => false,
+        KIND_END => true,
+        _ => return None,
+    };
+    Some(Scan {
+        end_off: off,
+        next_id,
+        sealed,
+        holes: 0,
+        skipped: 0,
+        truncated: false,
+    })
+}
+
 pub(crate) fn scan_and_repair(
     seg: &Segment,
     mode: RecoveryMode,

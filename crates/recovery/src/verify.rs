@@ -329,6 +329,9 @@ impl fmt::Display for Report {
                     if let Some(x) = cp.extra {
                         write!(f, ", consumer watermark {x}")?;
                     }
+                    if cp.clean {
+                        write!(f, " (written by a clean close)")?;
+                    }
                     writeln!(f)?;
                 }
                 match &c.problem {
@@ -949,6 +952,7 @@ mod tests {
             next_id: base,
             extra: Some(7),
             written_ns: 0,
+            clean: false,
         };
         fs::write(t.path().join(CHECKPOINT_FILE), older.encode()).unwrap();
         let victim = &s[n - 3];
