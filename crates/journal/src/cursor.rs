@@ -20,6 +20,8 @@ pub struct Cursor {
     off: u32,
     /// Smallest ID the cursor may return next.
     next_id: u64,
+    /// The ID of the last record stepped over or returned (0 before the first).
+    prev_id: u64,
 }
 
 impl Cursor {
@@ -28,6 +30,7 @@ impl Cursor {
             seg: Some(seg),
             off: SEGMENT_HEADER_LEN,
             next_id: from_id,
+            prev_id: 0,
         }
     }
 
@@ -36,6 +39,7 @@ impl Cursor {
             seg: None,
             off: SEGMENT_HEADER_LEN,
             next_id: from_id,
+            prev_id: 0,
         }
     }
 
@@ -83,6 +87,17 @@ impl Cursor {
             let step = seg.step(self.off, false);
             let at_end = match step {
                 Step::Record { view, len } => {
+                    // Records below the cursor's ID (a seek into the middle of a
+                    // segment) are stepped over without being checked, as long as
+                    // their IDs increase: none of them is handed out. An ID out of
+                    // order is checked (a damaged ID field must be reported, not
+                    // taken as a record to skip).
+                    let id = view.id();
+                    if id < self.next_id && id > self.prev_id {
+                        self.prev_id = id;
+                        self.off += len;
+                        continue;
+                    }
                     // Every record a cursor hands out is checked against its salted
                     // checksum: a segment that was not scanned at open (everything but
                     // the tail) may hold a flipped byte, which must be reported or skipped,
@@ -99,11 +114,11 @@ impl Cursor {
                             "record checksum mismatch",
                         ));
                     }
-                    let id = view.id();
                     self.off += len;
                     if id < self.next_id {
                         continue;
                     }
+                    self.prev_id = id;
                     self.next_id = id + 1;
                     return Ok(Some(f(view)));
                 }
