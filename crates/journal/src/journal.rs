@@ -886,16 +886,42 @@ impl Journal {
     /// As [`Journal::append`]; [`Error::RecordTooLarge`] if the whole batch does not
     /// fit in one segment.
     pub fn append_batch(&self, recs: &[RecordIn<'_>]) -> Result<Range<u64>, Error> {
+        self.append_batch_of(recs.len(), |i| recs[i])
+    }
+
+    /// As [`append_batch`](Journal::append_batch), for plain payloads (each as
+    /// [`RecordIn::new`]): no slice of records to build first.
+    ///
+    /// # Errors
+    /// As [`append_batch`](Journal::append_batch).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let j = ledgerq_journal::Journal::open(dir.path(), Default::default()).unwrap();
+    /// assert_eq!(j.append_payloads(&[&b"a"[..], b"b", b"c"]).unwrap(), 1..4);
+    /// ```
+    pub fn append_payloads<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Range<u64>, Error> {
+        self.append_batch_of(payloads.len(), |i| RecordIn::new(payloads[i].as_ref()))
+    }
+
+    /// One reservation for the `n` records `rec(0..n)`.
+    fn append_batch_of<'a>(
+        &self,
+        n: usize,
+        rec: impl Fn(usize) -> RecordIn<'a>,
+    ) -> Result<Range<u64>, Error> {
         let inner = &*self.inner;
         inner.check_writable()?;
-        if recs.is_empty() {
+        if n == 0 {
             let n = self.next_id();
             return Ok(n..n);
         }
-        let mut lens = Vec::with_capacity(recs.len());
+        let mut lens = Vec::with_capacity(n);
         let mut total: u64 = 0;
-        for r in recs {
-            let len = codec::encoded_len(r, inner.opts.max_record_size)?;
+        for i in 0..n {
+            let len = codec::encoded_len(&rec(i), inner.opts.max_record_size)?;
             lens.push(len);
             total += u64::from(codec::align8(len));
         }
@@ -905,7 +931,7 @@ impl Journal {
                 max: u64::from(inner.max_in_segment),
             });
         }
-        let n = u32::try_from(recs.len()).map_err(|_| Error::RecordTooLarge {
+        let n = u32::try_from(n).map_err(|_| Error::RecordTooLarge {
             size: total,
             max: 0,
         })?;
@@ -913,7 +939,8 @@ impl Journal {
         // `total <= max_in_segment`, a u32.
         let first = inner.reserve_and_write(total as u32, n, |seg, off, first| {
             let mut at = off;
-            for (i, (r, len)) in recs.iter().zip(&lens).enumerate() {
+            for (i, len) in lens.iter().enumerate() {
+                let r = &rec(i);
                 // SAFETY: the reservation covers every record of the batch back to back.
                 unsafe {
                     codec::write_record(

@@ -109,7 +109,7 @@ pub const DEFAULT_SEGMENT_SIZE: u64 = 64 << 20;
 /// Default largest message: 10 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 10 << 20;
 /// Default ring capacity: how many messages are dispatched ahead of consumers.
-pub const DEFAULT_RING_CAPACITY: usize = 4096;
+pub const DEFAULT_RING_CAPACITY: usize = 1024;
 
 impl Default for Options {
     fn default() -> Self {
@@ -141,7 +141,7 @@ impl Default for Options {
 
 impl Options {
     /// The defaults: buffered durability, auto-ack, 30 s leases, 64 MiB segments,
-    /// a flush every second, 10 MiB messages, a ring of 4096.
+    /// a flush every second, 10 MiB messages, a ring of 1024.
     pub fn new() -> Self {
         Self::default()
     }
@@ -199,7 +199,7 @@ impl Options {
     }
 
     /// How many messages the dispatch ring holds ahead of consumers (rounded up to a power
-    /// of two). Memory use is bounded by this, not by the backlog. Default 4096.
+    /// of two). Memory use is bounded by this, not by the backlog. Default 1024.
     pub fn ring_capacity(mut self, n: usize) -> Self {
         self.ring_capacity = n;
         self

@@ -402,20 +402,23 @@ impl Queue {
         }
         inner.check_writable()?;
         let items: Vec<I::Item> = payloads.into_iter().collect();
-        let mut records = Vec::with_capacity(items.len());
         let mut size = 0u64;
         for p in &items {
-            let p = p.as_ref();
-            inner.check_size(p.len())?;
-            size += u64::from(RECORD_HEADER_LEN) + p.len() as u64 + 7;
-            records.push(RecordIn::new(p));
+            let len = p.as_ref().len();
+            inner.check_size(len)?;
+            size += u64::from(RECORD_HEADER_LEN) + len as u64 + 7;
         }
         inner.check_batch_size(size)?;
-        if records.is_empty() {
+        if items.is_empty() {
             let next = inner.journal.next_id();
             return Ok(next..next);
         }
-        let ids = inner.append_batch(&records)?;
+        let ids = match inner.journal.append_payloads(&items) {
+            Err(ledgerq_journal::Error::Full { .. }) => {
+                inner.on_full(|| inner.journal.append_payloads(&items))
+            }
+            r => r.map_err(Error::from),
+        }?;
         inner.wake();
         Ok(ids)
     }
