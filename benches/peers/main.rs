@@ -154,6 +154,8 @@ fn run_noted<'a>(note: &'static str, f: impl FnMut() -> f64 + 'a) -> Plan<'a> {
 
 /// Measures a row: `runs` rounds, each running every system once in column order (so a
 /// slow spell of the machine hits every system rather than one), then the medians.
+/// Before each run the page cache is written back (`sync`), so that no system pays for
+/// the writeback of the files an earlier run left dirty.
 fn row<'a>(workload: &str, unit: Unit, runs: usize, plan: impl Fn(Sys) -> Plan<'a>) -> Row {
     let t = Instant::now();
     let mut plans: Vec<Plan<'a>> = SYSTEMS.iter().map(|s| plan(*s)).collect();
@@ -161,6 +163,8 @@ fn row<'a>(workload: &str, unit: Unit, runs: usize, plan: impl Fn(Sys) -> Plan<'
     for _ in 0..runs.max(1) {
         for (p, out) in plans.iter_mut().zip(samples.iter_mut()) {
             if let Plan::Run(_, f) = p {
+                // SAFETY: `sync` takes no arguments and cannot fail.
+                unsafe { libc::sync() };
                 out.push(f());
             }
         }
