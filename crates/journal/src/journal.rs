@@ -738,10 +738,9 @@ impl Journal {
         threads.push(
             std::thread::Builder::new()
                 .name("ledgerq-prepare".into())
-                .spawn(move || {
-                    crate::storage::lower_background_priority();
-                    i2.preparer()
-                })
+                // At normal priority: what it does (creating and pre-faulting segments)
+                // the appenders would otherwise do themselves, on their own time.
+                .spawn(move || i2.preparer())
                 .map_err(|e| Error::io("spawn preparer", dir, e))?,
         );
         if inner.opts.durability == Durability::Buffered {

@@ -170,10 +170,10 @@ pub(crate) fn page_size() -> usize {
 
 /// Lowers the calling thread's CPU priority (nice +10 on Linux; nothing elsewhere).
 ///
-/// The journal's and the queue's background threads (flusher, preparer, checkpoint
-/// writer, maintenance) call this when they start: their work (writeback, page
-/// zeroing) comes in bursts, and on a small machine a burst at normal priority delays
-/// the application's producers and consumers by milliseconds. A lower priority still
+/// The journal's and the queue's background threads (flusher, checkpoint writer,
+/// maintenance) call this when they start: their work (writeback) comes in bursts,
+/// and on a small machine a burst at normal priority delays the application's
+/// producers and consumers by milliseconds. A lower priority still
 /// gets its share of a busy CPU, so the background work is delayed, never starved.
 pub fn lower_background_priority() {
     #[cfg(target_os = "linux")]
