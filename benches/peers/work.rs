@@ -187,6 +187,8 @@ pub fn enqueue_1p(sys: Sys, base: &Path, n: u64, payload: &[u8]) -> f64 {
 /// from the start signal until every message was taken. Returns messages per second.
 pub fn end_to_end(sys: Sys, base: &Path, p: usize, c: usize, per: u64, payload: &[u8]) -> f64 {
     let dir = scratch(base);
+    // The clock stops when the work is done, before the queue is closed.
+    let end: Instant;
     let total = per * p as u64;
     let taken = AtomicU64::new(0);
     let barrier = Barrier::new(p + c + 1);
@@ -220,6 +222,7 @@ pub fn end_to_end(sys: Sys, base: &Path, p: usize, c: usize, per: u64, payload: 
                 barrier.wait();
                 start = Instant::now();
             });
+            end = Instant::now();
         }
         Sys::ArrayQ => {
             let q = ArrayQueue::<Vec<u8>>::new(4096);
@@ -253,6 +256,7 @@ pub fn end_to_end(sys: Sys, base: &Path, p: usize, c: usize, per: u64, payload: 
                 barrier.wait();
                 start = Instant::now();
             });
+            end = Instant::now();
         }
         Sys::Mpsc => {
             assert_eq!(c, 1, "sync_channel has one consumer");
@@ -278,6 +282,7 @@ pub fn end_to_end(sys: Sys, base: &Path, p: usize, c: usize, per: u64, payload: 
                 barrier.wait();
                 start = Instant::now();
             });
+            end = Instant::now();
         }
         Sys::Yaque => {
             assert_eq!(c, 1, "yaque has one receiver");
@@ -304,6 +309,7 @@ pub fn end_to_end(sys: Sys, base: &Path, p: usize, c: usize, per: u64, payload: 
                 barrier.wait();
                 start = Instant::now();
             });
+            end = Instant::now();
         }
         Sys::QueueFile => {
             let q = Mutex::new(open_queue_file(dir.path(), false));
@@ -344,15 +350,18 @@ pub fn end_to_end(sys: Sys, base: &Path, p: usize, c: usize, per: u64, payload: 
                 barrier.wait();
                 start = Instant::now();
             });
+            end = Instant::now();
         }
         Sys::Raw => die("end_to_end", "no raw variant"),
     }
-    total as f64 / start.elapsed().as_secs_f64()
+    total as f64 / end.duration_since(start).as_secs_f64()
 }
 
 /// `rounds` times: enqueue a batch of 100 messages, then dequeue 100. Messages per second.
 pub fn batch_100(sys: Sys, base: &Path, rounds: u64, payload: &[u8]) -> f64 {
     let dir = scratch(base);
+    // The clock stops when the work is done, before the queue is closed.
+    let end: Instant;
     let batch: Vec<&[u8]> = vec![payload; 100];
     let t;
     match sys {
@@ -365,6 +374,7 @@ pub fn batch_100(sys: Sys, base: &Path, rounds: u64, payload: &[u8]) -> f64 {
                 assert_eq!(got.len(), 100);
                 std::hint::black_box(got);
             }
+            end = Instant::now();
         }
         Sys::ArrayQ => {
             let q = ArrayQueue::<Vec<u8>>::new(128);
@@ -379,6 +389,7 @@ pub fn batch_100(sys: Sys, base: &Path, rounds: u64, payload: &[u8]) -> f64 {
                     std::hint::black_box(q.pop());
                 }
             }
+            end = Instant::now();
         }
         Sys::Mpsc => {
             let (tx, rx) = sync_channel::<Vec<u8>>(128);
@@ -391,6 +402,7 @@ pub fn batch_100(sys: Sys, base: &Path, rounds: u64, payload: &[u8]) -> f64 {
                     std::hint::black_box(rx.recv().or_die("sync_channel recv"));
                 }
             }
+            end = Instant::now();
         }
         Sys::Yaque => {
             let (mut tx, mut rx) = yaque_pair(dir.path());
@@ -401,6 +413,7 @@ pub fn batch_100(sys: Sys, base: &Path, rounds: u64, payload: &[u8]) -> f64 {
                 assert_eq!(g.len(), 100);
                 g.commit().or_die("yaque commit");
             }
+            end = Instant::now();
         }
         Sys::QueueFile => {
             let mut q = open_queue_file(dir.path(), false);
@@ -412,16 +425,19 @@ pub fn batch_100(sys: Sys, base: &Path, rounds: u64, payload: &[u8]) -> f64 {
                 std::hint::black_box(got);
                 q.remove_n(100).or_die("queue-file remove_n");
             }
+            end = Instant::now();
         }
         Sys::Raw => die("batch_100", "no raw variant"),
     }
-    (rounds * 100) as f64 / t.elapsed().as_secs_f64()
+    (rounds * 100) as f64 / end.duration_since(t).as_secs_f64()
 }
 
 /// Drain a backlog of `n` messages (built before the clock starts) with one consumer,
 /// taking up to 1024 at a time where the API has batches. Messages per second.
 pub fn drain(sys: Sys, base: &Path, n: u64, payload: &[u8]) -> f64 {
     let dir = scratch(base);
+    // The clock stops when the work is done, before the queue is closed.
+    let end: Instant;
     let t;
     match sys {
         Sys::LedgerQ => {
@@ -433,6 +449,7 @@ pub fn drain(sys: Sys, base: &Path, n: u64, payload: &[u8]) -> f64 {
             while got < n {
                 got += q.dequeue_batch(1024).or_die("LedgerQ dequeue_batch").len() as u64;
             }
+            end = Instant::now();
         }
         Sys::ArrayQ => {
             let q = ArrayQueue::<Vec<u8>>::new(n as usize);
@@ -445,6 +462,7 @@ pub fn drain(sys: Sys, base: &Path, n: u64, payload: &[u8]) -> f64 {
             while let Some(v) = q.pop() {
                 std::hint::black_box(v);
             }
+            end = Instant::now();
         }
         Sys::Mpsc => {
             let (tx, rx) = sync_channel::<Vec<u8>>(n as usize);
@@ -455,6 +473,7 @@ pub fn drain(sys: Sys, base: &Path, n: u64, payload: &[u8]) -> f64 {
             for _ in 0..n {
                 std::hint::black_box(rx.recv().or_die("sync_channel recv"));
             }
+            end = Instant::now();
         }
         Sys::Yaque => {
             let (mut tx, mut rx) = yaque_pair(dir.path());
@@ -467,6 +486,7 @@ pub fn drain(sys: Sys, base: &Path, n: u64, payload: &[u8]) -> f64 {
                 got += g.len() as u64;
                 g.commit().or_die("yaque commit");
             }
+            end = Instant::now();
         }
         Sys::QueueFile => {
             let mut q = open_queue_file(dir.path(), false);
@@ -481,10 +501,11 @@ pub fn drain(sys: Sys, base: &Path, n: u64, payload: &[u8]) -> f64 {
                 q.remove_n(k).or_die("queue-file remove_n");
                 got += k as u64;
             }
+            end = Instant::now();
         }
         Sys::Raw => die("drain", "no raw variant"),
     }
-    n as f64 / t.elapsed().as_secs_f64()
+    n as f64 / end.duration_since(t).as_secs_f64()
 }
 
 /// `threads` producers enqueue durably (each call returns once the message is on stable
