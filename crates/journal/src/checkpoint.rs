@@ -791,6 +791,30 @@ mod tests {
         drop(j);
     }
 
+    /// Garbage a little past a clean end (an edited or damaged file: no crash writes
+    /// there after a clean close) is not taken as the zeros readers rely on: the
+    /// segment is scanned in full, which zeroes it, and appends and reads go on.
+    #[test]
+    fn garbage_past_a_clean_end_sends_the_segment_to_the_full_scan() {
+        let t = journal(100);
+        let cp = read_file(t.path());
+        assert!(cp.clean);
+        let last = segment_files(t.path()).pop().unwrap();
+        let mut b = fs::read(&last).unwrap();
+        let at = cp.offset as usize + 4096;
+        b[at..at + 16].copy_from_slice(b"garbage garbage!");
+        fs::write(&last, &b).unwrap();
+        let j = Journal::open(t.path(), opts()).unwrap();
+        let info = j.recovery_info().unwrap();
+        assert!(!info.clean_close);
+        assert_eq!(info.truncated, 1);
+        assert_eq!(count(&j).unwrap(), 100);
+        for i in 0..40u8 {
+            j.append(&RecordIn::new(&[i; 300])).unwrap();
+        }
+        assert_eq!(count(&j).unwrap(), 140);
+    }
+
     #[test]
     fn close_writes_a_checkpoint_and_the_next_open_scans_only_its_segment() {
         let t = journal(1000);

@@ -30,6 +30,9 @@ pub(crate) struct Scan {
 }
 
 /// Scans `seg` from its first record, repairing it in place (if writable).
+/// Bytes after a clean end that must be zero for the end to be taken as is.
+const CLEAN_END_ZERO_CHECK: usize = 64 * 1024;
+
 /// The scan result a clean-close checkpoint `c` gives for `seg` (the last segment):
 /// its records are validated up to the checkpointed offset as the full scan validates
 /// them (commit words, lengths, checksums, IDs in order), but the rest of the segment,
@@ -73,6 +76,19 @@ pub(crate) fn clean_end(seg: &Segment, c: &Checkpoint) -> Option<Scan> {
         KIND_END => true,
         _ => return None,
     };
+    // Readers take a nonzero commit word past the end for a record, so the bytes after
+    // the end must be zeros: a clean close leaves them so; a stretch of garbage written
+    // there later (an edited or damaged file) sends the segment to the full scan, which
+    // zeroes it. Only the stretch that a torn or appended write would touch is looked
+    // at, not the whole rest of the segment (that search is what this path saves).
+    if !sealed {
+        let upto = (off as usize)
+            .saturating_add(CLEAN_END_ZERO_CHECK)
+            .min(s.len());
+        if s[off as usize..upto].iter().any(|&b| b != 0) {
+            return None;
+        }
+    }
     Some(Scan {
         end_off: off,
         next_id,
