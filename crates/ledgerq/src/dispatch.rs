@@ -160,126 +160,111 @@ mod loom_models {
     use loom::sync::Arc;
     use loom::thread;
 
+    /// Records committed by the producer.
+    const N: usize = 3;
+
     struct Source {
         next: usize,
+    }
+
+    /// The feeder's fill: pushes the committed records from `s.next` on, at most `room`.
+    fn filler(
+        committed: Arc<AtomicUsize>,
+    ) -> impl Fn(&mut Source, usize, &mut dyn FnMut(usize) -> bool) -> Result<(), ()> + Clone {
+        move |s, room, push| {
+            // Acquire pairs with the producer's Release increment.
+            let upto = committed.load(Ordering::Acquire);
+            let mut n = 0;
+            while s.next < upto && n < room {
+                let x = s.next;
+                s.next += 1;
+                // A refused record is kept in the dispatcher's stash.
+                if !push(x) {
+                    break;
+                }
+                n += 1;
+            }
+            Ok(())
+        }
+    }
+
+    /// Commits `N` records, one at a time.
+    fn producer(committed: Arc<AtomicUsize>) -> thread::JoinHandle<()> {
+        thread::spawn(move || {
+            for _ in 0..N {
+                // Release pairs with the Acquire loads of the fill and the direct take.
+                committed.fetch_add(1, Ordering::Release);
+            }
+        })
+    }
+
+    /// A consumer that pops twice (feeding the ring when it is empty).
+    fn popper(
+        d: Arc<Dispatch<Source, usize>>,
+        fill: impl Fill<Source, usize, ()> + Send + 'static,
+    ) -> thread::JoinHandle<Vec<usize>> {
+        thread::spawn(move || {
+            let mut got = Vec::new();
+            for _ in 0..2 {
+                if let Some(x) = d.pop(&fill).unwrap() {
+                    got.push(x);
+                }
+            }
+            got
+        })
+    }
+
+    /// Joins the consumers (each must have seen increasing records), drains what is
+    /// left, and checks every committed record was delivered exactly once and that
+    /// nothing older than a delivered record was left behind.
+    fn check(
+        d: &Dispatch<Source, usize>,
+        fill: &impl Fill<Source, usize, ()>,
+        consumers: Vec<thread::JoinHandle<Vec<usize>>>,
+    ) {
+        let mut all: Vec<usize> = Vec::new();
+        for c in consumers {
+            let got = c.join().unwrap();
+            assert!(got.windows(2).all(|w| w[0] < w[1]), "{got:?}");
+            all.extend(got);
+        }
+        let newest = all.iter().copied().max();
+        while let Some(x) = d.pop(fill).unwrap() {
+            assert!(newest.is_none_or(|n| x > n), "{x} left behind {newest:?}");
+            all.push(x);
+        }
+        all.sort_unstable();
+        assert_eq!(all, (0..N).collect::<Vec<_>>());
     }
 
     #[test]
     fn loom_models_feeder_handoff_exactly_once() {
         loom::model(|| {
-            const N: usize = 3;
             let committed = Arc::new(AtomicUsize::new(0));
             let d = Arc::new(Dispatch::<Source, usize>::new(2, Source { next: 0 }));
-            let fill = {
-                let committed = committed.clone();
-                move |s: &mut Source, room: usize, push: &mut dyn FnMut(usize) -> bool| {
-                    // Acquire pairs with the producer's Release increment.
-                    let upto = committed.load(Ordering::Acquire);
-                    let mut n = 0;
-                    while s.next < upto && n < room {
-                        if !push(s.next) {
-                            // The dispatcher kept it in the stash.
-                            s.next += 1;
-                            break;
-                        }
-                        s.next += 1;
-                        n += 1;
-                    }
-                    Ok::<(), ()>(())
-                }
-            };
-            let producer = {
-                let committed = committed.clone();
-                thread::spawn(move || {
-                    for _ in 0..N {
-                        // Release pairs with the feeder's Acquire load.
-                        committed.fetch_add(1, Ordering::Release);
-                    }
-                })
-            };
-            let consumers: Vec<_> = (0..2)
-                .map(|_| {
-                    let d = d.clone();
-                    let fill = fill.clone();
-                    thread::spawn(move || {
-                        let mut got = Vec::new();
-                        for _ in 0..2 {
-                            if let Some(x) = d.pop(&fill).unwrap() {
-                                got.push(x);
-                            }
-                        }
-                        got
-                    })
-                })
-                .collect();
+            let fill = filler(committed.clone());
+            let producer = producer(committed);
+            let consumers = vec![
+                popper(d.clone(), fill.clone()),
+                popper(d.clone(), fill.clone()),
+            ];
             producer.join().unwrap();
-            let mut all: Vec<usize> = Vec::new();
-            for c in consumers {
-                let got = c.join().unwrap();
-                // Each consumer sees its handles in increasing order.
-                assert!(got.windows(2).all(|w| w[0] < w[1]), "{got:?}");
-                all.extend(got);
-            }
-            // Drain what is left after everyone stopped.
-            while let Some(x) = d.pop(&fill).unwrap() {
-                all.push(x);
-            }
-            all.sort_unstable();
-            assert_eq!(all, (0..N).collect::<Vec<_>>());
+            check(&d, &fill, consumers);
         });
     }
 
     /// One consumer pops (feeding the ring), the other takes records straight from
     /// the source when the ring is empty (`pop_or_take`, the batch path): still every
-    /// committed record exactly once, and each consumer in order.
+    /// committed record exactly once, each consumer in order, nothing left behind.
     #[test]
     fn loom_models_direct_take_exactly_once() {
         loom::model(|| {
-            const N: usize = 3;
             let committed = Arc::new(AtomicUsize::new(0));
             let d = Arc::new(Dispatch::<Source, usize>::new(2, Source { next: 0 }));
-            let fill = {
-                let committed = committed.clone();
-                move |s: &mut Source, room: usize, push: &mut dyn FnMut(usize) -> bool| {
-                    // Acquire pairs with the producer's Release increment.
-                    let upto = committed.load(Ordering::Acquire);
-                    let mut n = 0;
-                    while s.next < upto && n < room {
-                        let x = s.next;
-                        s.next += 1;
-                        if !push(x) {
-                            break;
-                        }
-                        n += 1;
-                    }
-                    Ok::<(), ()>(())
-                }
-            };
-            let producer = {
-                let committed = committed.clone();
-                thread::spawn(move || {
-                    for _ in 0..N {
-                        // Release pairs with the Acquire loads of both consumers.
-                        committed.fetch_add(1, Ordering::Release);
-                    }
-                })
-            };
-            let popper = {
-                let d = d.clone();
-                let fill = fill.clone();
-                thread::spawn(move || {
-                    let mut got = Vec::new();
-                    for _ in 0..2 {
-                        if let Some(x) = d.pop(&fill).unwrap() {
-                            got.push(x);
-                        }
-                    }
-                    got
-                })
-            };
+            let fill = filler(committed.clone());
+            let producer = producer(committed.clone());
             let taker = {
                 let d = d.clone();
-                let committed = committed.clone();
                 thread::spawn(move || {
                     let mut got = Vec::new();
                     for _ in 0..2 {
@@ -300,22 +285,9 @@ mod loom_models {
                     got
                 })
             };
+            let consumers = vec![popper(d.clone(), fill.clone()), taker];
             producer.join().unwrap();
-            let mut all: Vec<usize> = Vec::new();
-            for c in [popper, taker] {
-                let got = c.join().unwrap();
-                assert!(got.windows(2).all(|w| w[0] < w[1]), "{got:?}");
-                all.extend(got);
-            }
-            // Nothing older than a delivered record is left behind (a direct take never
-            // passes a handle still waiting in the ring or the stash).
-            let newest = all.iter().copied().max();
-            while let Some(x) = d.pop(&fill).unwrap() {
-                assert!(newest.is_none_or(|n| x > n), "{x} left behind {newest:?}");
-                all.push(x);
-            }
-            all.sort_unstable();
-            assert_eq!(all, (0..N).collect::<Vec<_>>());
+            check(&d, &fill, consumers);
         });
     }
 }

@@ -254,21 +254,27 @@ fn every_enqueue_variant_compresses() {
 
 /// A record that decompresses to more than `max_message_size` (here: written by an
 /// opening with a larger limit) is refused with a typed error, not allocated.
+/// Enqueues `payloads` (LZ4, a 1 MiB limit) into a new queue and closes it.
+fn written_with_a_larger_limit(payloads: &[&[u8]]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(
+        dir.path(),
+        Options::new()
+            .max_message_size(1 << 20)
+            .compression(Compression::Lz4),
+    )
+    .unwrap();
+    for p in payloads {
+        q.enqueue(p).unwrap();
+    }
+    q.close().unwrap();
+    dir
+}
+
 #[test]
 fn decompressing_beyond_max_message_size_is_a_typed_error() {
-    let dir = tempfile::tempdir().unwrap();
     let body = vec![0u8; 512 << 10];
-    {
-        let q = Queue::open_with(
-            dir.path(),
-            Options::new()
-                .max_message_size(1 << 20)
-                .compression(Compression::Lz4),
-        )
-        .unwrap();
-        q.enqueue(&body).unwrap();
-        q.close().unwrap();
-    }
+    let dir = written_with_a_larger_limit(&[&body]);
     let q = Queue::open_with(dir.path(), Options::new().max_message_size(64 << 10)).unwrap();
     let err = q.dequeue().unwrap_err();
     assert!(
@@ -286,22 +292,8 @@ fn decompressing_beyond_max_message_size_is_a_typed_error() {
 /// the damaged record is lost, and the error is never dropped.
 #[test]
 fn batch_dequeue_reports_an_undecodable_record_and_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
     let big = vec![0u8; 512 << 10];
-    {
-        let q = Queue::open_with(
-            dir.path(),
-            Options::new()
-                .max_message_size(1 << 20)
-                .compression(Compression::Lz4),
-        )
-        .unwrap();
-        q.enqueue(b"before").unwrap();
-        q.enqueue(&big).unwrap();
-        q.enqueue(b"after 1").unwrap();
-        q.enqueue(b"after 2").unwrap();
-        q.close().unwrap();
-    }
+    let dir = written_with_a_larger_limit(&[b"before", &big, b"after 1", b"after 2"]);
     let q = Queue::open_with(dir.path(), Options::new().max_message_size(64 << 10)).unwrap();
     let mut got = Vec::new();
     let mut errors = 0;
