@@ -39,10 +39,12 @@
 //! A checkpoint written by a clean close (every reservation committed and flushed,
 //! appends stopped) records the exact end of the journal: its segment is the last one
 //! and nothing follows the offset. A writable open that finds such a checkpoint naming
-//! the last segment takes the end from it instead of scanning that segment (the scan
-//! reads the whole segment, to find records committed after a hole), then replaces it
-//! with the same position marked not clean, durably, before the first append: a crash
-//! of that session can never leave a "clean" checkpoint in front of newer records.
+//! the last segment still validates that segment's records, but stops at the recorded
+//! end instead of searching the rest of the segment for records committed after a hole
+//! (the costly part: it reads the whole segment), provided the 64 KiB after the end are
+//! zeros. Before the first append it replaces the checkpoint with the same position
+//! marked not clean, durably: a crash of that session can never leave a "clean"
+//! checkpoint in front of newer records.
 //!
 //! A missing, torn or corrupt checkpoint, or one that names a segment file that does
 //! not exist or was replaced, falls back to scanning the last two segments.

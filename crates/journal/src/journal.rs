@@ -565,21 +565,21 @@ impl Journal {
             }
             segs.push(seg);
         }
-        // A clean-close checkpoint naming the last segment gives its end: that segment
-        // is not scanned (see the checkpoint module).
-        let clean_end = cp
-            .filter(|c| c.clean)
-            .and_then(|c| segs.last().and_then(|l| recover::clean_end(l, &c)));
-        // Recover the tail, segment by segment.
+        // Recover the tail, segment by segment. A clean-close checkpoint naming the last
+        // segment gives the scan of that segment its end (see the checkpoint module).
         let mut last_scan = None;
         for i in tail_from..n {
-            let scan = match clean_end {
-                Some(scan) if i + 1 == n => {
-                    info.clean_close = true;
-                    scan
-                }
-                _ => recover::scan_and_repair(&segs[i], opts.recovery_mode, &*storage)?,
-            };
+            let known_end = cp
+                .filter(|c| {
+                    c.clean
+                        && i + 1 == n
+                        && c.segment_base == segs[i].base_id
+                        && c.segment_salt == segs[i].salt
+                })
+                .map(|c| (c.offset, c.next_id));
+            let scan =
+                recover::scan_and_repair(&segs[i], opts.recovery_mode, &*storage, known_end)?;
+            info.clean_close |= scan.at_known_end;
             if let Some(next) = segs.get(i + 1) {
                 if scan.next_id > next.base_id {
                     return Err(Error::corrupt(
@@ -639,7 +639,7 @@ impl Journal {
         match (segs.last_mut(), last_scan) {
             (Some(last), Some(scan)) => {
                 // Make the recovered tail durable (after a clean close it is).
-                if last.is_writable() && clean_end.is_none() {
+                if last.is_writable() && !scan.at_known_end {
                     // SAFETY: exclusive access at open; in bounds.
                     let bytes = unsafe { last.slice(0, scan.end_off) };
                     let req = FlushRequest {
@@ -707,7 +707,9 @@ impl Journal {
             progress,
             durable,
         )?;
-        if let (Some(c), Some(_)) = (cp, clean_end) {
+        // Whether or not it gave the end, a clean-close checkpoint must not outlive the
+        // first append of this session.
+        if let Some(c) = cp.filter(|c| c.clean) {
             ckpt.unmark_clean(&c)
                 .map_err(|e| Error::io("write checkpoint", dir.join(CHECKPOINT_FILE), e))?;
         }

@@ -4,7 +4,6 @@
 //! Runs only while the journal is being opened, with the lock held and no other
 //! thread using the segment, so it may read the whole mapping as a slice and write.
 
-use crate::checkpoint::Checkpoint;
 use crate::codec::{self, HOLE_MIN_LEN, SEGMENT_HEADER_LEN};
 use crate::error::Error;
 use crate::options::RecoveryMode;
@@ -27,82 +26,34 @@ pub(crate) struct Scan {
     pub skipped: usize,
     /// Whether a torn tail was zeroed.
     pub truncated: bool,
+    /// The scan stopped at the end it was told of (a clean close), without searching
+    /// the rest of the segment.
+    pub at_known_end: bool,
+}
+
+/// Bytes after a known end that must be zero for it to be taken as the end.
+const KNOWN_END_ZERO_CHECK: usize = 64 * 1024;
+
+/// Whether the `KNOWN_END_ZERO_CHECK` bytes from `off` (or up to the end) are zeros.
+fn zeros_after(s: &[u8], off: u32) -> bool {
+    let from = off as usize;
+    let upto = from.saturating_add(KNOWN_END_ZERO_CHECK).min(s.len());
+    s[from..upto].iter().all(|&b| b == 0)
 }
 
 /// Scans `seg` from its first record, repairing it in place (if writable).
-/// Bytes after a clean end that must be zero for the end to be taken as is.
-const CLEAN_END_ZERO_CHECK: usize = 64 * 1024;
-
-/// The scan result a clean-close checkpoint `c` gives for `seg` (the last segment):
-/// its records are validated up to the checkpointed offset as the full scan validates
-/// them (commit words, lengths, checksums, IDs in order), but the rest of the segment,
-/// which a clean close left untouched, is not searched for records after a hole.
-/// `None` if `c` does not name `seg`, or the records do not end exactly where it says:
-/// the segment is then scanned and repaired in full.
-pub(crate) fn clean_end(seg: &Segment, c: &Checkpoint) -> Option<Scan> {
-    if c.segment_base != seg.base_id
-        || c.segment_salt != seg.salt
-        || c.offset < SEGMENT_HEADER_LEN
-        || u64::from(c.offset) + 8 > u64::from(seg.capacity)
-    {
-        return None;
-    }
-    // SAFETY: exclusive access at open (module docs); in bounds by construction.
-    let s = unsafe { seg.slice(0, seg.capacity) };
-    let max_records = u64::from(seg.capacity / 8);
-    let mut off = SEGMENT_HEADER_LEN;
-    let mut next_id = seg.base_id;
-    while off < c.offset {
-        match codec::rd_u32(s, off as usize) {
-            KIND_RECORD => match codec::validate_record(s, off, seg.salt) {
-                Ok((len, id)) if id >= next_id && id - seg.base_id < max_records => {
-                    off += codec::align8(len);
-                    next_id = id + 1;
-                }
-                _ => return None,
-            },
-            KIND_HOLE => match codec::validate_hole(s, off, seg.salt) {
-                Ok(len) => off += len,
-                Err(_) => return None,
-            },
-            _ => return None,
-        }
-    }
-    if off != c.offset || next_id != c.next_id {
-        return None;
-    }
-    let sealed = match codec::rd_u32(s, off as usize) {
-        0 => false,
-        KIND_END => true,
-        _ => return None,
-    };
-    // Readers take a nonzero commit word past the end for a record, so the bytes after
-    // the end must be zeros: a clean close leaves them so; a stretch of garbage written
-    // there later (an edited or damaged file) sends the segment to the full scan, which
-    // zeroes it. Only the stretch that a torn or appended write would touch is looked
-    // at, not the whole rest of the segment (that search is what this path saves).
-    if !sealed {
-        let upto = (off as usize)
-            .saturating_add(CLEAN_END_ZERO_CHECK)
-            .min(s.len());
-        if s[off as usize..upto].iter().any(|&b| b != 0) {
-            return None;
-        }
-    }
-    Some(Scan {
-        end_off: off,
-        next_id,
-        sealed,
-        holes: 0,
-        skipped: 0,
-        truncated: false,
-    })
-}
-
+///
+/// `known_end` is the end a clean-close checkpoint recorded (offset, next ID): when the
+/// records end exactly there and the 64 KiB after it are zeros, the scan stops without
+/// searching the rest of the segment for records after a hole (which a clean close
+/// cannot leave; that search reads the whole segment). Readers take a nonzero commit
+/// word past the end for a record, hence the zeros; garbage there (an edited or damaged
+/// file) sends the scan on, as without a known end, which zeroes it.
 pub(crate) fn scan_and_repair(
     seg: &Segment,
     mode: RecoveryMode,
     storage: &dyn Storage,
+    known_end: Option<(u32, u64)>,
 ) -> Result<Scan, Error> {
     let cap = seg.capacity;
     let mut off = SEGMENT_HEADER_LEN;
@@ -114,6 +65,7 @@ pub(crate) fn scan_and_repair(
         holes: 0,
         skipped: 0,
         truncated: false,
+        at_known_end: false,
     };
     let mut dirty: Option<(u32, u32)> = None;
     let max_records = u64::from(cap / 8);
@@ -145,6 +97,10 @@ pub(crate) fn scan_and_repair(
                 }
                 Err(reason) => reason,
             },
+            0 if known_end == Some((off, next_id)) && zeros_after(s, off) => {
+                scan.at_known_end = true;
+                break;
+            }
             0 => "record reserved but never committed",
             _ => "unknown commit word",
         };
