@@ -76,6 +76,11 @@ fn stdout_of(cmd: &mut Command) -> String {
     String::from_utf8(out).unwrap()
 }
 
+/// `ledgerq COMMAND DIR ARGS...`, which must succeed: its standard output.
+fn run_ok(command: &str, dir: &Path, args: &[&str]) -> String {
+    stdout_of(ledgerq().arg(command).arg(dir).args(args))
+}
+
 #[test]
 fn version_and_help_document_exit_codes() {
     let _serial = serial();
@@ -185,12 +190,7 @@ fn peek_shows_next_messages_and_changes_nothing() {
         lines[1].starts_with("3  ") && lines[1].ends_with("  c"),
         "{text}"
     );
-    let raw = stdout_of(
-        ledgerq()
-            .arg("peek")
-            .arg(t.path())
-            .args(["--format", "raw"]),
-    );
+    let raw = run_ok("peek", t.path(), &["--format", "raw"]);
     assert_eq!(raw, "b\nc\nd\ne\n");
     assert!(snapshot(t.path()) == before, "peek wrote to the queue");
 }
@@ -209,12 +209,7 @@ fn peek_on_a_priority_queue_lists_high_first() {
             .unwrap();
     }
     q.close().unwrap();
-    let raw = stdout_of(
-        ledgerq()
-            .arg("peek")
-            .arg(t.path())
-            .args(["--format", "raw"]),
-    );
+    let raw = run_ok("peek", t.path(), &["--format", "raw"]);
     assert_eq!(raw, "high\nmedium\nlow\n");
 }
 
@@ -230,12 +225,7 @@ fn dump_text_json_and_from() {
         "{text}"
     );
     assert!(lines[4].contains("  high  pending  trace=x1  e"), "{text}");
-    let json = stdout_of(
-        ledgerq()
-            .arg("dump")
-            .arg(t.path())
-            .args(["--format", "json", "--from", "4"]),
-    );
+    let json = run_ok("dump", t.path(), &["--format", "json", "--from", "4"]);
     let v: Vec<serde_json::Value> = json
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -250,14 +240,9 @@ fn dump_text_json_and_from() {
         .lines()
         .count();
     assert_eq!(n, 5);
-    let n = stdout_of(
-        ledgerq()
-            .arg("dump")
-            .arg(t.path())
-            .args(["--since", "2999-01-01T00:00:00Z"]),
-    )
-    .lines()
-    .count();
+    let n = run_ok("dump", t.path(), &["--since", "2999-01-01T00:00:00Z"])
+        .lines()
+        .count();
     assert_eq!(n, 0);
 }
 
@@ -322,41 +307,24 @@ fn enqueue_with_options_and_dedup() {
 fn dequeue_without_ack_leaves_messages_and_with_ack_removes_them() {
     let _serial = serial();
     let t = queue_abcde();
-    let out = stdout_of(
-        ledgerq()
-            .arg("dequeue")
-            .arg(t.path())
-            .args(["--format", "raw"]),
-    );
+    let out = run_ok("dequeue", t.path(), &["--format", "raw"]);
     assert_eq!(out, "b\n");
     // Not acknowledged: still there.
-    let raw = stdout_of(
-        ledgerq()
-            .arg("peek")
-            .arg(t.path())
-            .args(["--format", "raw"]),
-    );
+    let raw = run_ok("peek", t.path(), &["--format", "raw"]);
     assert_eq!(raw, "b\nc\nd\ne\n");
-    let out = stdout_of(
-        ledgerq()
-            .arg("dequeue")
-            .arg(t.path())
-            .args(["-n", "2", "--ack", "--format", "raw"]),
+    let out = run_ok(
+        "dequeue",
+        t.path(),
+        &["-n", "2", "--ack", "--format", "raw"],
     );
     assert_eq!(out, "b\nc\n");
-    let raw = stdout_of(
-        ledgerq()
-            .arg("peek")
-            .arg(t.path())
-            .args(["--format", "raw"]),
-    );
+    let raw = run_ok("peek", t.path(), &["--format", "raw"]);
     assert_eq!(raw, "d\ne\n");
     // -n larger than what is left takes what is left.
-    let out = stdout_of(
-        ledgerq()
-            .arg("dequeue")
-            .arg(t.path())
-            .args(["-n", "10", "--ack", "--format", "raw"]),
+    let out = run_ok(
+        "dequeue",
+        t.path(),
+        &["-n", "10", "--ack", "--format", "raw"],
     );
     assert_eq!(out, "d\ne\n");
     let out = stdout_of(ledgerq().arg("dequeue").arg(t.path()).arg("--ack"));
@@ -367,19 +335,9 @@ fn dequeue_without_ack_leaves_messages_and_with_ack_removes_them() {
 fn tail_prints_newest_records() {
     let _serial = serial();
     let t = queue_abcde();
-    let raw = stdout_of(
-        ledgerq()
-            .arg("tail")
-            .arg(t.path())
-            .args(["-n", "2", "--format", "raw"]),
-    );
+    let raw = run_ok("tail", t.path(), &["-n", "2", "--format", "raw"]);
     assert_eq!(raw, "d\ne\n");
-    let raw = stdout_of(
-        ledgerq()
-            .arg("tail")
-            .arg(t.path())
-            .args(["-n", "99", "--format", "raw"]),
-    );
+    let raw = run_ok("tail", t.path(), &["-n", "99", "--format", "raw"]);
     assert_eq!(raw, "a\nb\nc\nd\ne\n");
 }
 
@@ -465,12 +423,7 @@ fn dead_letters_list_and_requeue() {
     assert_eq!(new_id, "3\n");
     let list = stdout_of(ledgerq().args(["dead-letter", "list"]).arg(t.path()));
     assert_eq!(list, "");
-    let raw = stdout_of(
-        ledgerq()
-            .arg("peek")
-            .arg(t.path())
-            .args(["--format", "raw"]),
-    );
+    let raw = run_ok("peek", t.path(), &["--format", "raw"]);
     assert_eq!(raw, "poison\n");
     ledgerq()
         .args(["dead-letter", "requeue", &dead_id])
@@ -894,12 +847,7 @@ fn dequeue_ack_on_a_priority_queue_is_not_delivered_again_in_auto_mode() {
     }
     q.close().unwrap();
     drop(q);
-    let got = stdout_of(
-        ledgerq()
-            .arg("dequeue")
-            .arg(t.path())
-            .args(["--ack", "--format", "raw"]),
-    );
+    let got = run_ok("dequeue", t.path(), &["--ack", "--format", "raw"]);
     assert_eq!(got, "h1\n");
     // The owner in auto-ack mode goes on with the rest.
     let q = Queue::open_with(t.path(), small()).unwrap();
