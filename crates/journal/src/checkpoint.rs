@@ -15,7 +15,9 @@
 //!     32    8  next ID after the flushed records
 //!     40    8  the owner's value (the queue's consumed watermark), 0 if absent
 //!     48    8  time the checkpoint was written, ns since the UNIX epoch
-//!     56    4  reserved, zero
+//!     56    4  clean close only (else zero): offset of a record at least 64 KiB
+//!              before the end (or of the first record), from which the next open
+//!              checks the records; zero if not recorded
 //!     60    4  CRC32C over bytes 0..60
 //! ```
 //!
@@ -38,13 +40,17 @@
 //!
 //! A checkpoint written by a clean close (every reservation committed and flushed,
 //! appends stopped) records the exact end of the journal: its segment is the last one
-//! and nothing follows the offset. A writable open that finds such a checkpoint naming
-//! the last segment still validates that segment's records, but stops at the recorded
-//! end instead of searching the rest of the segment for records committed after a hole
-//! (the costly part: it reads the whole segment), provided the 64 KiB after the end are
-//! zeros. Before the first append it replaces the checkpoint with the same position
-//! marked not clean, durably: a crash of that session can never leave a "clean"
-//! checkpoint in front of newer records.
+//! and nothing follows the offset. It also names a record at least 64 KiB before the
+//! end. A writable open that finds such a checkpoint naming the last segment checks
+//! the records from that one on (every checksum) and takes the segment as is if they
+//! end exactly at the recorded end and the 64 KiB after it are zeros: a torn, zeroed
+//! or overwritten tail fails that check, and the whole segment is then scanned as
+//! after a crash. The records before that window were flushed by a clean session, the
+//! same as the segments before the checkpointed one: the durable region, whose damage a
+//! reader reports when it reaches it. An open therefore reads about 128 KiB of the last
+//! segment, not all of it. Before the first append it replaces the checkpoint with the
+//! same position marked not clean, durably: a crash of that session can never leave a
+//! "clean" checkpoint in front of newer records.
 //!
 //! A missing, torn or corrupt checkpoint, or one that names a segment file that does
 //! not exist or was replaced, falls back to scanning the last two segments.
@@ -92,6 +98,7 @@ pub(crate) const MIN_CHECKPOINT_GAP: Duration = Duration::from_millis(100);
 ///     extra: Some(10),
 ///     written_ns: 0,
 ///     clean: false,
+///     check_from: 0,
 /// };
 /// assert_eq!(Checkpoint::decode(&c.encode()), Ok(c));
 /// ```
@@ -113,6 +120,10 @@ pub struct Checkpoint {
     /// Written by a clean close: the position is the end of the journal (its segment
     /// is the last, and nothing was reserved beyond the offset).
     pub clean: bool,
+    /// With `clean`: the offset of a record at least 64 KiB before `offset` (or of the
+    /// segment's first record), from which the next open checks the records up to the
+    /// end; 0 when not recorded (the whole segment is checked). Always 0 without `clean`.
+    pub check_from: u32,
 }
 
 impl Checkpoint {
@@ -130,6 +141,7 @@ impl Checkpoint {
         b[32..40].copy_from_slice(&self.next_id.to_le_bytes());
         b[40..48].copy_from_slice(&self.extra.unwrap_or(0).to_le_bytes());
         b[48..56].copy_from_slice(&self.written_ns.to_le_bytes());
+        b[56..60].copy_from_slice(&self.check_from.to_le_bytes());
         let crc = crc32c::crc32c(&b[..60]);
         b[60..64].copy_from_slice(&crc.to_le_bytes());
         b
@@ -153,7 +165,7 @@ impl Checkpoint {
             return Err("unsupported checkpoint format version");
         }
         let flags = rd_u32(b, 12);
-        if flags & !(FLAG_EXTRA | FLAG_CLEAN) != 0 || rd_u32(b, 56) != 0 {
+        if flags & !(FLAG_EXTRA | FLAG_CLEAN) != 0 {
             return Err("unknown checkpoint flags or nonzero reserved bytes");
         }
         let c = Checkpoint {
@@ -164,9 +176,18 @@ impl Checkpoint {
             extra: (flags & FLAG_EXTRA != 0).then(|| rd_u64(b, 40)),
             written_ns: rd_u64(b, 48),
             clean: flags & FLAG_CLEAN != 0,
+            check_from: rd_u32(b, 56),
         };
         if c.extra.is_none() && rd_u64(b, 40) != 0 {
             return Err("unknown checkpoint flags or nonzero reserved bytes");
+        }
+        if c.check_from != 0
+            && (!c.clean
+                || c.check_from < SEGMENT_HEADER_LEN
+                || c.check_from > c.offset
+                || c.check_from % 8 != 0)
+        {
+            return Err("checkpoint check offset out of range");
         }
         if c.offset < SEGMENT_HEADER_LEN
             || c.offset % 8 != 0
@@ -460,6 +481,7 @@ impl Checkpointer {
             extra,
             written_ns: crate::journal::now_ns(),
             clean: false,
+            check_from: 0,
         };
         let r = self
             .storage
@@ -474,7 +496,7 @@ impl Checkpointer {
     /// Stops the background writer and writes a last checkpoint (close). `end` is the
     /// end of the journal when every reservation was committed and flushed: the
     /// checkpoint is then a clean-close one if it records exactly that position.
-    pub(crate) fn finish(&self, write: bool, end: Option<(u64, u32)>) {
+    pub(crate) fn finish(&self, write: bool, end: Option<CleanEnd>) {
         lock(&self.state).stop = true;
         self.cv.notify_all();
         if let Some(h) = lock(&self.thread).take() {
@@ -488,15 +510,14 @@ impl Checkpointer {
         }
     }
 
-    /// Writes the newest durable position as a clean-close checkpoint if it is `end`
-    /// (base ID of the last segment, offset after its last record); otherwise an
-    /// ordinary one.
-    fn write_clean(&self, end: (u64, u32)) -> io::Result<()> {
+    /// Writes the newest durable position as a clean-close checkpoint if it is `end`;
+    /// otherwise an ordinary one.
+    fn write_clean(&self, end: CleanEnd) -> io::Result<()> {
         let _w = lock(&self.writing);
         let Some(pos) = lock(&self.state).latest else {
             return Ok(());
         };
-        if (pos.base, pos.offset) != end {
+        if (pos.base, pos.offset) != (end.base, end.offset) {
             drop(_w);
             return self.write_now().map(|_| ());
         }
@@ -508,6 +529,7 @@ impl Checkpointer {
             extra: self.extra(),
             written_ns: crate::journal::now_ns(),
             clean: true,
+            check_from: end.check_from,
         };
         self.storage
             .replace_file(&self.dir, CHECKPOINT_FILE, &c.encode())?;
@@ -521,6 +543,7 @@ impl Checkpointer {
         let _w = lock(&self.writing);
         let c = Checkpoint {
             clean: false,
+            check_from: 0,
             written_ns: crate::journal::now_ns(),
             ..*c
         };
@@ -528,6 +551,19 @@ impl Checkpointer {
             .replace_file(&self.dir, CHECKPOINT_FILE, &c.encode())?;
         self.storage.sync_dir(&self.dir)
     }
+}
+
+/// The end of the journal after a clean close: everything reserved is committed and
+/// flushed, and nothing more can be appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CleanEnd {
+    /// Base ID of the last segment.
+    pub base: u64,
+    /// Offset after its last record.
+    pub offset: u32,
+    /// A record start at least 64 KiB before `offset`, or its first record
+    /// ([`crate::recover::TailMarks::check_from`]).
+    pub check_from: u32,
 }
 
 impl Inner {
@@ -601,6 +637,7 @@ mod tests {
             extra: Some(999_999),
             written_ns: 1_700_000_000_123_456_789,
             clean: false,
+            check_from: 0,
         }
     }
 
@@ -613,6 +650,11 @@ mod tests {
                 ..sample()
             },
             Checkpoint {
+                clean: true,
+                check_from: 4096,
+                ..sample()
+            },
+            Checkpoint {
                 segment_base: 1,
                 segment_salt: 0,
                 offset: SEGMENT_HEADER_LEN,
@@ -620,6 +662,7 @@ mod tests {
                 extra: Some(u64::MAX),
                 written_ns: 0,
                 clean: false,
+                check_from: 0,
             },
         ] {
             let b = c.encode();
@@ -672,6 +715,26 @@ mod tests {
             },
             Checkpoint {
                 next_id: u64::MAX,
+                ..sample()
+            },
+            // A check offset without the clean flag, or outside the records.
+            Checkpoint {
+                check_from: 4096,
+                ..sample()
+            },
+            Checkpoint {
+                clean: true,
+                check_from: 8,
+                ..sample()
+            },
+            Checkpoint {
+                clean: true,
+                check_from: 65_544,
+                ..sample()
+            },
+            Checkpoint {
+                clean: true,
+                check_from: 4097,
                 ..sample()
             },
         ];
@@ -817,6 +880,89 @@ mod tests {
         assert_eq!(count(&j).unwrap(), 140);
     }
 
+    /// A segment of 1 MiB holding `n` records of 300 bytes (360 on disk), closed.
+    fn big_journal(n: u64) -> (tempfile::TempDir, JournalOptions) {
+        let o = JournalOptions::new().segment_size(1 << 20);
+        let t = tempfile::tempdir().unwrap();
+        let j = Journal::open(t.path(), o.clone()).unwrap();
+        for i in 0..n {
+            j.append(&RecordIn::new(&[i as u8; 300])).unwrap();
+        }
+        j.close().unwrap();
+        (t, o)
+    }
+
+    fn flip(path: &Path, at: usize) {
+        let mut b = fs::read(path).unwrap();
+        b[at] ^= 0x5a;
+        fs::write(path, &b).unwrap();
+    }
+
+    /// A clean close names a record 64 KiB to 128 KiB before the end; the next open
+    /// checks the records from there on, and not the ones before (flushed by a clean
+    /// session: a reader reports their damage, as in any segment before the tail).
+    #[test]
+    fn a_clean_open_checks_only_the_records_near_the_end() {
+        let (t, o) = big_journal(2000);
+        let cp = read_file(t.path());
+        assert!(cp.clean);
+        let window = cp.offset - cp.check_from;
+        assert!((64 << 10..=(128 << 10) + 360).contains(&window), "{cp:?}");
+        assert_eq!((cp.check_from - SEGMENT_HEADER_LEN) % 360, 0, "{cp:?}");
+        // A payload byte of the 10th record, far before the window.
+        let last = segment_files(t.path()).pop().unwrap();
+        let tenth = SEGMENT_HEADER_LEN as usize + 9 * 360;
+        flip(&last, tenth + 100);
+        let j = Journal::open(t.path(), o.clone()).unwrap();
+        assert!(j.recovery_info().unwrap().clean_close);
+        match count(&j) {
+            Err(Error::Corrupt { path, offset, .. }) => {
+                assert_eq!((path, offset), (last.clone(), tenth as u64));
+            }
+            other => panic!("expected Corrupt from the reader, got {other:?}"),
+        }
+        j.close().unwrap();
+        // The session that reopened and closed again named its window from the open's
+        // check (it appended nothing): the same record.
+        assert_eq!(read_file(t.path()).check_from, cp.check_from);
+    }
+
+    /// Damage inside the checked window (here a byte of the last record) fails the
+    /// check: the whole segment is scanned as after a crash, and the damaged last
+    /// record is cut like a torn tail.
+    #[test]
+    fn damage_near_a_clean_end_sends_the_segment_to_the_full_scan() {
+        let (t, o) = big_journal(2000);
+        let cp = read_file(t.path());
+        let last = segment_files(t.path()).pop().unwrap();
+        flip(&last, cp.offset as usize - 100);
+        let j = Journal::open(t.path(), o).unwrap();
+        let info = j.recovery_info().unwrap();
+        assert!(!info.clean_close);
+        assert_eq!(info.truncated, 1);
+        assert_eq!(count(&j).unwrap(), 1999);
+    }
+
+    /// Records zeroed before the window of a clean end (an edited file) are reported
+    /// by the reader that reaches them, not waited on as a producer still writing.
+    #[test]
+    fn a_zeroed_record_before_a_clean_window_is_reported_not_waited_on() {
+        let (t, o) = big_journal(2000);
+        let last = segment_files(t.path()).pop().unwrap();
+        let tenth = SEGMENT_HEADER_LEN as usize + 9 * 360;
+        let mut b = fs::read(&last).unwrap();
+        b[tenth..tenth + 360].fill(0);
+        fs::write(&last, &b).unwrap();
+        let j = Journal::open(t.path(), o).unwrap();
+        assert!(j.recovery_info().unwrap().clean_close);
+        match count(&j) {
+            Err(Error::Corrupt { offset, .. }) => assert_eq!(offset, tenth as u64),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        // Appends go on.
+        assert_eq!(j.append(&RecordIn::new(b"after")).unwrap(), 2001);
+    }
+
     #[test]
     fn close_writes_a_checkpoint_and_the_next_open_scans_only_its_segment() {
         let t = journal(1000);
@@ -934,6 +1080,7 @@ mod tests {
             extra: None,
             written_ns: 0,
             clean: false,
+            check_from: 0,
         };
         fs::write(t.path().join(CHECKPOINT_FILE), old.encode()).unwrap();
         let n = segment_files(t.path()).len();
@@ -976,9 +1123,11 @@ mod tests {
         assert_eq!(read_file(t.path()).extra, Some(42));
         // Nothing new: nothing to write.
         assert!(!j.write_checkpoint().unwrap());
-        // A new value alone is written.
+        // A new value alone is written (by this call, or by the background writer if
+        // a flush came first).
         j.set_checkpoint_extra(43);
-        assert!(j.write_checkpoint().unwrap());
+        j.write_checkpoint().unwrap();
+        assert_eq!(read_file(t.path()).extra, Some(43));
         j.close().unwrap();
         let j = Journal::open(t.path(), opts()).unwrap();
         let info = j.recovery_info().unwrap();

@@ -252,9 +252,20 @@ pub(crate) fn rd_u64(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(a)
 }
 
+/// What the fixed header of a structurally sound record says.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Shape {
+    /// Header + body, unpadded.
+    pub len: u32,
+    /// The record's ID.
+    pub id: u64,
+    /// The stored checksum (over bytes `8..len`).
+    pub crc: u32,
+}
+
 /// Checks the record at `off` in the whole-segment image `seg` (commit word given
-/// separately): bounds, structure and CRC. Returns `(len, id)`. Never panics.
-pub(crate) fn validate_record(seg: &[u8], off: u32, salt: u32) -> Result<(u32, u64), &'static str> {
+/// separately) for bounds and structure, not its checksum. Never panics.
+pub(crate) fn record_shape(seg: &[u8], off: u32) -> Result<Shape, &'static str> {
     let off = off as usize;
     let Some(hdr) = seg.get(off..off + RECORD_HEADER_LEN as usize) else {
         return Err("record header runs past the end of the segment");
@@ -273,12 +284,27 @@ pub(crate) fn validate_record(seg: &[u8], off: u32, salt: u32) -> Result<(u32, u
     if u64::from(RECORD_HEADER_LEN) + h + d + p != u64::from(len) {
         return Err("record field lengths do not add up");
     }
-    let body = &seg[off + 8..off + len as usize];
-    let crc = crc32c::crc32c_append(salt, body);
-    if crc != rd_u32(hdr, 4) {
+    Ok(Shape {
+        len,
+        id: rd_u64(hdr, 16),
+        crc: rd_u32(hdr, 4),
+    })
+}
+
+/// The bytes a record's checksum covers (`shape` from [`record_shape`] at `off`).
+#[inline]
+pub(crate) fn checksummed(seg: &[u8], off: u32, shape: Shape) -> &[u8] {
+    &seg[off as usize + 8..off as usize + shape.len as usize]
+}
+
+/// Checks the record at `off` in the whole-segment image `seg` (commit word given
+/// separately): bounds, structure and CRC. Returns `(len, id)`. Never panics.
+pub(crate) fn validate_record(seg: &[u8], off: u32, salt: u32) -> Result<(u32, u64), &'static str> {
+    let shape = record_shape(seg, off)?;
+    if crc32c::crc32c_append(salt, checksummed(seg, off, shape)) != shape.crc {
         return Err("record checksum mismatch");
     }
-    Ok((len, rd_u64(hdr, 16)))
+    Ok((shape.len, shape.id))
 }
 
 /// Checks a hole marker at `off`; returns its length.

@@ -32,7 +32,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned};
 
-use crate::checkpoint::{self, Checkpointer, Durable, RecoveryInfo, CHECKPOINT_FILE};
+use crate::checkpoint::{self, Checkpointer, CleanEnd, Durable, RecoveryInfo, CHECKPOINT_FILE};
 use crate::codec::{self, RecordIn, RecordView, SegmentHeader, SEGMENT_HEADER_LEN};
 use crate::cursor::Cursor;
 use crate::error::Error;
@@ -40,6 +40,7 @@ use crate::map::Map;
 use crate::options::{Durability, JournalOptions};
 use crate::proto::{self, Reserve};
 use crate::recover;
+use crate::recover::{KnownEnd, TailMarks};
 use crate::segment::{Segment, Step};
 use crate::storage::FlushRequest;
 
@@ -120,6 +121,21 @@ struct FlushProgress {
     scan_off: u32,
     flushed_off: u32,
     next_id: u64,
+    /// Record starts behind `scan_off` (for a clean-close checkpoint).
+    marks: TailMarks,
+}
+
+impl FlushProgress {
+    /// Nothing of the segment `base` scanned or flushed yet.
+    fn at_start(base: u64) -> FlushProgress {
+        FlushProgress {
+            seg_base: base,
+            scan_off: SEGMENT_HEADER_LEN,
+            flushed_off: 0,
+            next_id: base,
+            marks: TailMarks::at(SEGMENT_HEADER_LEN),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -576,7 +592,11 @@ impl Journal {
                         && c.segment_base == segs[i].base_id
                         && c.segment_salt == segs[i].salt
                 })
-                .map(|c| (c.offset, c.next_id));
+                .map(|c| KnownEnd {
+                    offset: c.offset,
+                    next_id: c.next_id,
+                    check_from: c.check_from,
+                });
             let scan =
                 recover::scan_and_repair(&segs[i], opts.recovery_mode, &*storage, known_end)?;
             info.clean_close |= scan.at_known_end;
@@ -629,12 +649,7 @@ impl Journal {
             _ => None,
         };
         let mut durable = 1;
-        let mut progress = FlushProgress {
-            seg_base: 1,
-            scan_off: SEGMENT_HEADER_LEN,
-            flushed_off: 0,
-            next_id: 1,
-        };
+        let mut progress = FlushProgress::at_start(1);
         let mut need_new = None;
         match (segs.last_mut(), last_scan) {
             (Some(last), Some(scan)) => {
@@ -671,11 +686,13 @@ impl Journal {
                     last.word
                         .store(proto::pack(count, scan.end_off), proto_ordering());
                     last.live = true;
+                    last.opened_end = scan.end_off;
                     progress = FlushProgress {
                         seg_base: last.base_id,
                         scan_off: scan.end_off,
                         flushed_off: scan.end_off,
                         next_id: scan.next_id,
+                        marks: scan.marks,
                     };
                 }
             }
@@ -720,12 +737,7 @@ impl Journal {
             let seg = inner.install(p, base)?;
             inner.sync_dir_for(&seg)?;
             let mut pr = lock_ignore_poison(&inner.progress);
-            *pr = FlushProgress {
-                seg_base: base,
-                scan_off: SEGMENT_HEADER_LEN,
-                flushed_off: 0,
-                next_id: base,
-            };
+            *pr = FlushProgress::at_start(base);
             inner.durable.store(base, Ordering::Release);
         } else {
             let guard = epoch::pin();
@@ -782,12 +794,7 @@ impl Journal {
             None,
             Vec::new(),
             PrepState::default(),
-            FlushProgress {
-                seg_base: 0,
-                scan_off: 0,
-                flushed_off: 0,
-                next_id: 0,
-            },
+            FlushProgress::at_start(0),
             0,
         )?;
         if !dir.is_dir() {
@@ -1672,7 +1679,7 @@ impl Inner {
     /// committed, and flushes. Returns the end of the journal (base ID of the active
     /// segment, offset after its last record) if everything reserved was committed and
     /// flushed.
-    fn quiesce_and_flush(&self) -> Result<Option<(u64, u32)>, Error> {
+    fn quiesce_and_flush(&self) -> Result<Option<CleanEnd>, Error> {
         let (base, end) = {
             let _g = lock_ignore_poison(&self.roll_lock);
             let guard = epoch::pin();
@@ -1692,7 +1699,11 @@ impl Inner {
             // Everything reserved is committed (and flushed) once the flush scan
             // reached the sealed offset of the active segment.
             if p.seg_base == base && p.scan_off >= end {
-                return Ok(Some((base, end)));
+                return Ok(Some(CleanEnd {
+                    base,
+                    offset: end,
+                    check_from: p.marks.check_from(),
+                }));
             }
             if std::time::Instant::now() >= deadline {
                 return Ok(None);
@@ -1921,18 +1932,14 @@ impl Inner {
             let idx = t.segs.partition_point(|s| s.base_id < p.seg_base);
             let Some(seg) = t.segs.get(idx) else { break };
             if seg.base_id != p.seg_base {
-                *p = FlushProgress {
-                    seg_base: seg.base_id,
-                    scan_off: SEGMENT_HEADER_LEN,
-                    flushed_off: 0,
-                    next_id: seg.base_id,
-                };
+                *p = FlushProgress::at_start(seg.base_id);
             }
             let has_next = idx + 1 < t.segs.len();
             let (mut off, mut next_id, mut done) = (p.scan_off, p.next_id, false);
             loop {
                 match seg.step(off, has_next) {
                     Step::Record { view, len } => {
+                        p.marks.note(off);
                         next_id = view.id() + 1;
                         off += len;
                     }
@@ -1970,12 +1977,7 @@ impl Inner {
             }
             match (done, t.segs.get(idx + 1)) {
                 (true, Some(n)) => {
-                    *p = FlushProgress {
-                        seg_base: n.base_id,
-                        scan_off: SEGMENT_HEADER_LEN,
-                        flushed_off: 0,
-                        next_id: n.base_id,
-                    };
+                    *p = FlushProgress::at_start(n.base_id);
                 }
                 _ => break,
             }

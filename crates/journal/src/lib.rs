@@ -34,6 +34,8 @@ mod checkpoint;
 #[cfg(not(ledgerq_loom))]
 mod codec;
 #[cfg(not(ledgerq_loom))]
+mod crc;
+#[cfg(not(ledgerq_loom))]
 mod cursor;
 #[cfg(not(ledgerq_loom))]
 mod error;

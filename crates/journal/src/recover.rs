@@ -4,7 +4,8 @@
 //! Runs only while the journal is being opened, with the lock held and no other
 //! thread using the segment, so it may read the whole mapping as a slice and write.
 
-use crate::codec::{self, HOLE_MIN_LEN, SEGMENT_HEADER_LEN};
+use crate::codec::{self, Shape, HOLE_MIN_LEN, SEGMENT_HEADER_LEN};
+use crate::crc::{self, LANES};
 use crate::error::Error;
 use crate::options::RecoveryMode;
 use crate::proto::{KIND_END, KIND_HOLE, KIND_RECORD};
@@ -29,6 +30,58 @@ pub(crate) struct Scan {
     /// The scan stopped at the end it was told of (a clean close), without searching
     /// the rest of the segment.
     pub at_known_end: bool,
+    /// Record starts behind the end (for the next clean close).
+    pub marks: TailMarks,
+}
+
+/// The end of the last segment as a clean close recorded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KnownEnd {
+    /// Offset after the last record.
+    pub offset: u32,
+    /// ID after the last record.
+    pub next_id: u64,
+    /// A record start at least [`CLEAN_CHECK_WINDOW`] bytes before the end (or the
+    /// first record); 0 if not recorded.
+    pub check_from: u32,
+}
+
+/// How many bytes of records before a clean end the next open checks, at least.
+pub(crate) const CLEAN_CHECK_WINDOW: u32 = 64 * 1024;
+
+/// Two record starts kept behind a moving end, at least [`CLEAN_CHECK_WINDOW`] bytes
+/// apart, so that a clean close can name a record at least that far before its end
+/// (see [`KnownEnd::check_from`]). Fed by whoever walks the records in order: the
+/// flusher, and the open-time scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TailMarks {
+    older: u32,
+    newer: u32,
+}
+
+impl TailMarks {
+    /// Marks for a walk that starts at the record at `off`.
+    pub(crate) const fn at(off: u32) -> TailMarks {
+        TailMarks {
+            older: off,
+            newer: off,
+        }
+    }
+
+    /// A record starts at `off` (not below the last one noted).
+    #[inline]
+    pub(crate) fn note(&mut self, off: u32) {
+        if off.saturating_sub(self.newer) >= CLEAN_CHECK_WINDOW {
+            self.older = self.newer;
+            self.newer = off;
+        }
+    }
+
+    /// A record start at least [`CLEAN_CHECK_WINDOW`] bytes before any end after the
+    /// records noted, or the start of the walk.
+    pub(crate) fn check_from(&self) -> u32 {
+        self.older
+    }
 }
 
 /// Bytes after a known end that must be zero for it to be taken as the end.
@@ -43,18 +96,25 @@ fn zeros_after(s: &[u8], off: u32) -> bool {
 
 /// Scans `seg` from its first record, repairing it in place (if writable).
 ///
-/// `known_end` is the end a clean-close checkpoint recorded (offset, next ID): when the
-/// records end exactly there and the 64 KiB after it are zeros, the scan stops without
-/// searching the rest of the segment for records after a hole (which a clean close
-/// cannot leave; that search reads the whole segment). Readers take a nonzero commit
-/// word past the end for a record, hence the zeros; garbage there (an edited or damaged
-/// file) sends the scan on, as without a known end, which zeroes it.
+/// `known_end` is the end a clean-close checkpoint recorded. When it names a record
+/// [`CLEAN_CHECK_WINDOW`] bytes or more before the end, only the records from there are
+/// checked (every checksum); the segment is taken as is if they end exactly at the
+/// recorded end and the 64 KiB after it are zeros. Otherwise the scan starts at the
+/// first record and, if the records end exactly at the known end and the 64 KiB after
+/// it are zeros, stops there without searching the rest of the segment for records
+/// after a hole (which a clean close cannot leave; that search reads the whole
+/// segment). Readers take a nonzero commit word past the end for a record, hence the
+/// zeros; garbage there (an edited or damaged file) sends the scan on, as without a
+/// known end, which zeroes it.
 pub(crate) fn scan_and_repair(
     seg: &Segment,
     mode: RecoveryMode,
     storage: &dyn Storage,
-    known_end: Option<(u32, u64)>,
+    known_end: Option<KnownEnd>,
 ) -> Result<Scan, Error> {
+    if let Some(scan) = known_end.and_then(|k| clean_window(seg, k)) {
+        return Ok(scan);
+    }
     let cap = seg.capacity;
     let mut off = SEGMENT_HEADER_LEN;
     let mut next_id = seg.base_id;
@@ -66,6 +126,7 @@ pub(crate) fn scan_and_repair(
         skipped: 0,
         truncated: false,
         at_known_end: false,
+        marks: TailMarks::at(off),
     };
     let mut dirty: Option<(u32, u32)> = None;
     let max_records = u64::from(cap / 8);
@@ -75,6 +136,10 @@ pub(crate) fn scan_and_repair(
         }
         // SAFETY: exclusive access at open (module docs); in bounds by construction.
         let s = unsafe { seg.slice(0, cap) };
+        (off, next_id) = valid_run(s, off, seg, next_id, max_records, &mut scan.marks);
+        if u64::from(off) + 8 > u64::from(cap) {
+            break;
+        }
         let commit = codec::rd_u32(s, off as usize);
         let bad: &'static str = match commit {
             KIND_END => {
@@ -83,6 +148,7 @@ pub(crate) fn scan_and_repair(
             }
             KIND_RECORD => match codec::validate_record(s, off, seg.salt) {
                 Ok((len, id)) if id >= next_id && id - seg.base_id < max_records => {
+                    scan.marks.note(off);
                     off += codec::align8(len);
                     next_id = id + 1;
                     continue;
@@ -97,7 +163,9 @@ pub(crate) fn scan_and_repair(
                 }
                 Err(reason) => reason,
             },
-            0 if known_end == Some((off, next_id)) && zeros_after(s, off) => {
+            0 if known_end.is_some_and(|k| (k.offset, k.next_id) == (off, next_id))
+                && zeros_after(s, off) =>
+            {
                 scan.at_known_end = true;
                 break;
             }
@@ -154,6 +222,79 @@ pub(crate) fn scan_and_repair(
     scan.end_off = off.min(cap);
     scan.next_id = next_id;
     Ok(scan)
+}
+
+/// Steps over the valid records from `off` on (the checksums of up to `crc::LANES`
+/// records computed together) and returns the offset and next ID after the last one.
+/// Stops before anything else (not a record, damaged, out of order), which the caller
+/// then examines on its own.
+fn valid_run(
+    s: &[u8],
+    mut off: u32,
+    seg: &Segment,
+    mut next_id: u64,
+    max_records: u64,
+    marks: &mut TailMarks,
+) -> (u32, u64) {
+    let mut at = [0u32; LANES];
+    let mut shapes = [Shape::default(); LANES];
+    let mut bufs: [&[u8]; LANES] = [&[]; LANES];
+    let mut crcs = [0u32; LANES];
+    loop {
+        let (mut n, mut p, mut floor) = (0, off, next_id);
+        while n < LANES && p as usize + 8 <= s.len() && codec::rd_u32(s, p as usize) == KIND_RECORD
+        {
+            let Ok(shape) = codec::record_shape(s, p) else {
+                break;
+            };
+            if shape.id < floor || shape.id - seg.base_id >= max_records {
+                break;
+            }
+            (at[n], shapes[n], bufs[n]) = (p, shape, codec::checksummed(s, p, shape));
+            n += 1;
+            floor = shape.id + 1;
+            // In bounds (`record_shape`), so below the segment size, a u32.
+            p += codec::align8(shape.len);
+        }
+        if n == 0 {
+            return (off, next_id);
+        }
+        crc::crc32c_many(seg.salt, &bufs[..n], &mut crcs);
+        for i in 0..n {
+            if crcs[i] != shapes[i].crc {
+                return (off, next_id);
+            }
+            marks.note(at[i]);
+            off = at[i] + codec::align8(shapes[i].len);
+            next_id = shapes[i].id + 1;
+        }
+    }
+}
+
+/// The check of a clean end from its window (see [`scan_and_repair`]): the scan
+/// result if the records from `k.check_from` are valid and end exactly at the known
+/// end, followed by zeros; `None` to scan the whole segment.
+fn clean_window(seg: &Segment, k: KnownEnd) -> Option<Scan> {
+    if k.check_from < SEGMENT_HEADER_LEN || k.check_from > k.offset {
+        return None;
+    }
+    // SAFETY: exclusive access at open (module docs); in bounds by construction.
+    let s = unsafe { seg.slice(0, seg.capacity) };
+    let mut marks = TailMarks::at(k.check_from);
+    let max_records = u64::from(seg.capacity / 8);
+    let (end, next_id) = valid_run(s, k.check_from, seg, seg.base_id, max_records, &mut marks);
+    // `zeros_after` covers the commit word at `end`: no record follows.
+    let clean = (end, next_id) == (k.offset, k.next_id) && zeros_after(s, end);
+    clean.then_some(Scan {
+        end_off: end,
+        next_id,
+        sealed: false,
+        holes: 0,
+        skipped: 0,
+        truncated: false,
+        at_known_end: true,
+        marks,
+    })
 }
 
 fn writable(seg: &Segment, off: u32) -> Result<(), Error> {

@@ -31,6 +31,10 @@ pub(crate) struct Segment {
     /// is meaningful. Segments found at open (other than the active one) and all
     /// segments of a read-only journal are not live.
     pub(crate) live: bool,
+    /// End of the records found at open in the segment appends resume in (0 for
+    /// others): every slot below it was committed by an earlier session, so an
+    /// uncommitted one there is damage, not a producer still writing.
+    pub(crate) opened_end: u32,
     /// Whether the directory entry (rename) of this segment is known durable.
     pub(crate) dir_synced: AtomicBool,
     /// Whether the mapping is known to be populated writable (no appender faults).
@@ -87,6 +91,7 @@ impl Segment {
             map,
             word: CachePadded::new(AtomicU64::new(word)),
             live,
+            opened_end: 0,
             dir_synced: AtomicBool::new(true),
             populated: AtomicBool::new(false),
         }
@@ -161,6 +166,12 @@ impl Segment {
     pub(crate) fn step(&self, offset: u32, has_next: bool) -> Step<'_> {
         match proto::observe(self, self.live_word(), offset) {
             Observed::Pending if !self.live && has_next => Step::End,
+            // A zeroed slot below the end of an earlier session (an edited file: the
+            // open checked only the last stretch of a cleanly closed segment) must be
+            // reported, not waited on.
+            Observed::Pending if offset < self.opened_end => {
+                Step::Corrupt("record reserved but never committed")
+            }
             Observed::Pending => Step::Pending,
             Observed::End => Step::End,
             Observed::Committed(KIND_HOLE) => {

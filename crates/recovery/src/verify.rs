@@ -953,6 +953,7 @@ mod tests {
             extra: Some(7),
             written_ns: 0,
             clean: false,
+            check_from: 0,
         };
         fs::write(t.path().join(CHECKPOINT_FILE), older.encode()).unwrap();
         let victim = &s[n - 3];
