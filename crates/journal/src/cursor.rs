@@ -27,8 +27,8 @@ pub struct Cursor {
 impl Cursor {
     pub(crate) fn at_segment(seg: Arc<Segment>, from_id: u64) -> Cursor {
         Cursor {
+            off: seg.start_for(from_id),
             seg: Some(seg),
-            off: SEGMENT_HEADER_LEN,
             next_id: from_id,
             prev_id: 0,
         }
@@ -68,8 +68,8 @@ impl Cursor {
                 };
                 match found {
                     Some(s) => {
+                        self.off = s.start_for(self.next_id);
                         self.seg = Some(s);
-                        self.off = SEGMENT_HEADER_LEN;
                     }
                     None => {
                         if journal.is_read_only() && !refreshed {
@@ -93,6 +93,7 @@ impl Cursor {
                     // order is checked (a damaged ID field must be reported, not
                     // taken as a record to skip).
                     let id = view.id();
+                    seg.marks.note(id, self.off);
                     if id < self.next_id && id > self.prev_id {
                         self.prev_id = id;
                         self.off += len;

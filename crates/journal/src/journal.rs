@@ -41,6 +41,7 @@ use crate::options::{Durability, JournalOptions};
 use crate::proto::{self, Reserve};
 use crate::recover;
 use crate::recover::{KnownEnd, TailMarks};
+use crate::seek;
 use crate::segment::{Segment, Step};
 use crate::storage::FlushRequest;
 
@@ -54,6 +55,8 @@ const TMP_SUFFIX: &str = ".seg.tmp";
 const MAX_RECYCLED: usize = 2;
 /// How far ahead of the tail the preparer pre-faults the active segment per step.
 const POPULATE_CHUNK: u32 = 2 * 1024 * 1024;
+/// How long after open the preparer starts on its own if nothing was appended.
+const PREPARE_GRACE: Duration = Duration::from_millis(20);
 
 /// Facts about one segment file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,7 +125,7 @@ struct FlushProgress {
     flushed_off: u32,
     next_id: u64,
     /// Record starts behind `scan_off` (for a clean-close checkpoint).
-    marks: TailMarks,
+    tail: TailMarks,
 }
 
 impl FlushProgress {
@@ -133,7 +136,7 @@ impl FlushProgress {
             scan_off: SEGMENT_HEADER_LEN,
             flushed_off: 0,
             next_id: base,
-            marks: TailMarks::at(SEGMENT_HEADER_LEN),
+            tail: TailMarks::at(SEGMENT_HEADER_LEN),
         }
     }
 }
@@ -151,6 +154,10 @@ pub(crate) struct Inner {
     roll_lock: Mutex<()>,
     prep: Mutex<PrepState>,
     prep_cv: Condvar,
+    /// The preparer waits for the first reservation of this session or
+    /// `PREPARE_GRACE` (writers): a short open that only reads costs no new segment
+    /// file and no page faulting.
+    prep_idle: AtomicBool,
     progress: Mutex<FlushProgress>,
     /// Group commit: "a leader is flushing".
     gc: Mutex<bool>,
@@ -492,6 +499,27 @@ fn checkpointed_tail(
     }
 }
 
+/// Gives each of `segs` its marks from the `SEEK` file of `dir` (those of the same
+/// base ID and salt).
+fn load_seek_marks<'a>(dir: &Path, segs: impl Iterator<Item = &'a Segment>) {
+    let file = seek::read(dir);
+    if file.is_empty() {
+        return;
+    }
+    for seg in segs {
+        if let Some(m) = file
+            .iter()
+            .find(|m| (m.base, m.salt) == (seg.base_id, seg.salt))
+        {
+            for &(id, off) in &m.marks {
+                if off < seg.capacity {
+                    seg.marks.note(id, off);
+                }
+            }
+        }
+    }
+}
+
 /// The salt in a segment's header, if the header can be read and is valid.
 fn read_salt(path: &Path) -> Option<u32> {
     use std::io::Read;
@@ -581,6 +609,7 @@ impl Journal {
             }
             segs.push(seg);
         }
+        load_seek_marks(dir, segs.iter());
         // Recover the tail, segment by segment. A clean-close checkpoint naming the last
         // segment gives the scan of that segment its end (see the checkpoint module).
         let mut last_scan = None;
@@ -692,7 +721,7 @@ impl Journal {
                         scan_off: scan.end_off,
                         flushed_off: scan.end_off,
                         next_id: scan.next_id,
-                        marks: scan.marks,
+                        tail: scan.tail,
                     };
                 }
             }
@@ -812,6 +841,10 @@ impl Journal {
             }),
         };
         j.refresh()?;
+        {
+            let guard = epoch::pin();
+            load_seek_marks(dir, j.inner.table(&guard).segs.iter().map(|s| &**s));
+        }
         Ok(j)
     }
 
@@ -1241,6 +1274,10 @@ impl Journal {
             return Ok(());
         }
         let r = inner.quiesce_and_flush();
+        if r.is_ok() {
+            // Best effort: the file is a hint (see `seek`).
+            let _ = seek::write(&inner.dir, &inner.seek_marks());
+        }
         if let Some(c) = inner.checkpointer() {
             // A last checkpoint, so the next open scans nothing.
             c.finish(r.is_ok(), r.as_ref().ok().copied().flatten());
@@ -1320,6 +1357,7 @@ impl Inner {
             roll_lock: Mutex::new(()),
             prep: Mutex::new(prep),
             prep_cv: Condvar::new(),
+            prep_idle: AtomicBool::new(lock.is_some()),
             progress: Mutex::new(progress),
             gc: Mutex::new(false),
             gc_cv: Condvar::new(),
@@ -1336,6 +1374,17 @@ impl Inner {
             lock: Mutex::new(lock),
             ckpt: OnceLock::new(),
         }))
+    }
+
+    /// The seek marks of every segment.
+    fn seek_marks(&self) -> Vec<seek::SegmentMarks> {
+        let guard = epoch::pin();
+        self.table(&guard)
+            .segs
+            .iter()
+            .map(|s| seek::SegmentMarks::of(s.base_id, s.salt, &s.marks))
+            .filter(|m| !m.marks.is_empty())
+            .collect()
     }
 
     /// The checkpoint writer (writers only).
@@ -1409,6 +1458,10 @@ impl Inner {
         n: u32,
         write: impl FnOnce(&Segment, u32, u64),
     ) -> Result<u64, Error> {
+        // Relaxed: a hint; `wake_preparer` synchronizes through the `prep` mutex.
+        if self.prep_idle.load(Ordering::Relaxed) {
+            self.wake_preparer();
+        }
         let guard = epoch::pin();
         loop {
             let seg = self.active_seg(&guard);
@@ -1424,6 +1477,17 @@ impl Inner {
                 }
                 Reserve::Sealed => self.roll(seg)?,
             }
+        }
+    }
+
+    /// The first reservation of the session: the preparer may start.
+    #[cold]
+    fn wake_preparer(&self) {
+        if self.prep_idle.swap(false, Ordering::Relaxed) {
+            // Taking the lock orders this after the preparer's check of `prep_idle`
+            // (made under it) or before it: the notification cannot be lost.
+            let _p = lock_ignore_poison(&self.prep);
+            self.prep_cv.notify_all();
         }
     }
 
@@ -1702,7 +1766,7 @@ impl Inner {
                 return Ok(Some(CleanEnd {
                     base,
                     offset: end,
-                    check_from: p.marks.check_from(),
+                    check_from: p.tail.check_from(),
                 }));
             }
             if std::time::Instant::now() >= deadline {
@@ -1762,6 +1826,28 @@ impl Inner {
     }
 
     fn preparer(&self) {
+        {
+            // The first reservation, or a short grace after open (so that an open
+            // followed by appends a little later finds the next segment ready).
+            let until = std::time::Instant::now() + PREPARE_GRACE;
+            let mut p = lock_ignore_poison(&self.prep);
+            // Relaxed: read under `prep`, which `wake_preparer` takes before notifying.
+            while self.prep_idle.load(Ordering::Relaxed) && !p.stop {
+                let left = until.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                p = self
+                    .prep_cv
+                    .wait_timeout(p, left)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            if p.stop {
+                return;
+            }
+            self.prep_idle.store(false, Ordering::Relaxed);
+        }
         loop {
             // A segment installed without being populated (at open, or by a roll that
             // found nothing prepared) comes first: appenders are writing into it.
@@ -1939,7 +2025,8 @@ impl Inner {
             loop {
                 match seg.step(off, has_next) {
                     Step::Record { view, len } => {
-                        p.marks.note(off);
+                        p.tail.note(off);
+                        seg.marks.note(view.id(), off);
                         next_id = view.id() + 1;
                         off += len;
                     }

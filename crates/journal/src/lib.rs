@@ -48,6 +48,8 @@ mod options;
 #[cfg(not(ledgerq_loom))]
 mod recover;
 #[cfg(not(ledgerq_loom))]
+mod seek;
+#[cfg(not(ledgerq_loom))]
 mod segment;
 #[cfg(not(ledgerq_loom))]
 mod storage;
@@ -70,6 +72,8 @@ pub use options::{
     Durability, JournalOptions, RecoveryMode, DEFAULT_SEGMENT_SIZE, MAX_SEGMENT_SIZE,
     MIN_SEGMENT_SIZE,
 };
+#[cfg(not(ledgerq_loom))]
+pub use seek::SEEK_FILE;
 #[cfg(not(ledgerq_loom))]
 pub use storage::{lower_background_priority, FileStorage, FlushRequest, Storage};
 

@@ -31,7 +31,7 @@ pub(crate) struct Scan {
     /// the rest of the segment.
     pub at_known_end: bool,
     /// Record starts behind the end (for the next clean close).
-    pub marks: TailMarks,
+    pub tail: TailMarks,
 }
 
 /// The end of the last segment as a clean close recorded it.
@@ -126,7 +126,7 @@ pub(crate) fn scan_and_repair(
         skipped: 0,
         truncated: false,
         at_known_end: false,
-        marks: TailMarks::at(off),
+        tail: TailMarks::at(off),
     };
     let mut dirty: Option<(u32, u32)> = None;
     let max_records = u64::from(cap / 8);
@@ -136,7 +136,7 @@ pub(crate) fn scan_and_repair(
         }
         // SAFETY: exclusive access at open (module docs); in bounds by construction.
         let s = unsafe { seg.slice(0, cap) };
-        (off, next_id) = valid_run(s, off, seg, next_id, max_records, &mut scan.marks);
+        (off, next_id) = valid_run(s, off, seg, next_id, max_records, &mut scan.tail);
         if u64::from(off) + 8 > u64::from(cap) {
             break;
         }
@@ -148,7 +148,8 @@ pub(crate) fn scan_and_repair(
             }
             KIND_RECORD => match codec::validate_record(s, off, seg.salt) {
                 Ok((len, id)) if id >= next_id && id - seg.base_id < max_records => {
-                    scan.marks.note(off);
+                    scan.tail.note(off);
+                    seg.marks.note(id, off);
                     off += codec::align8(len);
                     next_id = id + 1;
                     continue;
@@ -234,7 +235,7 @@ fn valid_run(
     seg: &Segment,
     mut next_id: u64,
     max_records: u64,
-    marks: &mut TailMarks,
+    tail: &mut TailMarks,
 ) -> (u32, u64) {
     let mut at = [0u32; LANES];
     let mut shapes = [Shape::default(); LANES];
@@ -264,7 +265,8 @@ fn valid_run(
             if crcs[i] != shapes[i].crc {
                 return (off, next_id);
             }
-            marks.note(at[i]);
+            tail.note(at[i]);
+            seg.marks.note(shapes[i].id, at[i]);
             off = at[i] + codec::align8(shapes[i].len);
             next_id = shapes[i].id + 1;
         }
@@ -280,9 +282,9 @@ fn clean_window(seg: &Segment, k: KnownEnd) -> Option<Scan> {
     }
     // SAFETY: exclusive access at open (module docs); in bounds by construction.
     let s = unsafe { seg.slice(0, seg.capacity) };
-    let mut marks = TailMarks::at(k.check_from);
+    let mut tail = TailMarks::at(k.check_from);
     let max_records = u64::from(seg.capacity / 8);
-    let (end, next_id) = valid_run(s, k.check_from, seg, seg.base_id, max_records, &mut marks);
+    let (end, next_id) = valid_run(s, k.check_from, seg, seg.base_id, max_records, &mut tail);
     // `zeros_after` covers the commit word at `end`: no record follows.
     let clean = (end, next_id) == (k.offset, k.next_id) && zeros_after(s, end);
     clean.then_some(Scan {
@@ -293,7 +295,7 @@ fn clean_window(seg: &Segment, k: KnownEnd) -> Option<Scan> {
         skipped: 0,
         truncated: false,
         at_known_end: true,
-        marks,
+        tail,
     })
 }
 

@@ -6,9 +6,11 @@ use std::sync::atomic::AtomicBool;
 
 use crossbeam_utils::CachePadded;
 
+use crate::codec::SEGMENT_HEADER_LEN;
 use crate::codec::{self, Position, RecordView, RECORD_HEADER_LEN};
 use crate::map::Map;
 use crate::proto::{self, Observed, Region, KIND_HOLE, KIND_RECORD};
+use crate::seek::Marks;
 use crate::sync::{AtomicU32, AtomicU64};
 
 /// A mapped segment file.
@@ -39,6 +41,8 @@ pub(crate) struct Segment {
     pub(crate) dir_synced: AtomicBool,
     /// Whether the mapping is known to be populated writable (no appender faults).
     pub(crate) populated: AtomicBool,
+    /// Where some of its records start (`seek`).
+    pub(crate) marks: Marks,
 }
 
 impl Region for Segment {
@@ -94,6 +98,7 @@ impl Segment {
             opened_end: 0,
             dir_synced: AtomicBool::new(true),
             populated: AtomicBool::new(false),
+            marks: Marks::default(),
         }
     }
 
@@ -151,6 +156,21 @@ impl Segment {
 
     /// Looks at `offset` as an in-order reader. `has_next` says whether a later
     /// segment exists (a pending slot of a non-live segment is then its end).
+    /// Where an in-order reader looking for `id` starts: the nearest seek mark at or
+    /// below it if the record there is committed and holds that ID, else the first
+    /// record.
+    pub(crate) fn start_for(&self, id: u64) -> u32 {
+        match self.marks.at_or_below(id) {
+            Some((mark, off)) if off >= SEGMENT_HEADER_LEN && off % 8 == 0 => {
+                match self.step(off, false) {
+                    Step::Record { view, .. } if view.id() == mark => off,
+                    _ => SEGMENT_HEADER_LEN,
+                }
+            }
+            _ => SEGMENT_HEADER_LEN,
+        }
+    }
+
     /// Whether the committed record of `len` bytes at `offset` matches its salted
     /// checksum. The caller has seen the record committed and in bounds (from `step`).
     pub(crate) fn record_checksum_ok(&self, offset: u32, len: u32) -> bool {
