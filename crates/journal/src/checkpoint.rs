@@ -536,14 +536,15 @@ impl Checkpointer {
         self.storage.sync_dir(&self.dir)
     }
 
-    /// At open, after the end was taken from a clean-close checkpoint `c`: replaces it
-    /// with the same position marked not clean, durably (file and directory), before
-    /// anything can be appended.
+    /// Before the first append of a session that opened on a clean-close checkpoint
+    /// `c`: replaces it with the same position (nothing was appended since) and the
+    /// owner's current value, marked not clean, durably (file and directory).
     pub(crate) fn unmark_clean(&self, c: &Checkpoint) -> io::Result<()> {
         let _w = lock(&self.writing);
         let c = Checkpoint {
             clean: false,
             check_from: 0,
+            extra: self.extra().or(c.extra),
             written_ns: crate::journal::now_ns(),
             ..*c
         };
@@ -814,8 +815,8 @@ mod tests {
     }
 
     /// A clean close marks its checkpoint; the next open takes the end of the last
-    /// segment from it (no search of the rest of the segment) and unmarks it before
-    /// appending. A session killed after a producer reserved the first slot past that
+    /// segment from it (no search of the rest of the segment) and the first append
+    /// unmarks it before reserving anything. A session killed after a producer reserved the first slot past that
     /// end (never committed) while later records were committed must then be
     /// recovered by a full scan, hole and all: with the mark left in place, the open
     /// after the kill would stop at the hole and lose the records after it.
@@ -827,11 +828,15 @@ mod tests {
         let j = Journal::open(t.path(), opts()).unwrap();
         assert!(j.recovery_info().unwrap().clean_close);
         assert_eq!(count(&j).unwrap(), 100);
-        let unmarked = read_file(t.path());
-        assert!(!unmarked.clean);
-        assert_eq!((unmarked.offset, unmarked.next_id), (cp.offset, cp.next_id));
+        // Opening and reading write nothing; the first append unmarks it first.
+        assert_eq!(read_file(t.path()), cp);
         for i in 0..5u8 {
             j.append(&RecordIn::new(&[i; 300])).unwrap();
+            if i == 0 {
+                let unmarked = read_file(t.path());
+                assert!(!unmarked.clean);
+                assert_eq!((unmarked.offset, unmarked.next_id), (cp.offset, cp.next_id));
+            }
         }
         j.sync().unwrap();
         // The kill: a copy of the directory as it is now, with the first record past

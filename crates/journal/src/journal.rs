@@ -32,7 +32,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned};
 
-use crate::checkpoint::{self, Checkpointer, CleanEnd, Durable, RecoveryInfo, CHECKPOINT_FILE};
+use crate::checkpoint::{
+    self, Checkpoint, Checkpointer, CleanEnd, Durable, RecoveryInfo, CHECKPOINT_FILE,
+};
 use crate::codec::{self, RecordIn, RecordView, SegmentHeader, SEGMENT_HEADER_LEN};
 use crate::cursor::Cursor;
 use crate::error::Error;
@@ -154,6 +156,12 @@ pub(crate) struct Inner {
     roll_lock: Mutex<()>,
     prep: Mutex<PrepState>,
     prep_cv: Condvar,
+    /// Something to do before the first reservation of this session (writers): see
+    /// `first_reservation`.
+    first_pending: AtomicBool,
+    /// The clean-close checkpoint found at open, until the first reservation
+    /// replaces it with an unmarked one.
+    clean_on_disk: Mutex<Option<Checkpoint>>,
     /// The preparer waits for the first reservation of this session or
     /// `PREPARE_GRACE` (writers): a short open that only reads costs no new segment
     /// file and no page faulting.
@@ -754,11 +762,8 @@ impl Journal {
             durable,
         )?;
         // Whether or not it gave the end, a clean-close checkpoint must not outlive the
-        // first append of this session.
-        if let Some(c) = cp.filter(|c| c.clean) {
-            ckpt.unmark_clean(&c)
-                .map_err(|e| Error::io("write checkpoint", dir.join(CHECKPOINT_FILE), e))?;
-        }
+        // first append of this session: the first reservation unmarks it.
+        *lock_ignore_poison(&inner.clean_on_disk) = cp.filter(|c| c.clean);
         let _ = inner.ckpt.set(ckpt.clone());
         if let Some(base) = need_new {
             let p = inner.prepare(false)?;
@@ -1358,6 +1363,8 @@ impl Inner {
             prep: Mutex::new(prep),
             prep_cv: Condvar::new(),
             prep_idle: AtomicBool::new(lock.is_some()),
+            first_pending: AtomicBool::new(lock.is_some()),
+            clean_on_disk: Mutex::new(None),
             progress: Mutex::new(progress),
             gc: Mutex::new(false),
             gc_cv: Condvar::new(),
@@ -1458,9 +1465,10 @@ impl Inner {
         n: u32,
         write: impl FnOnce(&Segment, u32, u64),
     ) -> Result<u64, Error> {
-        // Relaxed: a hint; `wake_preparer` synchronizes through the `prep` mutex.
-        if self.prep_idle.load(Ordering::Relaxed) {
-            self.wake_preparer();
+        // Acquire: pairs with the Release store in `first_reservation`, after which
+        // the clean checkpoint is unmarked on disk.
+        if self.first_pending.load(Ordering::Acquire) {
+            self.first_reservation()?;
         }
         let guard = epoch::pin();
         loop {
@@ -1480,8 +1488,26 @@ impl Inner {
         }
     }
 
-    /// The first reservation of the session: the preparer may start.
+    /// Before the first reservation of the session: a clean-close checkpoint found at
+    /// open is replaced, durably, by one not marked clean (a crash of this session
+    /// must be recovered by the full scan), and the preparer may start. Appenders that
+    /// race here wait for the one doing it.
     #[cold]
+    fn first_reservation(&self) -> Result<(), Error> {
+        let mut clean = lock_ignore_poison(&self.clean_on_disk);
+        if let (Some(c), Some(ckpt)) = (*clean, self.checkpointer()) {
+            ckpt.unmark_clean(&c)
+                .map_err(|e| Error::io("write checkpoint", self.dir.join(CHECKPOINT_FILE), e))?;
+        }
+        *clean = None;
+        // Release: pairs with the Acquire load in `reserve_and_write`.
+        self.first_pending.store(false, Ordering::Release);
+        drop(clean);
+        self.wake_preparer();
+        Ok(())
+    }
+
+    /// The first reservation of the session: the preparer may start.
     fn wake_preparer(&self) {
         if self.prep_idle.swap(false, Ordering::Relaxed) {
             // Taking the lock orders this after the preparer's check of `prep_idle`
