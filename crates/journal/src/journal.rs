@@ -26,7 +26,7 @@ use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -57,6 +57,8 @@ const TMP_SUFFIX: &str = ".seg.tmp";
 const MAX_RECYCLED: usize = 2;
 /// How far ahead of the tail the preparer pre-faults the active segment per step.
 const POPULATE_CHUNK: u32 = 2 * 1024 * 1024;
+/// How long after open the preparer starts on its own if nothing was appended.
+const PREPARE_GRACE: Duration = Duration::from_millis(20);
 
 /// Facts about one segment file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,11 +162,10 @@ pub(crate) struct Inner {
     /// The clean-close checkpoint found at open, until the first reservation
     /// replaces it with an unmarked one.
     clean_on_disk: Mutex<Option<Checkpoint>>,
-    /// The background threads (writers), started by the first reservation: an open
-    /// that only reads spawns no thread, creates no segment and faults nothing in.
-    background: Mutex<Background>,
-    /// This journal, for the threads `first_reservation` starts.
-    me: OnceLock<Weak<Inner>>,
+    /// The preparer waits for the first reservation of this session or
+    /// `PREPARE_GRACE` (writers): a short open that only reads costs no new segment
+    /// file and no page faulting.
+    prep_idle: AtomicBool,
     progress: Mutex<FlushProgress>,
     /// Group commit: "a leader is flushing".
     gc: Mutex<bool>,
@@ -219,19 +220,10 @@ impl GroupStats {
     }
 }
 
-/// The writer's background threads.
-#[derive(Debug, Default)]
-struct Background {
-    /// Started by the first reservation.
-    started: bool,
-    /// Set by `shutdown`: nothing may start after it.
-    closed: bool,
-    threads: Vec<JoinHandle<()>>,
-}
-
-/// Whether `Journal::shutdown` ran.
+/// What `Journal::shutdown` still has to do.
 #[derive(Debug)]
 struct ShutdownState {
+    threads: Vec<JoinHandle<()>>,
     done: bool,
 }
 
@@ -546,8 +538,7 @@ fn read_salt(path: &Path) -> Option<u32> {
 
 impl Journal {
     /// Opens (creating if needed) the journal in `dir` as its single writer: takes the
-    /// lock file and recovers the tail. The background threads (preparer, flusher,
-    /// checkpoint writer) start with the first append.
+    /// lock file, recovers the tail, starts the preparer and flusher threads.
     ///
     /// # Errors
     /// [`Error::Locked`] if another writer has it, [`Error::Corrupt`] for damage that
@@ -790,10 +781,36 @@ impl Journal {
                 .active
                 .store(Arc::as_ptr(last).cast_mut(), Ordering::Release);
         }
-        let _ = inner.me.set(Arc::downgrade(&inner));
+        let mut threads = Vec::new();
+        let i2 = inner.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("ledgerq-prepare".into())
+                // At normal priority: what it does (creating and pre-faulting segments)
+                // the appenders would otherwise do themselves, on their own time.
+                .spawn(move || i2.preparer())
+                .map_err(|e| Error::io("spawn preparer", dir, e))?,
+        );
+        if inner.opts.durability == Durability::Buffered {
+            let i3 = inner.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("ledgerq-flush".into())
+                    .spawn(move || {
+                        crate::storage::lower_background_priority();
+                        i3.flusher()
+                    })
+                    .map_err(|e| Error::io("spawn flusher", dir, e))?,
+            );
+        }
+        ckpt.start()
+            .map_err(|e| Error::io("spawn checkpoint writer", dir, e))?;
         Ok(Journal {
             inner,
-            shutdown: Mutex::new(ShutdownState { done: false }),
+            shutdown: Mutex::new(ShutdownState {
+                threads,
+                done: false,
+            }),
         })
     }
 
@@ -823,7 +840,10 @@ impl Journal {
         }
         let j = Journal {
             inner,
-            shutdown: Mutex::new(ShutdownState { done: false }),
+            shutdown: Mutex::new(ShutdownState {
+                threads: Vec::new(),
+                done: false,
+            }),
         };
         j.refresh()?;
         {
@@ -1251,12 +1271,7 @@ impl Journal {
             p.stop = true;
         }
         inner.prep_cv.notify_all();
-        let threads = {
-            let mut bg = lock_ignore_poison(&inner.background);
-            bg.closed = true;
-            std::mem::take(&mut bg.threads)
-        };
-        for t in threads {
+        for t in st.threads.drain(..) {
             let _ = t.join();
         }
         inner.discard_prepared();
@@ -1347,8 +1362,7 @@ impl Inner {
             roll_lock: Mutex::new(()),
             prep: Mutex::new(prep),
             prep_cv: Condvar::new(),
-            background: Mutex::new(Background::default()),
-            me: OnceLock::new(),
+            prep_idle: AtomicBool::new(lock.is_some()),
             first_pending: AtomicBool::new(lock.is_some()),
             clean_on_disk: Mutex::new(None),
             progress: Mutex::new(progress),
@@ -1476,8 +1490,8 @@ impl Inner {
 
     /// Before the first reservation of the session: a clean-close checkpoint found at
     /// open is replaced, durably, by one not marked clean (a crash of this session
-    /// must be recovered by the full scan), and the background threads start.
-    /// Appenders that race here wait for the one doing it.
+    /// must be recovered by the full scan), and the preparer may start. Appenders that
+    /// race here wait for the one doing it.
     #[cold]
     fn first_reservation(&self) -> Result<(), Error> {
         let mut clean = lock_ignore_poison(&self.clean_on_disk);
@@ -1486,50 +1500,21 @@ impl Inner {
                 .map_err(|e| Error::io("write checkpoint", self.dir.join(CHECKPOINT_FILE), e))?;
         }
         *clean = None;
-        self.start_background()?;
         // Release: pairs with the Acquire load in `reserve_and_write`.
         self.first_pending.store(false, Ordering::Release);
+        drop(clean);
+        self.wake_preparer();
         Ok(())
     }
 
-    /// Starts the preparer, the flusher (Buffered mode) and the checkpoint writer,
-    /// unless they run already or the journal is shutting down.
-    fn start_background(&self) -> Result<(), Error> {
-        let mut bg = lock_ignore_poison(&self.background);
-        if bg.started || bg.closed {
-            return Ok(());
+    /// The first reservation of the session: the preparer may start.
+    fn wake_preparer(&self) {
+        if self.prep_idle.swap(false, Ordering::Relaxed) {
+            // Taking the lock orders this after the preparer's check of `prep_idle`
+            // (made under it) or before it: the notification cannot be lost.
+            let _p = lock_ignore_poison(&self.prep);
+            self.prep_cv.notify_all();
         }
-        let Some(me) = self.me.get().and_then(Weak::upgrade) else {
-            return Ok(());
-        };
-        bg.started = true;
-        let dir = &self.dir;
-        let i2 = me.clone();
-        bg.threads.push(
-            std::thread::Builder::new()
-                .name("ledgerq-prepare".into())
-                // At normal priority: what it does (creating and pre-faulting segments)
-                // the appenders would otherwise do themselves, on their own time.
-                .spawn(move || i2.preparer())
-                .map_err(|e| Error::io("spawn preparer", dir, e))?,
-        );
-        if self.opts.durability == Durability::Buffered {
-            let i3 = me.clone();
-            bg.threads.push(
-                std::thread::Builder::new()
-                    .name("ledgerq-flush".into())
-                    .spawn(move || {
-                        crate::storage::lower_background_priority();
-                        i3.flusher()
-                    })
-                    .map_err(|e| Error::io("spawn flusher", dir, e))?,
-            );
-        }
-        if let Some(c) = self.ckpt.get() {
-            c.start()
-                .map_err(|e| Error::io("spawn checkpoint writer", dir, e))?;
-        }
-        Ok(())
     }
 
     #[cold]
@@ -1867,6 +1852,28 @@ impl Inner {
     }
 
     fn preparer(&self) {
+        {
+            // The first reservation, or a short grace after open (so that an open
+            // followed by appends a little later finds the next segment ready).
+            let until = std::time::Instant::now() + PREPARE_GRACE;
+            let mut p = lock_ignore_poison(&self.prep);
+            // Relaxed: read under `prep`, which `wake_preparer` takes before notifying.
+            while self.prep_idle.load(Ordering::Relaxed) && !p.stop {
+                let left = until.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                p = self
+                    .prep_cv
+                    .wait_timeout(p, left)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            if p.stop {
+                return;
+            }
+            self.prep_idle.store(false, Ordering::Relaxed);
+        }
         loop {
             // A segment installed without being populated (at open, or by a roll that
             // found nothing prepared) comes first: appenders are writing into it.

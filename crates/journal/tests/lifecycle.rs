@@ -1,9 +1,7 @@
 #![cfg(not(ledgerq_loom))]
-//! `Journal::shutdown` (close through `&self`), `JournalOptions::min_next_id`, and when
-//! the background work starts.
+//! `Journal::shutdown` (close through `&self`) and `JournalOptions::min_next_id`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
 
 use ledgerq_journal::*;
 
@@ -203,55 +201,5 @@ fn concurrent_sync_appends_share_flushes() {
         j.append(&RecordIn::new(b"x")).unwrap();
     }
     assert!(t.elapsed() < std::time::Duration::from_secs(5));
-    j.close().unwrap();
-}
-
-/// Every file of `dir` with its contents, sorted by name.
-fn snapshot(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
-    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let p = e.unwrap().path();
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read(&p).unwrap())
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-/// Waits up to 10 s for `f`.
-fn eventually(what: &str, f: impl Fn() -> bool) {
-    let until = std::time::Instant::now() + Duration::from_secs(10);
-    while !f() {
-        assert!(std::time::Instant::now() < until, "{what} never happened");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// An open that only reads starts no background work: no segment is prepared and no
-/// file changes. The first append starts it: the flusher makes records durable
-/// without a `sync`, and the preparer readies the next segment.
-#[test]
-fn background_work_starts_at_the_first_append() {
-    let t = tempfile::tempdir().unwrap();
-    let o = JournalOptions::new()
-        .segment_size(1 << 20)
-        .flush_interval(Duration::from_millis(20));
-    let j = Journal::open(t.path(), o.clone()).unwrap();
-    j.append(&RecordIn::new(b"first")).unwrap();
-    j.close().unwrap();
-    let before = snapshot(t.path());
-    let j = Journal::open(t.path(), o).unwrap();
-    assert_eq!(read_all(&j, 1), vec![(1, b"first".to_vec())]);
-    std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(snapshot(t.path()), before);
-    let id = j.append(&RecordIn::new(b"second")).unwrap();
-    eventually("a flush by the flusher", || j.durable_id() > id);
-    eventually("a prepared segment", || {
-        snapshot(t.path())
-            .iter()
-            .any(|(n, _)| n.starts_with("prepared-"))
-    });
     j.close().unwrap();
 }
