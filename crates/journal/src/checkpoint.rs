@@ -796,13 +796,7 @@ mod tests {
 
     /// `n` records of 300 bytes (about 200 per segment), closed.
     fn journal(n: u64) -> tempfile::TempDir {
-        let t = tempfile::tempdir().unwrap();
-        let j = Journal::open(t.path(), opts()).unwrap();
-        for i in 0..n {
-            j.append(&RecordIn::new(&[i as u8; 300])).unwrap();
-        }
-        j.close().unwrap();
-        t
+        crate::testing::closed_journal(&opts(), n, 300)
     }
 
     fn count(j: &Journal) -> Result<u64, Error> {
@@ -888,13 +882,7 @@ mod tests {
     /// A segment of 1 MiB holding `n` records of 300 bytes (360 on disk), closed.
     fn big_journal(n: u64) -> (tempfile::TempDir, JournalOptions) {
         let o = JournalOptions::new().segment_size(1 << 20);
-        let t = tempfile::tempdir().unwrap();
-        let j = Journal::open(t.path(), o.clone()).unwrap();
-        for i in 0..n {
-            j.append(&RecordIn::new(&[i as u8; 300])).unwrap();
-        }
-        j.close().unwrap();
-        (t, o)
+        (crate::testing::closed_journal(&o, n, 300), o)
     }
 
     fn flip(path: &Path, at: usize) {

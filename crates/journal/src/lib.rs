@@ -53,6 +53,8 @@ mod seek;
 mod segment;
 #[cfg(not(ledgerq_loom))]
 mod storage;
+#[cfg(all(test, not(ledgerq_loom)))]
+mod testing;
 
 #[cfg(not(ledgerq_loom))]
 pub use checkpoint::{Checkpoint, RecoveryInfo, CHECKPOINT_FILE, CHECKPOINT_LEN};

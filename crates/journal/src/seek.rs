@@ -206,17 +206,12 @@ mod tests {
 
     // ---------- marks in a journal ----------
 
-    use crate::{Error, Journal, JournalOptions, RecordIn};
+    use crate::{Error, Journal, JournalOptions};
 
     /// One 1 MiB segment holding 5000 records of 100 bytes (160 on disk), closed.
     fn journal() -> (tempfile::TempDir, JournalOptions, std::path::PathBuf) {
         let o = JournalOptions::new().segment_size(1 << 20);
-        let t = tempfile::tempdir().unwrap();
-        let j = Journal::open(t.path(), o.clone()).unwrap();
-        for i in 0..5000u64 {
-            j.append(&RecordIn::new(&[i as u8; 100])).unwrap();
-        }
-        j.close().unwrap();
+        let t = crate::testing::closed_journal(&o, 5000, 100);
         let seg = t.path().join(format!("{:020}.seg", 1));
         (t, o, seg)
     }
