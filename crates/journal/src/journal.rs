@@ -507,6 +507,19 @@ fn checkpointed_tail(
     }
 }
 
+/// Within `seg`: the ID of the last seek mark whose record is older than `t_ns` (a
+/// binary search over the marks, by the timestamps of their records), if any.
+fn last_mark_before(seg: &Segment, t_ns: u64) -> Option<u64> {
+    let marks = seg.marks.all();
+    let k = marks.partition_point(|&(id, off)| match seg.step(off, false) {
+        Step::Record { view, .. } if view.id() == id => view.timestamp_ns() < t_ns,
+        // Not the record it names (cannot happen for marks of this session; a stale
+        // file's): start before it.
+        _ => false,
+    });
+    k.checked_sub(1).map(|k| marks[k].0)
+}
+
 /// Gives each of `segs` its marks from the `SEEK` file of `dir` (those of the same
 /// base ID and salt).
 fn load_seek_marks<'a>(dir: &Path, segs: impl Iterator<Item = &'a Segment>) {
@@ -1104,8 +1117,9 @@ impl Journal {
     }
 
     /// The first ID whose timestamp is at or after `t` (or [`Journal::next_id`] if
-    /// none). Binary search over segments by their first record's timestamp, then a
-    /// scan; assumes timestamps do not decrease across segments.
+    /// none). Binary search over segments by their first record's timestamp, then over
+    /// the seek marks of that segment (every 1024th ID, where known), then a scan;
+    /// assumes timestamps do not decrease in ID order.
     ///
     /// # Errors
     /// [`Error::Corrupt`] if a scanned record is damaged.
@@ -1120,7 +1134,7 @@ impl Journal {
                 .segs
                 .partition_point(|s| first_timestamp(s).is_some_and(|ts| ts < t_ns));
             match tb.segs.get(n.saturating_sub(1)) {
-                Some(s) => s.base_id,
+                Some(s) => last_mark_before(s, t_ns).unwrap_or(s.base_id),
                 None => return Ok(self.next_id()),
             }
         };

@@ -69,7 +69,8 @@ impl Marks {
         i.checked_sub(1).map(|i| v[i])
     }
 
-    fn all(&self) -> Vec<(u64, u32)> {
+    /// Every mark, in order.
+    pub(crate) fn all(&self) -> Vec<(u64, u32)> {
         self.lock().clone()
     }
 }
@@ -263,6 +264,33 @@ mod tests {
             }
             j.close().unwrap();
         }
+    }
+
+    /// Seek by time searches the marks of the segment (by their records' timestamps)
+    /// and steps over at most 1024 records: the unreadable record 10 is never reached
+    /// for a time after the first mark's.
+    #[test]
+    fn seek_time_searches_the_marks_of_a_segment() {
+        let (t, o, seg) = journal();
+        let j = Journal::open(t.path(), o.clone()).unwrap();
+        let mut all = Vec::new();
+        let mut c = j.cursor(1).unwrap();
+        while let Some(r) = c.next(&j, |r| (r.id(), r.timestamp_ns())).unwrap() {
+            all.push(r);
+        }
+        j.close().unwrap();
+        assert_eq!(all.len(), 5000);
+        unreadable(&seg, 10);
+        let j = Journal::open(t.path(), o).unwrap();
+        let after_first_mark = all[1023].1 + 1;
+        for i in [1100, 2047, 2048, 2049, 3500, 4096, 4999] {
+            let t_ns = all[i].1.max(after_first_mark);
+            let want = all.iter().find(|r| r.1 >= t_ns).unwrap().0;
+            let at = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(t_ns);
+            assert_eq!(j.seek_time(at).unwrap(), want, "time of record {}", i + 1);
+        }
+        let end = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(all[4999].1 + 1);
+        assert_eq!(j.seek_time(end).unwrap(), 5001);
     }
 
     #[test]
