@@ -19,16 +19,24 @@ const SEGMENT: u64 = 64 * 1024 * 1024;
 
 /// Throughput benches measure the append path in a steady state: a consumer (the
 /// timing thread, waking every millisecond) removes segments as soon as they are
-/// sealed, the way the queue does once consumers are past them, so the journal can
-/// reuse their files; the background flush interval is set beyond the run, so the
-/// page cache is not written back (which would measure the disk). The Sync group
-/// measures the durable path.
+/// sealed, the way the queue does once consumers are past them; the background flush
+/// interval is set beyond the run, so the page cache is not written back (which would
+/// measure the disk). `journal` runs the default options (every segment a fresh file,
+/// whose pages the kernel allocates and zeroes); `journal_recycling` turns on
+/// `recycle_segments` (removed files reused, their pages already in the page cache).
+/// The Sync group measures the durable path.
 fn open(dir: &std::path::Path, d: Durability) -> Journal {
+    open_with(dir, d, false)
+}
+
+/// `recycle`: `JournalOptions::recycle_segments` (off by default; see its docs).
+fn open_with(dir: &std::path::Path, d: Durability, recycle: bool) -> Journal {
     Journal::open(
         dir,
         JournalOptions::new()
             .segment_size(SEGMENT)
             .durability(d)
+            .recycle_segments(recycle)
             .flush_interval(Duration::from_secs(3600)),
     )
     .expect("open journal")
@@ -150,6 +158,13 @@ fn append_throughput(c: &mut Criterion) {
             j.close().expect("close");
             let _ = std::fs::remove_dir_all(&sub);
         }
+        let sub = dir.path().join(format!("recycling-{size}"));
+        let j = open_with(&sub, Durability::Buffered, true);
+        g.bench_function(BenchmarkId::new("journal_recycling", "1t"), |b| {
+            b.iter_custom(|iters| run_appends(&j, 1, iters, &payload))
+        });
+        j.close().expect("close");
+        let _ = std::fs::remove_dir_all(&sub);
         let mut buf = vec![1u8; 64 << 20];
         g.bench_function("memcpy_reference", |b| {
             b.iter_custom(|iters| memcpy_ref(&mut buf, iters, &payload))
