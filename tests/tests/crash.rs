@@ -7,10 +7,7 @@
 //! The child is this same test binary, re-run with `LEDGERQ_CRASH_CHILD` set.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
@@ -95,36 +92,8 @@ fn crash_child() {
 
 /// Runs the child until killed at a random moment; returns the lines it reported.
 fn run_child(dir: &Path, role: &str, durability: &str, start: u64) -> Vec<String> {
-    let exe = std::env::current_exe().unwrap();
-    let mut child = Command::new(exe)
-        .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
-        .env(
-            "LEDGERQ_CRASH_CHILD",
-            format!("{}|{role}|{durability}|{start}", dir.display()),
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let reader = thread::spawn(move || {
-        let mut lines = Vec::new();
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if line.ends_with("ready") {
-                let _ = tx.send(());
-            }
-            lines.push(line);
-        }
-        lines
-    });
-    // Wait until the child has the queue open, then let it run a random while.
-    let _ = rx.recv_timeout(Duration::from_secs(30));
-    thread::sleep(Duration::from_micros(fastrand::u64(0..30_000)));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    reader.join().unwrap()
+    let what = format!("{}|{role}|{durability}|{start}", dir.display());
+    ledgerq_tests::run_killed_child("crash_child", "LEDGERQ_CRASH_CHILD", &what, 30_000)
 }
 
 fn parse(lines: &[String], tag: &str) -> Vec<Vec<u64>> {

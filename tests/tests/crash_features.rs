@@ -12,10 +12,7 @@
 //! The child is this same test binary, re-run with `LEDGERQ_FEATURE_CHILD` set.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
@@ -161,45 +158,13 @@ fn crash_features_child() {
 
 /// Runs the child until killed at a random moment; returns the lines it reported.
 fn run_child(dir: &Path, role: &str, start: u64) -> Vec<String> {
-    let exe = std::env::current_exe().unwrap();
-    let mut child = Command::new(exe)
-        .args([
-            "--exact",
-            "crash_features_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(
-            "LEDGERQ_FEATURE_CHILD",
-            format!("{}|{role}|{start}", dir.display()),
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let reader = thread::spawn(move || {
-        let mut lines = Vec::new();
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if line.ends_with("ready") {
-                let _ = tx.send(());
-            }
-            lines.push(line);
-        }
-        lines
-    });
-    let _ = rx.recv_timeout(Duration::from_secs(30));
-    thread::sleep(Duration::from_micros(fastrand::u64(0..40_000)));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let lines = reader.join().unwrap();
-    assert!(
-        lines.iter().any(|l| l.ends_with("ready")),
-        "the child did not open the queue: {lines:?}"
-    );
-    lines
+    let what = format!("{}|{role}|{start}", dir.display());
+    ledgerq_tests::run_killed_child(
+        "crash_features_child",
+        "LEDGERQ_FEATURE_CHILD",
+        &what,
+        40_000,
+    )
 }
 
 fn fields(line: &str, tag: &str) -> Option<Vec<u64>> {
