@@ -986,6 +986,17 @@ impl Inner {
         lock(self.shard(id)).contains_key(&id)
     }
 
+    /// Per-ID state: whether `id` is out of the pending messages for now, because it
+    /// is acknowledged, being moved to the dead-letter queue, or leased to a consumer.
+    /// (A requeued message is pending; `peek` lists those first, on their own.)
+    pub(crate) fn settled_or_leased(&self, id: u64) -> bool {
+        match self.state.entry(id) {
+            Entry::Acked | Entry::DeadLettering => true,
+            Entry::Delivered(_) => self.is_leased(id),
+            _ => false,
+        }
+    }
+
     /// Whether `id` waits out a redelivery backoff or in the redelivery queue.
     pub(crate) fn is_requeued(&self, id: u64) -> bool {
         (self.delayed_len.load(Ordering::Relaxed) != 0
@@ -1773,12 +1784,8 @@ impl Inner {
             let (id, ts) = c
                 .next(&self.journal, |v| (v.id(), v.timestamp_ns()))
                 .ok()??;
-            if self.per_id() {
-                match self.state.entry(id) {
-                    Entry::Acked | Entry::DeadLettering => continue,
-                    Entry::Delivered(_) if self.is_leased(id) => continue,
-                    _ => {}
-                }
+            if self.per_id() && self.settled_or_leased(id) {
+                continue;
             }
             let t = UNIX_EPOCH + Duration::from_nanos(ts);
             return Some(SystemTime::now().duration_since(t).unwrap_or_default());

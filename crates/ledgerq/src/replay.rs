@@ -177,12 +177,9 @@ impl Inner {
             if exp != 0 && exp <= now {
                 continue;
             }
-            if per_id {
-                match self.state.entry(id) {
-                    Entry::Acked | Entry::DeadLettering => continue,
-                    Entry::Delivered(_) if self.is_leased(id) || self.is_requeued(id) => continue,
-                    _ => {}
-                }
+            // Requeued messages were listed first.
+            if per_id && (self.settled_or_leased(id) || self.is_requeued(id)) {
+                continue;
             }
             let level = if levels == 1 {
                 0
