@@ -330,7 +330,11 @@ impl fmt::Display for Report {
                         write!(f, ", consumer watermark {x}")?;
                     }
                     if cp.clean {
-                        write!(f, " (written by a clean close)")?;
+                        write!(f, " (written by a clean close")?;
+                        if cp.check_from != 0 {
+                            write!(f, "; open checks the records from offset {}", cp.check_from)?;
+                        }
+                        write!(f, ")")?;
                     }
                     writeln!(f)?;
                 }
