@@ -16,6 +16,8 @@ use ledgerq_ring::Ring;
 
 const CAPACITY: usize = 1024;
 const PER_RUN: u64 = 200_000;
+/// How many values a consumer takes before it adds them to the shared count.
+const COUNT_EVERY: u64 = 64;
 
 /// The operations a benchmarked queue offers.
 trait Q<T>: Sync {
@@ -101,15 +103,28 @@ fn run<T: Send, F: Fn() -> T + Sync>(
                 barrier.wait();
                 let backoff = Backoff::new();
                 let mut out = Vec::with_capacity(batch);
+                // Counted locally and added to the shared count every `COUNT_EVERY`
+                // values and whenever the queue is found empty, so that the shared
+                // counter does not bounce between the consumers on every value (it
+                // would cost more than a single-value operation of either queue).
+                let mut mine = 0u64;
                 while taken.load(Ordering::Relaxed) < total {
                     out.clear();
                     let n = q.pop_n(&mut out, batch);
                     if n == 0 {
+                        if mine > 0 {
+                            taken.fetch_add(mine, Ordering::Relaxed);
+                            mine = 0;
+                        }
                         backoff.snooze();
                     } else {
                         backoff.reset();
                         std::hint::black_box(&mut out);
-                        taken.fetch_add(n as u64, Ordering::Relaxed);
+                        mine += n as u64;
+                        if mine >= COUNT_EVERY {
+                            taken.fetch_add(mine, Ordering::Relaxed);
+                            mine = 0;
+                        }
                     }
                 }
             }));
