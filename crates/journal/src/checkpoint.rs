@@ -956,6 +956,56 @@ mod tests {
         assert_eq!(j.append(&RecordIn::new(b"after")).unwrap(), 2001);
     }
 
+    /// Gives the record at `at` a length below the header's (a reader cannot step over
+    /// it: `Corrupt`).
+    fn break_length(path: &Path, at: usize) {
+        let mut b = fs::read(path).unwrap();
+        b[at + 8..at + 12].copy_from_slice(&7u32.to_le_bytes());
+        fs::write(path, &b).unwrap();
+    }
+
+    fn ids(j: &Journal) -> Result<Vec<u64>, Error> {
+        let mut c = j.cursor(1)?;
+        let mut v = Vec::new();
+        while let Some(id) = c.next(j, |r| r.id())? {
+            v.push(id);
+        }
+        Ok(v)
+    }
+
+    /// In Skip mode a reader that meets a record it cannot step over (in a segment
+    /// before the last, or before the checked window of a clean end) goes on at the
+    /// next valid record; in Strict mode the damage is reported.
+    #[test]
+    fn skip_mode_readers_go_on_after_a_record_they_cannot_step_over() {
+        let skip = |o: JournalOptions| o.recovery_mode(RecoveryMode::Skip);
+        // Before the window of the last segment of a cleanly closed journal.
+        let (t, o) = big_journal(2000);
+        let last = segment_files(t.path()).pop().unwrap();
+        let tenth = SEGMENT_HEADER_LEN as usize + 9 * 360;
+        break_length(&last, tenth);
+        let j = Journal::open(t.path(), skip(o.clone())).unwrap();
+        assert!(j.recovery_info().unwrap().clean_close);
+        let got = ids(&j).unwrap();
+        assert_eq!(got.len(), 1999);
+        assert!(!got.contains(&10));
+        drop(j);
+        let j = Journal::open(t.path(), o).unwrap();
+        match ids(&j) {
+            Err(Error::Corrupt { offset, .. }) => assert_eq!(offset, tenth as u64),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        drop(j);
+        // In the oldest segment (not scanned at open).
+        let t = journal(1000);
+        let first = segment_files(t.path()).remove(0);
+        break_length(&first, SEGMENT_HEADER_LEN as usize + 360);
+        let j = Journal::open(t.path(), skip(opts())).unwrap();
+        let got = ids(&j).unwrap();
+        assert_eq!(got.len(), 999);
+        assert!(!got.contains(&2));
+    }
+
     #[test]
     fn close_writes_a_checkpoint_and_the_next_open_scans_only_its_segment() {
         let t = journal(1000);

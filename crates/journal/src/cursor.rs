@@ -128,7 +128,16 @@ impl Cursor {
                     continue;
                 }
                 Step::Corrupt(reason) => {
-                    return Err(Error::corrupt(&seg.path, u64::from(self.off), reason))
+                    // Skip mode: go on at the next valid record after the damage, if it
+                    // lies where no appender writes (see `Segment::resync_after`).
+                    if journal.inner().recovery_mode() == RecoveryMode::Skip {
+                        let has_next = segment_after(journal, seg.base_id).is_some();
+                        if let Some(off) = seg.resync_after(self.off, self.prev_id, has_next) {
+                            self.off = off;
+                            continue;
+                        }
+                    }
+                    return Err(Error::corrupt(&seg.path, u64::from(self.off), reason));
                 }
                 Step::End => true,
                 // A slot nobody will ever fill: a segment this process does not append

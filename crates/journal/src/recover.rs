@@ -320,7 +320,7 @@ fn widen(d: Option<(u32, u32)>, lo: u32, hi: u32) -> (u32, u32) {
 
 /// The first valid record after `off` (at 8-byte alignment, leaving room for a hole
 /// marker) whose ID is at least `next_id`.
-fn find_next_valid(
+pub(crate) fn find_next_valid(
     s: &[u8],
     off: u32,
     salt: u32,

@@ -171,6 +171,42 @@ impl Segment {
         }
     }
 
+    /// `RecoveryMode::Skip`: where an in-order reader goes on after damage at `off`
+    /// that `step` reports as `Corrupt`: the first valid record after it (salted
+    /// checksum, ID above `prev_id`), or the end of the searched part if there is none.
+    /// Only bytes no appender writes are searched: all of a segment this process does
+    /// not append to once a later one exists (`has_next`), or the part of the segment
+    /// appends resumed in that an earlier session wrote (below `opened_end`). `None`
+    /// elsewhere: the damage is reported.
+    pub(crate) fn resync_after(&self, off: u32, prev_id: u64, has_next: bool) -> Option<u32> {
+        let limit = if self.live {
+            self.opened_end
+        } else if has_next {
+            self.capacity
+        } else {
+            0
+        };
+        if off >= limit {
+            return None;
+        }
+        // SAFETY: nothing writes `0..limit` while the segment is mapped: a segment no
+        // appender of this process uses, with a later one published, is never written
+        // again; in the live segment, the bytes below `opened_end` were written by an
+        // earlier session and recovered before the segment was published, and appends
+        // only go after them.
+        let s = unsafe { self.slice(0, limit) };
+        let max_records = u64::from(self.capacity / 8);
+        let next = crate::recover::find_next_valid(
+            s,
+            off,
+            self.salt,
+            prev_id.saturating_add(1).max(self.base_id),
+            self.base_id,
+            max_records,
+        );
+        Some(next.unwrap_or(limit))
+    }
+
     /// Whether the committed record of `len` bytes at `offset` matches its salted
     /// checksum. The caller has seen the record committed and in bounds (from `step`).
     pub(crate) fn record_checksum_ok(&self, offset: u32, len: u32) -> bool {
