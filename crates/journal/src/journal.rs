@@ -574,6 +574,7 @@ impl Journal {
             let _ = fs::remove_file(&t);
         }
         let _ = fs::remove_file(dir.join(crate::storage::temp_name(CHECKPOINT_FILE)));
+        let _ = fs::remove_file(dir.join(crate::storage::temp_name(seek::SEEK_FILE)));
         // A tail segment whose header was never completely written is removed.
         while let Some((_, path)) = found.last() {
             if is_blank_segment(path)? {

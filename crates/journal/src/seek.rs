@@ -159,7 +159,7 @@ fn decode(b: &[u8]) -> Option<Vec<SegmentMarks>> {
 /// Replaces `dir/SEEK` with the marks of `segs` (a temporary file renamed over it; no
 /// fsync: the file is a hint).
 pub(crate) fn write(dir: &Path, segs: &[SegmentMarks]) -> io::Result<()> {
-    let tmp = dir.join(format!("{SEEK_FILE}.tmp"));
+    let tmp = dir.join(crate::storage::temp_name(SEEK_FILE));
     fs::write(&tmp, encode(segs))?;
     fs::rename(&tmp, dir.join(SEEK_FILE))
 }
