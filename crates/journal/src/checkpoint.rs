@@ -840,7 +840,13 @@ mod tests {
             let p = e.unwrap().path();
             let name = p.file_name().unwrap().to_owned();
             if name != crate::journal::LOCK_FILE {
-                fs::copy(&p, copy.path().join(name)).unwrap();
+                // The journal's background threads may rename or remove a temporary
+                // file (a prepared segment) between the listing and the copy.
+                match fs::copy(&p, copy.path().join(name)) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => panic!("copy {}: {e}", p.display()),
+                }
             }
         }
         let last = segment_files(copy.path()).pop().unwrap();

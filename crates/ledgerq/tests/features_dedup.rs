@@ -226,7 +226,13 @@ fn dedup_survives_reopen_after_a_drop_without_close() {
     for e in std::fs::read_dir(dir.path()).unwrap() {
         let e = e.unwrap();
         if e.file_type().unwrap().is_file() && e.file_name() != "LOCK" {
-            std::fs::copy(e.path(), copy.path().join(e.file_name())).unwrap();
+            // The live queue's background threads may rename or remove a temporary
+            // file between the listing and the copy.
+            match std::fs::copy(e.path(), copy.path().join(e.file_name())) {
+                Ok(_) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => panic!("copy {}: {err}", e.path().display()),
+            }
         }
     }
     let q = Queue::open(copy.path()).unwrap();
