@@ -772,6 +772,7 @@ mod tests {
 
     // ---------- the checkpoint in a journal ----------
 
+    use crate::testing::edit_file;
     use crate::{Durability, JournalOptions, RecordIn, RecoveryMode};
 
     const SEG: u64 = 64 << 10;
@@ -850,9 +851,9 @@ mod tests {
             }
         }
         let last = segment_files(copy.path()).pop().unwrap();
-        let mut b = fs::read(&last).unwrap();
-        b[cp.offset as usize..cp.offset as usize + 4].fill(0);
-        fs::write(&last, &b).unwrap();
+        edit_file(&last, |b| {
+            b[cp.offset as usize..cp.offset as usize + 4].fill(0)
+        });
         let k = Journal::open(copy.path(), opts()).unwrap();
         let info = k.recovery_info().unwrap();
         assert!(!info.clean_close);
@@ -870,10 +871,10 @@ mod tests {
         let cp = read_file(t.path());
         assert!(cp.clean);
         let last = segment_files(t.path()).pop().unwrap();
-        let mut b = fs::read(&last).unwrap();
         let at = cp.offset as usize + 4096;
-        b[at..at + 16].copy_from_slice(b"garbage garbage!");
-        fs::write(&last, &b).unwrap();
+        edit_file(&last, |b| {
+            b[at..at + 16].copy_from_slice(b"garbage garbage!")
+        });
         let j = Journal::open(t.path(), opts()).unwrap();
         let info = j.recovery_info().unwrap();
         assert!(!info.clean_close);
@@ -892,9 +893,7 @@ mod tests {
     }
 
     fn flip(path: &Path, at: usize) {
-        let mut b = fs::read(path).unwrap();
-        b[at] ^= 0x5a;
-        fs::write(path, &b).unwrap();
+        edit_file(path, |b| b[at] ^= 0x5a);
     }
 
     /// A clean close names a record 64 KiB to 128 KiB before the end; the next open
@@ -949,9 +948,7 @@ mod tests {
         let (t, o) = big_journal(2000);
         let last = segment_files(t.path()).pop().unwrap();
         let tenth = SEGMENT_HEADER_LEN as usize + 9 * 360;
-        let mut b = fs::read(&last).unwrap();
-        b[tenth..tenth + 360].fill(0);
-        fs::write(&last, &b).unwrap();
+        edit_file(&last, |b| b[tenth..tenth + 360].fill(0));
         let j = Journal::open(t.path(), o).unwrap();
         assert!(j.recovery_info().unwrap().clean_close);
         match count(&j) {
@@ -965,9 +962,9 @@ mod tests {
     /// Gives the record at `at` a length below the header's (a reader cannot step over
     /// it: `Corrupt`).
     fn break_length(path: &Path, at: usize) {
-        let mut b = fs::read(path).unwrap();
-        b[at + 8..at + 12].copy_from_slice(&7u32.to_le_bytes());
-        fs::write(path, &b).unwrap();
+        edit_file(path, |b| {
+            b[at + 8..at + 12].copy_from_slice(&7u32.to_le_bytes())
+        });
     }
 
     fn ids(j: &Journal) -> Result<Vec<u64>, Error> {
@@ -1040,9 +1037,7 @@ mod tests {
         let n = segs.len();
         // A flipped payload byte in the second to last segment (the checkpoint names
         // the last): open does not look at it; the reader reports it.
-        let mut b = fs::read(&segs[n - 2]).unwrap();
-        b[64 + 100] ^= 0x40;
-        fs::write(&segs[n - 2], &b).unwrap();
+        edit_file(&segs[n - 2], |b| b[64 + 100] ^= 0x40);
         let j = Journal::open(t.path(), opts()).unwrap();
         assert_eq!(j.recovery_info().unwrap().scanned_segments, 1);
         match count(&j) {
@@ -1149,10 +1144,8 @@ mod tests {
         let cp = read_file(t.path());
         // Zero the last 3 records' bytes (below the checkpointed offset): no power loss
         // does that, an edited file can; readers must not wait on them forever.
-        let mut b = fs::read(&last).unwrap();
         let from = cp.offset as usize - 3 * 360;
-        b[from..cp.offset as usize].fill(0);
-        fs::write(&last, &b).unwrap();
+        edit_file(&last, |b| b[from..cp.offset as usize].fill(0));
         let j = Journal::open(t.path(), opts()).unwrap();
         let kept = count(&j).unwrap();
         assert!((90..100).contains(&kept), "{kept}");

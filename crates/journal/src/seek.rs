@@ -224,9 +224,7 @@ mod tests {
     /// Zeroes the commit word of the record with ID `id` (records are 160 bytes).
     fn unreadable(seg: &Path, id: u64) {
         let at = SEGMENT_HEADER_LEN as usize + (id as usize - 1) * 160;
-        let mut b = fs::read(seg).unwrap();
-        b[at..at + 4].fill(0);
-        fs::write(seg, &b).unwrap();
+        crate::testing::edit_file(seg, |b| b[at..at + 4].fill(0));
     }
 
     /// A close saves the marks the flusher learned; after reopening, a cursor starts

@@ -13,3 +13,10 @@ pub(crate) fn closed_journal(opts: &JournalOptions, n: u64, len: usize) -> tempf
     j.close().unwrap();
     t
 }
+
+/// Reads the file at `path`, lets `f` change its bytes, and writes them back.
+pub(crate) fn edit_file(path: &std::path::Path, f: impl FnOnce(&mut Vec<u8>)) {
+    let mut b = std::fs::read(path).unwrap();
+    f(&mut b);
+    std::fs::write(path, &b).unwrap();
+}
