@@ -3,6 +3,8 @@
 //!
 //! Runs only while the journal is being opened, with the lock held and no other
 //! thread using the segment, so it may read the whole mapping as a slice and write.
+//! (Readers in Skip mode also use `find_next_valid`, on a slice of bytes nobody
+//! writes any more: see `Segment::resync_after`.)
 
 use crate::codec::{self, Shape, HOLE_MIN_LEN, SEGMENT_HEADER_LEN};
 use crate::crc::{self, LANES};
