@@ -177,33 +177,37 @@ pub(crate) unsafe fn write_record(
     ts: u64,
     salt: u32,
 ) {
-    let mut h = [0u8; RECORD_HEADER_LEN as usize];
     let mut hlen = 0u32;
     for (k, v) in rec.headers {
         // Checked in `encoded_len`: keys <= 256, all headers <= 64 KiB.
         hlen += 6 + k.len() as u32 + v.len() as u32;
     }
     let dedup = rec.dedup_key.unwrap_or(&[]);
-    h[8..12].copy_from_slice(&len.to_le_bytes());
-    h[12] = if rec.dedup_key.is_some() {
+    let flags = if rec.dedup_key.is_some() {
         FLAG_DEDUP
     } else {
         0
     };
-    h[13] = rec.priority;
-    h[14] = rec.compression;
-    h[16..24].copy_from_slice(&id.to_le_bytes());
-    h[24..32].copy_from_slice(&ts.to_le_bytes());
-    h[32..40].copy_from_slice(&rec.expires_at_ns.to_le_bytes());
-    h[40..44].copy_from_slice(&hlen.to_le_bytes());
+    // Bytes 8..56 as six little-endian words, built in registers: checksummed and
+    // stored from there (no byte array to assemble and read back).
     // Lengths below were bounded by `encoded_len` (total fits in u32).
-    h[44..48].copy_from_slice(&(dedup.len() as u32).to_le_bytes());
-    h[48..52].copy_from_slice(&(rec.payload.len() as u32).to_le_bytes());
-    h[52..54].copy_from_slice(&(rec.headers.len() as u16).to_le_bytes());
-    let mut crc = crc32c::crc32c_append(salt, &h[8..]);
+    let words: [u64; 6] = [
+        u64::from(len)
+            | u64::from(flags) << 32
+            | u64::from(rec.priority) << 40
+            | u64::from(rec.compression) << 48,
+        id,
+        ts,
+        rec.expires_at_ns,
+        u64::from(hlen) | u64::from(dedup.len() as u32) << 32,
+        u64::from(rec.payload.len() as u32) | u64::from(rec.headers.len() as u16) << 32,
+    ];
+    let mut crc = crate::crc::crc32c_words(salt, &words);
     let mut at = RECORD_HEADER_LEN as usize;
-    // SAFETY: [1] the caller owns `dst..dst + align8(len)`; [2] every copy below stays
-    // inside `len` because `len` was computed from exactly these pieces.
+    // SAFETY: [1] the caller owns `dst..dst + align8(len)`, and `len >= 56`; [2] every
+    // copy below stays inside `len` because `len` was computed from exactly these
+    // pieces; [3] `dst` is 8-aligned, so the word stores at `dst + 8..56` and the
+    // u32 store at `dst + 4` are aligned.
     unsafe {
         for (k, v) in rec.headers {
             let mut e = [0u8; 6];
@@ -227,13 +231,11 @@ pub(crate) unsafe fn write_record(
         crc = crc32c::crc32c_append(crc, rec.payload);
         std::ptr::copy_nonoverlapping(rec.payload.as_ptr(), dst.add(at), rec.payload.len());
         debug_assert_eq!(at + rec.payload.len(), len as usize);
-        h[4..8].copy_from_slice(&crc.to_le_bytes());
         // Bytes 4..56: everything of the header except the commit word.
-        std::ptr::copy_nonoverlapping(
-            h.as_ptr().add(4),
-            dst.add(4),
-            RECORD_HEADER_LEN as usize - 4,
-        );
+        for (i, w) in words.iter().enumerate() {
+            dst.add(8 + 8 * i).cast::<u64>().write(w.to_le());
+        }
+        dst.add(4).cast::<u32>().write(crc.to_le());
     }
 }
 

@@ -9,6 +9,41 @@
 /// How many checksums [`crc32c_many`] computes side by side.
 pub(crate) const LANES: usize = 4;
 
+/// The CRC32C of `words` as little-endian bytes, seeded with `seed` (as
+/// `crc32c::crc32c_append(seed, bytes)`): one `crc32` instruction per word, on values
+/// already in registers.
+#[inline]
+pub(crate) fn crc32c_words(seed: u32, words: &[u64; 6]) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("sse4.2") {
+            // SAFETY: the CPU supports SSE 4.2 (checked just above), the only target
+            // feature `words_sse42` enables.
+            return unsafe { words_sse42(seed, words) };
+        }
+    }
+    let mut bytes = [0u8; 48];
+    for (chunk, w) in bytes.chunks_exact_mut(8).zip(words) {
+        chunk.copy_from_slice(&w.to_le_bytes());
+    }
+    crc32c::crc32c_append(seed, &bytes)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.2")]
+unsafe fn words_sse42(seed: u32, words: &[u64; 6]) -> u32 {
+    use std::arch::x86_64::_mm_crc32_u64;
+    let mut state = u64::from(!seed);
+    for &w in words {
+        // The intrinsic is safe to call in an `sse4.2` function on newer compilers.
+        #[allow(unused_unsafe)]
+        // SAFETY: this function runs only where SSE 4.2 is available.
+        let next = unsafe { _mm_crc32_u64(state, w) };
+        state = next;
+    }
+    !(state as u32)
+}
+
 /// The CRC32C of each of `bufs`, each seeded with `seed` (as
 /// `crc32c::crc32c_append(seed, buf)`).
 pub(crate) fn crc32c_many(seed: u32, bufs: &[&[u8]], out: &mut [u32]) {
@@ -63,6 +98,15 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        #[test]
+        fn words_equal_their_bytes(seed in any::<u32>(), words in any::<[u64; 6]>()) {
+            let mut bytes = Vec::new();
+            for w in words {
+                bytes.extend_from_slice(&w.to_le_bytes());
+            }
+            prop_assert_eq!(crc32c_words(seed, &words), crc32c::crc32c_append(seed, &bytes));
+        }
+
         #[test]
         fn many_equals_one_by_one(
             seed in any::<u32>(),

@@ -190,6 +190,13 @@ pub(crate) struct Inner {
     ckpt: OnceLock<Arc<Checkpointer>>,
 }
 
+/// How far ahead of its own reservation an appender asks the CPU to bring the
+/// segment's cache lines in for writing (about a dozen 100-byte records). Appends
+/// write lines no core has touched since the file was zeroed; without the hint the
+/// reservation's locked instruction waits for the previous record's stores to miss
+/// to memory (the journal bench's `append_100B` gained about 10% with it).
+const PREFETCH_AHEAD: u32 = 2048;
+
 /// Group-commit statistics. All Relaxed: they steer a heuristic and order nothing.
 #[derive(Debug)]
 struct GroupStats {
@@ -1491,6 +1498,10 @@ impl Inner {
             match proto::reserve(&seg.word, len, n, seg.capacity) {
                 Reserve::Reserved { index, offset } => {
                     let id = seg.base_id + u64::from(index);
+                    seg.prefetch_for_write(
+                        offset.saturating_add(PREFETCH_AHEAD),
+                        len.min(PREFETCH_AHEAD),
+                    );
                     write(seg, offset, id);
                     return Ok(id);
                 }
