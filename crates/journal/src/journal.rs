@@ -55,8 +55,16 @@ const TMP_PREFIX: &str = "prepared-";
 const TMP_SUFFIX: &str = ".seg.tmp";
 /// Most removed segment files kept for reuse.
 const MAX_RECYCLED: usize = 2;
-/// How far ahead of the tail the preparer pre-faults the active segment per step.
-const POPULATE_CHUNK: u32 = 2 * 1024 * 1024;
+/// How far ahead of the appenders the preparer keeps the active segment pre-faulted
+/// (and how much of a prepared segment it pre-faults before it becomes active). A
+/// window, not the whole segment: the work (the kernel zeroing page-cache pages) then
+/// follows the rate of appends instead of arriving as 64 MiB at once at open and at
+/// every roll, where it competed with the appenders and consumers for the CPU; and
+/// fewer zero pages are left dirty for writeback ahead of the data.
+const POPULATE_AHEAD: u32 = 8 * 1024 * 1024;
+/// The preparer pre-faults in steps of this size, checking between steps where the
+/// appenders are.
+const POPULATE_CHUNK: u32 = 1024 * 1024;
 /// How long after open the preparer starts on its own if nothing was appended.
 const PREPARE_GRACE: Duration = Duration::from_millis(20);
 
@@ -100,8 +108,8 @@ struct Prepared {
     path: PathBuf,
     file: File,
     map: Map,
-    /// The mapping is populated writable.
-    populated: bool,
+    /// The mapping is populated writable below this offset.
+    populated_to: u32,
 }
 
 /// A removed segment kept (under a temporary name) to become a new segment.
@@ -1502,6 +1510,10 @@ impl Inner {
                         offset.saturating_add(PREFETCH_AHEAD),
                         len.min(PREFETCH_AHEAD),
                     );
+                    // Relaxed: a hint (see `arm_populate`).
+                    if offset.saturating_add(len) > seg.populate_mark.load(Ordering::Relaxed) {
+                        self.request_populate(seg);
+                    }
                     write(seg, offset, id);
                     return Ok(id);
                 }
@@ -1601,12 +1613,15 @@ impl Inner {
             .map_err(|e| Error::io("create segment", &path, e))?;
         let len = usize::try_from(size)
             .map_err(|_| Error::InvalidOptions("segment_size too large".into()))?;
-        let mut populated = false;
+        let mut populated_to = 0;
         let map = match Map::writable(&file, len, false) {
             Ok(m) => {
                 if populate && self.opts.prefault {
                     // Best effort: without it appenders just take page faults.
-                    populated = m.populate_write().is_ok();
+                    let ahead = POPULATE_AHEAD.min(m.len() as u32);
+                    if m.populate_write_range(0, ahead as usize).is_ok() {
+                        populated_to = ahead;
+                    }
                 }
                 m
             }
@@ -1619,7 +1634,7 @@ impl Inner {
             path,
             file,
             map,
-            populated,
+            populated_to,
         })
     }
 
@@ -1678,11 +1693,13 @@ impl Inner {
         if extent < len && self.opts.prefault {
             let _ = map.populate_write_range(extent as usize, (len - extent) as usize);
         }
+        // Zeroed by hand above: every page is in memory and writable.
+        let populated_to = map.len() as u32;
         Ok(Some(Prepared {
             path,
             file,
             map,
-            populated: true,
+            populated_to,
         }))
     }
 
@@ -1754,7 +1771,8 @@ impl Inner {
             true,
         );
         seg.dir_synced.store(false, Ordering::Relaxed);
-        seg.populated.store(p.populated, Ordering::Relaxed);
+        seg.populated_to.store(p.populated_to, Ordering::Relaxed);
+        self.arm_populate(&seg);
         let seg = Arc::new(seg);
         let guard = epoch::pin();
         let mut segs = self.table(&guard).segs.clone();
@@ -1847,34 +1865,73 @@ impl Inner {
             .cloned()
     }
 
-    fn active_populated(&self) -> bool {
-        let guard = epoch::pin();
-        // Relaxed: a hint for the preparer; populating twice is harmless.
-        self.active_seg(&guard).populated.load(Ordering::Relaxed)
+    /// Sets where an appender next asks the preparer to populate `seg` further: half a
+    /// window before the populated end (nothing, once all of it is populated).
+    /// Relaxed here and in the readers: a hint; a request lost to a race is made again
+    /// by the next reservation past the mark.
+    fn arm_populate(&self, seg: &Segment) {
+        let to = seg.populated_to.load(Ordering::Relaxed);
+        let mark = if !self.opts.prefault || to >= seg.capacity {
+            u32::MAX
+        } else {
+            to.saturating_sub(POPULATE_AHEAD / 2)
+        };
+        seg.populate_mark.store(mark, Ordering::Relaxed);
     }
 
-    /// Pre-faults the active segment from its tail on, a chunk at a time, jumping
-    /// ahead whenever the appenders overtake (so they fault as little as possible).
+    /// An appender reserved past `seg`'s populate mark: the first to get here wakes
+    /// the preparer.
+    #[cold]
+    fn request_populate(&self, seg: &Segment) {
+        if seg.populate_mark.swap(u32::MAX, Ordering::Relaxed) != u32::MAX {
+            // Under `prep`: the preparer checks for a request under it before it waits,
+            // so the notification cannot fall between its check and its wait.
+            let _p = lock_ignore_poison(&self.prep);
+            self.prep_cv.notify_all();
+        }
+    }
+
+    /// Whether the active segment's appenders asked for more pre-faulting (or it was
+    /// installed with none), and there is some left to do.
+    fn active_wants_populate(&self) -> bool {
+        if !self.opts.prefault {
+            return false;
+        }
+        let guard = epoch::pin();
+        let seg = self.active_seg(&guard);
+        // Relaxed: hints, see `arm_populate`.
+        seg.populated_to.load(Ordering::Relaxed) < seg.capacity
+            && seg.populate_mark.load(Ordering::Relaxed) == u32::MAX
+    }
+
+    /// Pre-faults the active segment up to a window ahead of its tail, a chunk at a
+    /// time, jumping ahead whenever the appenders overtake (so they fault as little
+    /// as possible), then re-arms the appenders' request mark.
     fn populate_active_ahead(&self) {
-        let Some(seg) = self.active_arc() else { return };
-        if seg.populated.load(Ordering::Relaxed) {
+        if !self.opts.prefault {
             return;
         }
-        if self.opts.prefault {
-            // Relaxed loads of the word and flags below: progress hints only.
-            let mut from = proto::offset_of(seg.word.load(Ordering::Relaxed));
-            while from < seg.capacity {
-                if self.closed.load(Ordering::Relaxed)
-                    || !std::ptr::eq(self.active.load(Ordering::Relaxed), &*seg)
-                {
-                    break;
-                }
-                from = from.max(proto::offset_of(seg.word.load(Ordering::Relaxed)));
-                seg.populate_write_range(from, POPULATE_CHUNK);
-                from = from.saturating_add(POPULATE_CHUNK);
+        let Some(seg) = self.active_arc() else { return };
+        // Relaxed loads of the word and flags below: progress hints only.
+        let mut from = seg.populated_to.load(Ordering::Relaxed);
+        loop {
+            if self.closed.load(Ordering::Relaxed)
+                || !std::ptr::eq(self.active.load(Ordering::Relaxed), &*seg)
+            {
+                return;
             }
+            let tail = proto::offset_of(seg.word.load(Ordering::Relaxed));
+            let target = tail.saturating_add(POPULATE_AHEAD).min(seg.capacity);
+            from = from.max(tail);
+            if from >= target {
+                break;
+            }
+            let step = POPULATE_CHUNK.min(target - from);
+            seg.populate_write_range(from, step);
+            from += step;
+            seg.populated_to.store(from, Ordering::Relaxed);
         }
-        seg.populated.store(true, Ordering::Relaxed);
+        self.arm_populate(&seg);
     }
 
     fn preparer(&self) {
@@ -1901,8 +1958,9 @@ impl Inner {
             self.prep_idle.store(false, Ordering::Relaxed);
         }
         loop {
-            // A segment installed without being populated (at open, or by a roll that
-            // found nothing prepared) comes first: appenders are writing into it.
+            // The active segment comes first: appenders are writing into it (asked for
+            // by them, or installed unpopulated at open or by a roll that found nothing
+            // prepared).
             self.populate_active_ahead();
             {
                 let mut p = lock_ignore_poison(&self.prep);
@@ -1913,7 +1971,7 @@ impl Inner {
                     if p.want && p.ready.is_none() {
                         break;
                     }
-                    if !self.active_populated() {
+                    if self.active_wants_populate() {
                         break;
                     }
                     p = self.prep_cv.wait(p).unwrap_or_else(|e| e.into_inner());
@@ -2132,4 +2190,81 @@ fn _assert_send_sync() {
     is::<Inner>();
     let _ = Duration::ZERO;
     let _ = AtomicBool::new(false);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// Polls `f` for up to ten seconds (the preparer runs in the background).
+    fn eventually(mut f: impl FnMut() -> bool) -> bool {
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            if f() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        f()
+    }
+
+    #[test]
+    fn prefaulting_keeps_a_window_ahead_of_the_appenders() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path(), JournalOptions::new().segment_size(64 << 20)).unwrap();
+        let inner = &*j.inner;
+        let seg = inner.active_arc().unwrap();
+        let populated = || seg.populated_to.load(Ordering::Relaxed);
+        j.append(&RecordIn::new(b"first")).unwrap();
+        // The first append asks for a window; the spare gets one too. Neither is
+        // populated whole.
+        assert!(eventually(|| populated() >= POPULATE_AHEAD));
+        assert!(eventually(|| lock_ignore_poison(&inner.prep)
+            .ready
+            .is_some()));
+        assert!(populated() <= POPULATE_AHEAD + 4096, "{}", populated());
+        let spare = lock_ignore_poison(&inner.prep)
+            .ready
+            .as_ref()
+            .map(|p| p.populated_to);
+        assert_eq!(spare, Some(POPULATE_AHEAD));
+        // Appends past the mark move the window along.
+        let payload = vec![7u8; 64 << 10];
+        for _ in 0..100 {
+            j.append(&RecordIn::new(&payload)).unwrap();
+        }
+        let tail = proto::offset_of(seg.word.load(Ordering::Relaxed));
+        assert!(tail > POPULATE_AHEAD / 2);
+        assert!(eventually(|| populated() >= tail + POPULATE_AHEAD / 2));
+        assert!(populated() < seg.capacity);
+        j.close().unwrap();
+    }
+
+    #[test]
+    fn without_prefault_nothing_is_populated_or_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(
+            dir.path(),
+            JournalOptions::new().segment_size(16 << 20).prefault(false),
+        )
+        .unwrap();
+        let inner = &*j.inner;
+        let seg = inner.active_arc().unwrap();
+        let payload = vec![7u8; 64 << 10];
+        for _ in 0..100 {
+            j.append(&RecordIn::new(&payload)).unwrap();
+        }
+        assert!(eventually(|| lock_ignore_poison(&inner.prep)
+            .ready
+            .is_some()));
+        assert_eq!(seg.populated_to.load(Ordering::Relaxed), 0);
+        assert_eq!(seg.populate_mark.load(Ordering::Relaxed), u32::MAX);
+        let spare = lock_ignore_poison(&inner.prep)
+            .ready
+            .as_ref()
+            .map(|p| p.populated_to);
+        assert_eq!(spare, Some(0));
+        j.close().unwrap();
+    }
 }

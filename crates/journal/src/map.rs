@@ -60,22 +60,11 @@ impl Map {
         })
     }
 
-    /// Faults every page in writable (`MADV_POPULATE_WRITE`), so appenders take no
-    /// page fault (a read-populated shared mapping still faults on the first write to
-    /// each page). Safe to call while others write: the kernel does not change data.
-    pub(crate) fn populate_write(&self) -> io::Result<()> {
-        #[cfg(target_os = "linux")]
-        {
-            self.raw.advise(memmap2::Advice::PopulateWrite)
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            Ok(())
-        }
-    }
-
-    /// [`Map::populate_write`] for `offset..offset + len` (clamped to the mapping;
-    /// `offset` is rounded down to a page).
+    /// Faults the pages of `offset..offset + len` in writable (`MADV_POPULATE_WRITE`;
+    /// clamped to the mapping, `offset` rounded down to a page), so appenders take no
+    /// page fault there (a read-populated shared mapping still faults on the first
+    /// write to each page). Safe to call while others write: the kernel does not
+    /// change data.
     pub(crate) fn populate_write_range(&self, offset: usize, len: usize) -> io::Result<()> {
         #[cfg(target_os = "linux")]
         {

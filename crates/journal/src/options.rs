@@ -125,7 +125,10 @@ impl JournalOptions {
         self.storage = storage;
         self
     }
-    /// Whether segment mappings are populated (pre-faulted) ahead of the writers.
+    /// Whether segment mappings are populated (pre-faulted writable) ahead of the
+    /// writers, by the background preparer: a window of 8 MiB ahead of the active
+    /// segment's tail, moved along as appends reach it, and the first 8 MiB of the
+    /// segment prepared next. Without it appenders take the page faults themselves.
     /// Default `true`.
     pub fn prefault(mut self, on: bool) -> Self {
         self.prefault = on;

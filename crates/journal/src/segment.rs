@@ -39,8 +39,13 @@ pub(crate) struct Segment {
     pub(crate) opened_end: u32,
     /// Whether the directory entry (rename) of this segment is known durable.
     pub(crate) dir_synced: AtomicBool,
-    /// Whether the mapping is known to be populated writable (no appender faults).
-    pub(crate) populated: AtomicBool,
+    /// The mapping is known to be populated writable (no appender faults) below this
+    /// offset. Written by the preparer only; a hint (populating twice is harmless).
+    /// (Plain std atomics, here and below: hints outside the model-checked protocol.)
+    pub(crate) populated_to: std::sync::atomic::AtomicU32,
+    /// An appender whose reservation ends beyond this offset asks the preparer to
+    /// populate further (`u32::MAX`: asked already, or nothing left to populate).
+    pub(crate) populate_mark: std::sync::atomic::AtomicU32,
     /// Where some of its records start (`seek`).
     pub(crate) marks: Marks,
 }
@@ -97,7 +102,8 @@ impl Segment {
             live,
             opened_end: 0,
             dir_synced: AtomicBool::new(true),
-            populated: AtomicBool::new(false),
+            populated_to: std::sync::atomic::AtomicU32::new(0),
+            populate_mark: std::sync::atomic::AtomicU32::new(u32::MAX),
             marks: Marks::default(),
         }
     }
