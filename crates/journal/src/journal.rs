@@ -56,12 +56,17 @@ const TMP_SUFFIX: &str = ".seg.tmp";
 /// Most removed segment files kept for reuse.
 const MAX_RECYCLED: usize = 2;
 /// How far ahead of the appenders the preparer keeps the active segment pre-faulted
-/// (and how much of a prepared segment it pre-faults before it becomes active). A
-/// window, not the whole segment: the work (the kernel zeroing page-cache pages) then
-/// follows the rate of appends instead of arriving as 64 MiB at once at open and at
-/// every roll, where it competed with the appenders and consumers for the CPU; and
-/// fewer zero pages are left dirty for writeback ahead of the data.
+/// (and how much of a prepared segment it pre-faults before it becomes active), at
+/// least. A window, not the whole segment: the work (the kernel zeroing page-cache
+/// pages) then follows the rate of appends instead of arriving as 64 MiB at once at
+/// open and at every roll, where it competed with the appenders and consumers for the
+/// CPU; and fewer zero pages are left dirty for writeback ahead of the data. The window
+/// doubles (up to the segment) whenever the appenders overtake the pre-faulted part or
+/// append half a window while the preparer pre-faults, and halves back when they have
+/// not asked for more for a second.
 const POPULATE_AHEAD: u32 = 8 * 1024 * 1024;
+/// How long without a request for more pre-faulting halves the window.
+const POPULATE_IDLE: Duration = Duration::from_secs(1);
 /// The preparer pre-faults in steps of this size, checking between steps where the
 /// appenders are.
 const POPULATE_CHUNK: u32 = 1024 * 1024;
@@ -184,6 +189,11 @@ pub(crate) struct Inner {
     stop: Mutex<bool>,
     stop_cv: Condvar,
     tmp_counter: AtomicU64,
+    /// The pre-fault window (see [`POPULATE_AHEAD`]). Relaxed: a hint.
+    populate_window: std::sync::atomic::AtomicU32,
+    /// When the preparer last pre-faulted the active segment, ns since
+    /// `gc_stats.base`. Relaxed: a hint.
+    populate_last_ns: AtomicU64,
     /// Group-commit statistics for the leader's gathering rule (see `gather`).
     gc_stats: GroupStats,
     /// Largest aligned record that fits in a new segment.
@@ -1403,6 +1413,8 @@ impl Inner {
             stop: Mutex::new(false),
             stop_cv: Condvar::new(),
             tmp_counter: AtomicU64::new(0),
+            populate_window: std::sync::atomic::AtomicU32::new(POPULATE_AHEAD),
+            populate_last_ns: AtomicU64::new(0),
             gc_stats: GroupStats::new(),
             max_in_segment,
             opts,
@@ -1618,7 +1630,8 @@ impl Inner {
             Ok(m) => {
                 if populate && self.opts.prefault {
                     // Best effort: without it appenders just take page faults.
-                    let ahead = POPULATE_AHEAD.min(m.len() as u32);
+                    let window = self.populate_window.load(Ordering::Relaxed);
+                    let ahead = window.min(m.len() as u32);
                     if m.populate_write_range(0, ahead as usize).is_ok() {
                         populated_to = ahead;
                     }
@@ -1874,7 +1887,7 @@ impl Inner {
         let mark = if !self.opts.prefault || to >= seg.capacity {
             u32::MAX
         } else {
-            to.saturating_sub(POPULATE_AHEAD / 2)
+            to.saturating_sub(self.populate_window.load(Ordering::Relaxed) / 2)
         };
         seg.populate_mark.store(mark, Ordering::Relaxed);
     }
@@ -1904,6 +1917,26 @@ impl Inner {
             && seg.populate_mark.load(Ordering::Relaxed) == u32::MAX
     }
 
+    /// The window for this round of pre-faulting `seg` (populated below `populated`):
+    /// doubled if the appenders are already past the pre-faulted part, halved (to no
+    /// less than [`POPULATE_AHEAD`]) if the last round was over [`POPULATE_IDLE`] ago.
+    fn adapt_populate_window(&self, seg: &Segment, populated: u32) -> u32 {
+        let now = self.gc_stats.now_ns();
+        let last = self.populate_last_ns.swap(now, Ordering::Relaxed);
+        let mut window = self.populate_window.load(Ordering::Relaxed);
+        let tail = proto::offset_of(seg.word.load(Ordering::Relaxed));
+        let idle = u64::try_from(POPULATE_IDLE.as_nanos()).unwrap_or(u64::MAX);
+        if populated > 0 && tail >= populated {
+            window = window
+                .saturating_mul(2)
+                .min(seg.capacity.max(POPULATE_AHEAD));
+        } else if now.saturating_sub(last) > idle {
+            window = (window / 2).max(POPULATE_AHEAD);
+        }
+        self.populate_window.store(window, Ordering::Relaxed);
+        window
+    }
+
     /// Pre-faults the active segment up to a window ahead of its tail, a chunk at a
     /// time, jumping ahead whenever the appenders overtake (so they fault as little
     /// as possible), then re-arms the appenders' request mark.
@@ -1914,6 +1947,8 @@ impl Inner {
         let Some(seg) = self.active_arc() else { return };
         // Relaxed loads of the word and flags below: progress hints only.
         let mut from = seg.populated_to.load(Ordering::Relaxed);
+        let mut window = self.adapt_populate_window(&seg, from);
+        let mut since = proto::offset_of(seg.word.load(Ordering::Relaxed));
         loop {
             if self.closed.load(Ordering::Relaxed)
                 || !std::ptr::eq(self.active.load(Ordering::Relaxed), &*seg)
@@ -1921,7 +1956,15 @@ impl Inner {
                 return;
             }
             let tail = proto::offset_of(seg.word.load(Ordering::Relaxed));
-            let target = tail.saturating_add(POPULATE_AHEAD).min(seg.capacity);
+            if tail.saturating_sub(since) >= window / 2 {
+                // Half a window appended while we pre-faulted: they are fast, go on.
+                window = window
+                    .saturating_mul(2)
+                    .min(seg.capacity.max(POPULATE_AHEAD));
+                self.populate_window.store(window, Ordering::Relaxed);
+                since = tail;
+            }
+            let target = tail.saturating_add(window).min(seg.capacity);
             from = from.max(tail);
             if from >= target {
                 break;
@@ -2238,6 +2281,41 @@ mod tests {
         assert!(tail > POPULATE_AHEAD / 2);
         assert!(eventually(|| populated() >= tail + POPULATE_AHEAD / 2));
         assert!(populated() < seg.capacity);
+        j.close().unwrap();
+    }
+
+    #[test]
+    fn the_prefault_window_grows_for_fast_appenders_and_shrinks_when_idle() {
+        // Without prefault the preparer never adapts the window itself: only the
+        // calls below do.
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(
+            dir.path(),
+            JournalOptions::new().segment_size(64 << 20).prefault(false),
+        )
+        .unwrap();
+        let inner = &*j.inner;
+        let seg = inner.active_arc().unwrap();
+        j.append(&RecordIn::new(&[1u8; 4000])).unwrap();
+        let tail = proto::offset_of(seg.word.load(Ordering::Relaxed));
+        // Appenders past the pre-faulted part: doubled, up to the segment.
+        assert_eq!(
+            inner.adapt_populate_window(&seg, tail - 8),
+            2 * POPULATE_AHEAD
+        );
+        assert_eq!(inner.adapt_populate_window(&seg, tail), 4 * POPULATE_AHEAD);
+        for _ in 0..8 {
+            inner.adapt_populate_window(&seg, tail);
+        }
+        assert_eq!(inner.populate_window.load(Ordering::Relaxed), seg.capacity);
+        // Ahead of the appenders and asked again soon: unchanged.
+        assert_eq!(inner.adapt_populate_window(&seg, tail + 4096), seg.capacity);
+        // Not asked for over a second: halved.
+        std::thread::sleep(POPULATE_IDLE + Duration::from_millis(50));
+        assert_eq!(
+            inner.adapt_populate_window(&seg, tail + 4096),
+            seg.capacity / 2
+        );
         j.close().unwrap();
     }
 
