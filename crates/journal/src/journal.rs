@@ -305,7 +305,12 @@ fn list_segments(dir: &Path) -> Result<Listing, Error> {
         let Some(name) = name.to_str() else { continue };
         if let Some(base) = parse_segment_name(name) {
             segs.push((base, ent.path()));
-        } else if name.starts_with(TMP_PREFIX) && name.ends_with(TMP_SUFFIX) {
+        } else if (name.starts_with(TMP_PREFIX) && name.ends_with(TMP_SUFFIX))
+            || name == crate::storage::temp_name(CHECKPOINT_FILE)
+            || name == crate::storage::temp_name(seek::SEEK_FILE)
+        {
+            // Prepared segments, and a checkpoint or seek file whose write was
+            // interrupted before its rename.
             tmps.push(ent.path());
         }
     }
@@ -467,17 +472,9 @@ fn seal_at_open(
 }
 
 fn header_is_blank(path: &Path) -> Result<bool, Error> {
-    use std::io::Read;
     let mut f = File::open(path).map_err(|e| Error::io("open segment", path, e))?;
     let mut hb = [0u8; SEGMENT_HEADER_LEN as usize];
-    let mut n = 0;
-    while n < hb.len() {
-        match f.read(&mut hb[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) => return Err(Error::io("read segment", path, e)),
-        }
-    }
+    let n = read_up_to(&mut f, &mut hb).map_err(|e| Error::io("read segment", path, e))?;
     Ok(hb[..n].iter().all(|&b| b == 0))
 }
 
@@ -485,17 +482,35 @@ fn header_is_blank(path: &Path) -> Result<bool, Error> {
 /// header, a header of zeros, or a header that is not valid (torn while being written)
 /// followed by nothing but zeros. It holds no record.
 fn is_blank_segment(path: &Path) -> Result<bool, Error> {
-    let len = fs::metadata(path)
-        .map_err(|e| Error::io("stat segment", path, e))?
-        .len();
-    if len < u64::from(SEGMENT_HEADER_LEN) || header_is_blank(path)? {
+    use std::io::Read;
+    let mut f = File::open(path).map_err(|e| Error::io("open segment", path, e))?;
+    let mut hb = [0u8; SEGMENT_HEADER_LEN as usize];
+    let n = read_up_to(&mut f, &mut hb).map_err(|e| Error::io("read segment", path, e))?;
+    if n < hb.len() || hb.iter().all(|&b| b == 0) {
         return Ok(true);
     }
-    if read_salt(path).is_some() {
+    if SegmentHeader::decode(&hb).is_ok() {
         return Ok(false); // a valid header (the usual case: nothing more is read)
     }
-    let bytes = fs::read(path).map_err(|e| Error::io("read segment", path, e))?;
-    Ok(bytes[SEGMENT_HEADER_LEN as usize..].iter().all(|&b| b == 0))
+    let mut rest = Vec::new();
+    f.read_to_end(&mut rest)
+        .map_err(|e| Error::io("read segment", path, e))?;
+    Ok(rest.iter().all(|&b| b == 0))
+}
+
+/// Reads into `buf` until it is full or the file ends; how many bytes were read.
+fn read_up_to(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    use std::io::Read;
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 /// The checkpoint to use at open and the index (in `found`) of the first segment at
@@ -598,8 +613,6 @@ impl Journal {
         for t in tmps {
             let _ = fs::remove_file(&t);
         }
-        let _ = fs::remove_file(dir.join(crate::storage::temp_name(CHECKPOINT_FILE)));
-        let _ = fs::remove_file(dir.join(crate::storage::temp_name(seek::SEEK_FILE)));
         // A tail segment whose header was never completely written is removed.
         while let Some((_, path)) = found.last() {
             if is_blank_segment(path)? {
