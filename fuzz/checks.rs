@@ -421,13 +421,7 @@ fn open_journal(dir: &Path, disk: &Arc<Disk>, min_next_id: u64) -> Journal {
 }
 
 fn segment_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    v.sort();
-    v
+    ledgerq_journal::segment_files(dir).unwrap()
 }
 
 /// Every record from the first retained ID: `id -> payload`.

@@ -82,13 +82,7 @@ fn built() -> &'static Built {
 }
 
 fn segment_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    v.sort();
-    v
+    ledgerq_journal::segment_files(dir).unwrap()
 }
 
 /// Parses the committed records of a segment file.

@@ -195,8 +195,10 @@ impl Checkpoint {
         {
             return Err("checkpoint offset out of range");
         }
-        // Every record takes at least 8 bytes, so a segment holds fewer IDs than that.
-        if c.next_id < c.segment_base || c.next_id - c.segment_base > u64::from(c.offset / 8) {
+        // The records below `offset` hold at most `max_records(offset)` IDs.
+        if c.next_id < c.segment_base
+            || c.next_id - c.segment_base > crate::codec::max_records(c.offset)
+        {
             return Err("checkpoint next ID out of range");
         }
         Ok(c)
@@ -782,13 +784,7 @@ mod tests {
     }
 
     fn segment_files(dir: &Path) -> Vec<PathBuf> {
-        let mut v: Vec<PathBuf> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-            .collect();
-        v.sort();
-        v
+        crate::segment_files(dir).unwrap()
     }
 
     fn read_file(dir: &Path) -> Checkpoint {

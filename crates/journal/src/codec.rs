@@ -239,6 +239,12 @@ pub(crate) unsafe fn write_record(
     }
 }
 
+/// The most records `bytes` of a segment can hold (every record, hole and end marker
+/// takes at least 8 aligned bytes): a bound on the IDs a scan of them may find.
+pub(crate) fn max_records(bytes: u32) -> u64 {
+    u64::from(bytes / 8)
+}
+
 #[inline]
 pub(crate) fn rd_u16(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])

@@ -285,6 +285,28 @@ fn segment_name(base: u64) -> String {
     format!("{base:020}.seg")
 }
 
+/// The segment files of the journal in `dir`, in ID order (the names a journal gives
+/// them; temporary and other files are left out). For tools and tests that look at the
+/// files themselves.
+///
+/// # Errors
+/// [`Error::Io`] if the directory cannot be read.
+///
+/// # Examples
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// let j = ledgerq_journal::Journal::open(dir.path(), Default::default()).unwrap();
+/// j.append_payloads(&[b"x"]).unwrap();
+/// j.close().unwrap();
+/// let files = ledgerq_journal::segment_files(dir.path()).unwrap();
+/// assert_eq!(files.len(), 1);
+/// assert!(files[0].ends_with("00000000000000000001.seg"));
+/// ```
+pub fn segment_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    Ok(list_segments(dir)?.0.into_iter().map(|(_, p)| p).collect())
+}
+
 fn parse_segment_name(name: &str) -> Option<u64> {
     let digits = name.strip_suffix(".seg")?;
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {

@@ -68,7 +68,7 @@ pub use cursor::Cursor;
 #[cfg(not(ledgerq_loom))]
 pub use error::Error;
 #[cfg(not(ledgerq_loom))]
-pub use journal::{Journal, SegmentInfo, LOCK_FILE};
+pub use journal::{segment_files, Journal, SegmentInfo, LOCK_FILE};
 #[cfg(not(ledgerq_loom))]
 pub use options::{
     Durability, JournalOptions, RecoveryMode, DEFAULT_SEGMENT_SIZE, MAX_SEGMENT_SIZE,

@@ -131,7 +131,7 @@ pub(crate) fn scan_and_repair(
         tail: TailMarks::at(off),
     };
     let mut dirty: Option<(u32, u32)> = None;
-    let max_records = u64::from(cap / 8);
+    let max_records = codec::max_records(cap);
     loop {
         if u64::from(off) + 8 > u64::from(cap) {
             break;
@@ -285,7 +285,7 @@ fn clean_window(seg: &Segment, k: KnownEnd) -> Option<Scan> {
     // SAFETY: exclusive access at open (module docs); in bounds by construction.
     let s = unsafe { seg.slice(0, seg.capacity) };
     let mut tail = TailMarks::at(k.check_from);
-    let max_records = u64::from(seg.capacity / 8);
+    let max_records = codec::max_records(seg.capacity);
     let (end, next_id) = valid_run(s, k.check_from, seg, seg.base_id, max_records, &mut tail);
     // `zeros_after` covers the commit word at `end`: no record follows.
     let clean = (end, next_id) == (k.offset, k.next_id) && zeros_after(s, end);

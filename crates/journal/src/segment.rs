@@ -223,7 +223,7 @@ impl Segment {
         // earlier session and recovered before the segment was published, and appends
         // only go after them.
         let s = unsafe { self.slice(0, limit) };
-        let max_records = u64::from(self.capacity / 8);
+        let max_records = codec::max_records(self.capacity);
         let next = crate::recover::find_next_valid(
             s,
             off,

@@ -27,13 +27,7 @@ fn read_all(j: &Journal, from: u64) -> Vec<(u64, Vec<u8>)> {
 }
 
 fn last_segment(dir: &Path) -> PathBuf {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    v.sort();
-    v.pop().unwrap()
+    ledgerq_journal::segment_files(dir).unwrap().pop().unwrap()
 }
 
 #[test]
