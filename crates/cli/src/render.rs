@@ -358,6 +358,19 @@ struct JsonSpan {
     marked: Option<bool>,
 }
 
+impl JsonSpan {
+    /// A span at `offset` of `path` with no optional field set.
+    fn at(path: &std::path::Path, offset: u64) -> JsonSpan {
+        JsonSpan {
+            path: path.display().to_string(),
+            offset,
+            len: None,
+            reason: None,
+            marked: None,
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct JsonConsumer {
     path: String,
@@ -394,11 +407,9 @@ pub fn report_json(r: &Report) -> String {
             .holes
             .iter()
             .map(|h| JsonSpan {
-                path: p(&h.path),
-                offset: h.offset,
                 len: Some(h.len),
-                reason: None,
                 marked: Some(h.marked),
+                ..JsonSpan::at(&h.path, h.offset)
             })
             .collect(),
         gaps: r.gaps.iter().map(|g| [g.from, g.to]).collect(),
@@ -406,22 +417,17 @@ pub fn report_json(r: &Report) -> String {
             .torn
             .iter()
             .map(|t| JsonSpan {
-                path: p(&t.path),
-                offset: t.offset,
                 len: Some(t.len),
                 reason: Some(t.reason.clone()),
-                marked: None,
+                ..JsonSpan::at(&t.path, t.offset)
             })
             .collect(),
         corruption: r
             .corruption
             .iter()
             .map(|c| JsonSpan {
-                path: p(&c.path),
-                offset: c.offset,
-                len: None,
                 reason: Some(c.reason.clone()),
-                marked: None,
+                ..JsonSpan::at(&c.path, c.offset)
             })
             .collect(),
         consumer: r.consumer.as_ref().map(|c| JsonConsumer {
