@@ -203,3 +203,28 @@ fn concurrent_sync_appends_share_flushes() {
     assert!(t.elapsed() < std::time::Duration::from_secs(5));
     j.close().unwrap();
 }
+
+#[test]
+fn open_removes_the_temporary_files_an_interrupted_session_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path(), opts()).unwrap();
+    j.append_payloads(&[b"a", b"b"]).unwrap();
+    j.close().unwrap();
+    // What a kill leaves between a write and its rename: a checkpoint, a seek-mark
+    // file, a prepared segment. None of them holds anything the next open needs.
+    let left = ["CHECKPOINT.tmp", "SEEK.tmp", "prepared-7.seg.tmp"];
+    for name in left {
+        std::fs::write(dir.path().join(name), b"half written").unwrap();
+    }
+    // A file of the user's is not the journal's to remove.
+    std::fs::write(dir.path().join("notes.tmp"), b"mine").unwrap();
+    let j = Journal::open(dir.path(), opts()).unwrap();
+    for name in left {
+        assert!(!dir.path().join(name).exists(), "{name} left behind");
+    }
+    assert!(dir.path().join("notes.tmp").exists());
+    let got: Vec<Vec<u8>> = read_all(&j, 1).into_iter().map(|(_, p)| p).collect();
+    assert_eq!(got, vec![b"a".to_vec(), b"b".to_vec()]);
+    assert_eq!(segment_files(dir.path()).unwrap().len(), 1);
+    j.close().unwrap();
+}
