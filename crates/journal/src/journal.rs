@@ -8,11 +8,12 @@
 //! # Roll (rare)
 //! The appender whose CAS sealed the segment writes the end marker. Every appender
 //! that finds the segment sealed takes `roll_lock`; the first one that still sees the
-//! sealed segment active takes the file prepared (allocated, mapped, populated) by
-//! the preparer thread (or creates one if it is not ready), writes its header with
-//! `base_id = old.base_id + final count`, renames it to `{base_id:020}.seg`, appends
-//! it to the segment table and publishes it as active (`Release`). The directory is
-//! fsynced after the lock is released (and before any flush of the segment).
+//! sealed segment active takes the file prepared (allocated, mapped, a window of it
+//! pre-faulted) by the preparer thread (or creates one if it is not ready), writes its
+//! header with `base_id = old.base_id + final count`, renames it to
+//! `{base_id:020}.seg`, appends it to the segment table and publishes it as active
+//! (`Release`). The directory is fsynced after the lock is released (and before any
+//! flush of the segment).
 //!
 //! # Group commit
 //! `durable` is the ID after the flushed committed prefix. A waiter whose ID is not
