@@ -2288,6 +2288,13 @@ mod tests {
         f()
     }
 
+    fn open_without_prefault(dir: &Path, segment_size: u64) -> Journal {
+        let opts = JournalOptions::new()
+            .segment_size(segment_size)
+            .prefault(false);
+        Journal::open(dir, opts).unwrap()
+    }
+
     #[test]
     fn prefaulting_keeps_a_window_ahead_of_the_appenders() {
         let dir = tempfile::tempdir().unwrap();
@@ -2325,11 +2332,7 @@ mod tests {
         // Without prefault the preparer never adapts the window itself: only the
         // calls below do.
         let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(
-            dir.path(),
-            JournalOptions::new().segment_size(64 << 20).prefault(false),
-        )
-        .unwrap();
+        let j = open_without_prefault(dir.path(), 64 << 20);
         let inner = &*j.inner;
         let seg = inner.active_arc().unwrap();
         j.append(&RecordIn::new(&[1u8; 4000])).unwrap();
@@ -2358,11 +2361,7 @@ mod tests {
     #[test]
     fn without_prefault_nothing_is_populated_or_asked_for() {
         let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(
-            dir.path(),
-            JournalOptions::new().segment_size(16 << 20).prefault(false),
-        )
-        .unwrap();
+        let j = open_without_prefault(dir.path(), 16 << 20);
         let inner = &*j.inner;
         let seg = inner.active_arc().unwrap();
         let payload = vec![7u8; 64 << 10];
