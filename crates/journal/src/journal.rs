@@ -216,6 +216,14 @@ pub(crate) struct Inner {
 /// to memory (the journal bench's `append_100B` gained about 10% with it).
 const PREFETCH_AHEAD: u32 = 2048;
 
+/// The pre-fault window after a doubling: at most the segment (and never below
+/// [`POPULATE_AHEAD`]).
+fn doubled_window(window: u32, seg: &Segment) -> u32 {
+    window
+        .saturating_mul(2)
+        .min(seg.capacity.max(POPULATE_AHEAD))
+}
+
 /// Group-commit statistics. All Relaxed: they steer a heuristic and order nothing.
 #[derive(Debug)]
 struct GroupStats {
@@ -321,6 +329,8 @@ type Listing = (Vec<(u64, PathBuf)>, Vec<PathBuf>);
 fn list_segments(dir: &Path) -> Result<Listing, Error> {
     let mut segs = Vec::new();
     let mut tmps = Vec::new();
+    let ckpt_tmp = crate::storage::temp_name(CHECKPOINT_FILE);
+    let seek_tmp = crate::storage::temp_name(seek::SEEK_FILE);
     let rd = fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
     for ent in rd {
         let ent = ent.map_err(|e| Error::io("read directory", dir, e))?;
@@ -329,8 +339,8 @@ fn list_segments(dir: &Path) -> Result<Listing, Error> {
         if let Some(base) = parse_segment_name(name) {
             segs.push((base, ent.path()));
         } else if (name.starts_with(TMP_PREFIX) && name.ends_with(TMP_SUFFIX))
-            || name == crate::storage::temp_name(CHECKPOINT_FILE)
-            || name == crate::storage::temp_name(seek::SEEK_FILE)
+            || name == ckpt_tmp
+            || name == seek_tmp
         {
             // Prepared segments, and a checkpoint or seek file whose write was
             // interrupted before its rename.
@@ -1963,9 +1973,7 @@ impl Inner {
         let tail = proto::offset_of(seg.word.load(Ordering::Relaxed));
         let idle = u64::try_from(POPULATE_IDLE.as_nanos()).unwrap_or(u64::MAX);
         if populated > 0 && tail >= populated {
-            window = window
-                .saturating_mul(2)
-                .min(seg.capacity.max(POPULATE_AHEAD));
+            window = doubled_window(window, seg);
         } else if now.saturating_sub(last) > idle {
             window = (window / 2).max(POPULATE_AHEAD);
         }
@@ -1994,9 +2002,7 @@ impl Inner {
             let tail = proto::offset_of(seg.word.load(Ordering::Relaxed));
             if tail.saturating_sub(since) >= window / 2 {
                 // Half a window appended while we pre-faulted: they are fast, go on.
-                window = window
-                    .saturating_mul(2)
-                    .min(seg.capacity.max(POPULATE_AHEAD));
+                window = doubled_window(window, &seg);
                 self.populate_window.store(window, Ordering::Relaxed);
                 since = tail;
             }
