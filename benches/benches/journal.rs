@@ -45,8 +45,10 @@ fn open_with(dir: &std::path::Path, d: Durability, recycle: bool) -> Journal {
 /// Appends `iters` records with `threads` threads; wall time from the start barrier to
 /// the last append. The threads take appends from one shared count (not a fixed share
 /// each), so the figure is the aggregate throughput: a thread that was scheduled less
-/// does not leave the others idle while it finishes its share alone.
-fn run_appends(j: &Journal, threads: usize, iters: u64, payload: &[u8]) -> Duration {
+/// does not leave the others idle while it finishes its share alone. With `consume`,
+/// the timing thread wakes every millisecond and removes the sealed segments (the
+/// throughput benches, which fill a segment in milliseconds); without, it only waits.
+fn run_appends(j: &Journal, threads: usize, iters: u64, payload: &[u8], consume: bool) -> Duration {
     let barrier = Barrier::new(threads + 1);
     let claimed = AtomicU64::new(0);
     let done = AtomicUsize::new(0);
@@ -74,7 +76,7 @@ fn run_appends(j: &Journal, threads: usize, iters: u64, payload: &[u8]) -> Durat
         start = Instant::now();
         // The consumer: drop whatever is sealed.
         // Acquire: pairs with the Release increment of each finished thread.
-        while done.load(Ordering::Acquire) < threads {
+        while consume && done.load(Ordering::Acquire) < threads {
             std::thread::sleep(Duration::from_millis(1));
             let _ = j.remove_segments_below(j.next_id());
         }
@@ -158,7 +160,7 @@ fn append_throughput(c: &mut Criterion) {
             let sub = dir.path().join(format!("buffered-{size}-{threads}"));
             let j = open(&sub, Durability::Buffered);
             g.bench_function(BenchmarkId::new("journal", format!("{threads}t")), |b| {
-                b.iter_custom(|iters| run_appends(&j, threads, iters, &payload))
+                b.iter_custom(|iters| run_appends(&j, threads, iters, &payload, true))
             });
             j.close().expect("close");
             let _ = std::fs::remove_dir_all(&sub);
@@ -166,7 +168,7 @@ fn append_throughput(c: &mut Criterion) {
         let sub = dir.path().join(format!("recycling-{size}"));
         let j = open_with(&sub, Durability::Buffered, true);
         g.bench_function(BenchmarkId::new("journal_recycling", "1t"), |b| {
-            b.iter_custom(|iters| run_appends(&j, 1, iters, &payload))
+            b.iter_custom(|iters| run_appends(&j, 1, iters, &payload, true))
         });
         j.close().expect("close");
         let _ = std::fs::remove_dir_all(&sub);
@@ -194,8 +196,10 @@ fn sync_latency(c: &mut Criterion) {
     for threads in [1usize, 32] {
         let sub = dir.path().join(format!("sync-{threads}"));
         let j = open(&sub, Durability::Sync);
+        // No consumer: a Sync run fills no segment in the time it runs, and a thread
+        // waking every millisecond would only take turns on the CPU with the syncers.
         g.bench_function(BenchmarkId::new("journal", format!("{threads}t")), |b| {
-            b.iter_custom(|iters| run_appends(&j, threads, iters, &payload))
+            b.iter_custom(|iters| run_appends(&j, threads, iters, &payload, false))
         });
         j.close().expect("close");
         let _ = std::fs::remove_dir_all(&sub);
