@@ -32,10 +32,11 @@ const SHARDS: usize = 16;
 /// How long a blocking dequeue polls before it parks. Short: a consumer that spins
 /// until the next message of a steady stream occupies a core the whole time, and on a
 /// machine with few cores the producer and the queue's background threads then wait
-/// for it. In the peer harness's latency workload (20,000 msg/s, one message every
-/// 50 µs, two cores) a 50 µs spin gave a median latency of 1.5 µs but p99 around
-/// 0.6 ms and p99.9 around 4 ms; 20 µs, which parks between those messages, gave a
-/// median of 25 µs (the wake-up), p99 around 0.2 ms and p99.9 around 2.7 ms.
+/// for it. In the peer harness's latency workload (`cargo run --release -p
+/// ledgerq-benches --bin peers -- --only latency`: 20,000 msg/s, one message every
+/// 50 µs; two cores) a 50 µs spin gave a median of 1.3 µs but p99 from 0.4 to 2.3 ms
+/// over three runs; 20 µs, which parks between those messages, a median of 24 µs (the
+/// wake-up) and p99 from 74 to 95 µs.
 const SPIN_BEFORE_PARK: Duration = Duration::from_micros(20);
 
 /// An embedded, durable, multi-producer multi-consumer queue: a directory is a queue.
