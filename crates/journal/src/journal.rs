@@ -213,7 +213,7 @@ pub(crate) struct Inner {
 /// segment's cache lines in for writing (about a dozen 100-byte records). Appends
 /// write lines no core has touched since the file was zeroed; without the hint the
 /// reservation's locked instruction waits for the previous record's stores to miss
-/// to memory (the journal bench's `append_100B` gained about 10% with it).
+/// to memory.
 const PREFETCH_AHEAD: u32 = 2048;
 
 /// The pre-fault window after a doubling: at most the segment (and never below
