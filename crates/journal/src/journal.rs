@@ -216,6 +216,17 @@ pub(crate) struct Inner {
 /// to memory.
 const PREFETCH_AHEAD: u32 = 2048;
 
+/// Whether the part of a segment that appends write is cached in single pages
+/// (`Map::advise_appends`): with [`Durability::Sync`], where every append is flushed
+/// and a flush writes back whole folios (with large folios, up to 2 MiB for one
+/// record). Not with [`Durability::Buffered`]: it flushes in the background, about
+/// once per interval, and large folios make the page cache's allocation of fresh
+/// pages cheaper (in a run of the append loop, single pages cost about an eighth of
+/// the 100-byte rate and half of the 4 KiB rate).
+fn single_pages(opts: &JournalOptions) -> bool {
+    opts.durability == Durability::Sync
+}
+
 /// The pre-fault window after a doubling: at most the segment (and never below
 /// [`POPULATE_AHEAD`]).
 fn doubled_window(window: u32, seg: &Segment) -> u32 {
@@ -809,6 +820,9 @@ impl Journal {
                         .store(proto::pack(count, scan.end_off), proto_ordering());
                     last.live = true;
                     last.opened_end = scan.end_off;
+                    if single_pages(&opts) {
+                        last.advise_appends(scan.end_off);
+                    }
                     progress = FlushProgress {
                         seg_base: last.base_id,
                         scan_off: scan.end_off,
@@ -1652,6 +1666,9 @@ impl Inner {
             };
             self.install(prepared, base)?
         };
+        if single_pages(&self.opts) {
+            old.advise_reads();
+        }
         self.sync_dir_for(&seg)
     }
 
@@ -1674,6 +1691,10 @@ impl Inner {
         let mut populated_to = 0;
         let map = match Map::writable(&file, len, false) {
             Ok(m) => {
+                if single_pages(&self.opts) {
+                    // Before any page is cached (best effort).
+                    let _ = m.advise_appends(0);
+                }
                 if populate && self.opts.prefault {
                     // Best effort: without it appenders just take page faults.
                     let window = self.populate_window.load(Ordering::Relaxed);
@@ -1727,6 +1748,10 @@ impl Inner {
             }
         };
         let (file, map) = seg.into_parts();
+        if single_pages(&self.opts) {
+            // Pages evicted since its last use come back as single pages (best effort).
+            let _ = map.advise_appends(0);
+        }
         let len = u32::try_from(map.len())
             .map_err(|_| Error::InvalidOptions("segment_size too large".into()))?;
         let extent = extent.min(len);

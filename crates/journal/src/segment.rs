@@ -120,6 +120,19 @@ impl Segment {
         }
     }
 
+    /// Caches `offset..` in single pages from now on, for appends (best effort; see
+    /// `Map::advise_appends`).
+    pub(crate) fn advise_appends(&self, offset: u32) {
+        if self.map.is_writable() {
+            let _ = self.map.advise_appends(offset as usize);
+        }
+    }
+
+    /// Back to default readahead once sealed (best effort; see `Map::advise_reads`).
+    pub(crate) fn advise_reads(&self) {
+        let _ = self.map.advise_reads();
+    }
+
     pub(crate) fn is_writable(&self) -> bool {
         self.map.is_writable()
     }

@@ -1,0 +1,107 @@
+#![cfg(all(target_os = "linux", not(ledgerq_loom)))]
+//! With `Durability::Sync`, the part of a segment that appends write is mapped with
+//! `MADV_RANDOM` (cached in single pages, so a flush does not write back a 2 MiB folio
+//! for one record); sealed segments go back to normal readahead; `Buffered` journals
+//! keep the default. Read from the mappings' `VmFlags` in `/proc/self/smaps` (`rr`:
+//! random-read advice).
+
+use std::path::{Path, PathBuf};
+
+use ledgerq_journal::*;
+
+const SEG: u64 = 256 * 1024;
+
+/// The mappings of `file` in this process: (start, end, random-read advice), by address.
+fn mappings_of(file: &Path) -> Vec<(u64, u64, bool)> {
+    let file = file.canonicalize().unwrap();
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let mut out = Vec::new();
+    let mut current: Option<(u64, u64)> = None;
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if first.contains('-') && !first.ends_with(':') {
+            // A mapping's header: "start-end perms offset dev inode path".
+            current = None;
+            if line.split_whitespace().nth(5).map(PathBuf::from).as_deref() == Some(&file) {
+                let (a, b) = first.split_once('-').unwrap();
+                current = Some((
+                    u64::from_str_radix(a, 16).unwrap(),
+                    u64::from_str_radix(b, 16).unwrap(),
+                ));
+            }
+        } else if let (Some((a, b)), Some(flags)) = (current, line.strip_prefix("VmFlags:")) {
+            out.push((a, b, flags.split_whitespace().any(|f| f == "rr")));
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+fn opts(d: Durability) -> JournalOptions {
+    JournalOptions::new().segment_size(SEG).durability(d)
+}
+
+#[test]
+fn sync_appends_map_the_active_segment_for_single_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path(), opts(Durability::Sync)).unwrap();
+    j.append(&RecordIn::new(b"one")).unwrap();
+    let segs = segment_files(dir.path()).unwrap();
+    assert_eq!(segs.len(), 1);
+    let maps = mappings_of(&segs[0]);
+    assert_eq!(maps.len(), 1, "{maps:?}");
+    assert!(maps[0].2, "the active segment is advised random: {maps:?}");
+    assert_eq!(maps[0].1 - maps[0].0, SEG);
+    j.close().unwrap();
+}
+
+#[test]
+fn buffered_journals_keep_the_default_readahead() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path(), opts(Durability::Buffered)).unwrap();
+    j.append(&RecordIn::new(b"one")).unwrap();
+    let segs = segment_files(dir.path()).unwrap();
+    let maps = mappings_of(&segs[0]);
+    assert!(!maps.is_empty());
+    assert!(maps.iter().all(|m| !m.2), "{maps:?}");
+    j.close().unwrap();
+}
+
+#[test]
+fn a_sealed_segment_goes_back_to_normal_readahead() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path(), opts(Durability::Sync)).unwrap();
+    let payload = vec![7u8; 4000];
+    while segment_files(dir.path()).unwrap().len() < 2 {
+        j.append(&RecordIn::new(&payload)).unwrap();
+    }
+    let segs = segment_files(dir.path()).unwrap();
+    let sealed = mappings_of(&segs[0]);
+    assert!(!sealed.is_empty());
+    assert!(sealed.iter().all(|m| !m.2), "sealed: {sealed:?}");
+    let active = mappings_of(&segs[1]);
+    assert!(active.iter().all(|m| m.2), "active: {active:?}");
+    j.close().unwrap();
+}
+
+#[test]
+fn a_reopened_tail_is_advised_from_its_end_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let payload = vec![7u8; 1000];
+    {
+        let j = Journal::open(dir.path(), opts(Durability::Sync)).unwrap();
+        for _ in 0..40 {
+            j.append(&RecordIn::new(&payload)).unwrap();
+        }
+        j.close().unwrap();
+    }
+    let j = Journal::open(dir.path(), opts(Durability::Sync)).unwrap();
+    let segs = segment_files(dir.path()).unwrap();
+    let maps = mappings_of(&segs[0]);
+    // The records (about 42 KB) keep the default; from the page of their end on, random.
+    assert_eq!(maps.len(), 2, "{maps:?}");
+    assert!(!maps[0].2 && maps[1].2, "{maps:?}");
+    let head = maps[0].1 - maps[0].0;
+    assert!((40 * 1000..48 * 1024).contains(&head), "{head}");
+    j.close().unwrap();
+}
