@@ -1,5 +1,7 @@
-//! Open-time recovery of a LedgerQ directory, and the read-only [`verify`] report the
-//! CLI prints.
+//! The read-only [`verify`] report of a LedgerQ directory, which the CLI prints.
+//! Repairs at open (cutting a torn tail, marking holes, the checkpoint) are made by
+//! the journal before it publishes a segment, and the consumer state by the queue;
+//! [`RecoveryMode`] chooses between reporting damage and skipping it there.
 //!
 //! [`verify`] reads every segment file and the default consumer state file directly
 //! (it opens nothing for writing and creates nothing, so it works beside a running
@@ -22,6 +24,10 @@
 // this crate: nothing here is modelled.
 #[cfg(not(ledgerq_loom))]
 mod verify;
+
+/// Whether damage found when opening or reading is an error or skipped (and counted).
+#[cfg(not(ledgerq_loom))]
+pub use ledgerq_journal::RecoveryMode;
 
 #[cfg(not(ledgerq_loom))]
 pub use verify::{
