@@ -45,11 +45,27 @@ pub fn run_killed_child(
     let _ = rx.recv_timeout(Duration::from_secs(30));
     thread::sleep(Duration::from_micros(fastrand::u64(0..max_us)));
     child.kill().unwrap();
-    child.wait().unwrap();
+    let status = child.wait().unwrap();
     let lines = reader.join().unwrap();
     assert!(
         lines.iter().any(|l| l.ends_with("ready")),
         "the child did not open the queue: {lines:?}"
     );
+    // Killed, or (if it finished its work first) exited cleanly: a child that failed
+    // (an error or a panic) must not pass for a killed one.
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert!(
+            status.signal() == Some(SIGKILL) || status.success(),
+            "the child ended on its own with {status}: {lines:?}"
+        );
+    }
+    #[cfg(not(unix))]
+    let _ = status;
     lines
 }
+
+/// SIGKILL's number (9 on every Unix).
+#[cfg(unix)]
+const SIGKILL: i32 = 9;

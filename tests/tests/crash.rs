@@ -206,6 +206,15 @@ fn consume_kills(durability: &str, role: &str) {
     // kill: the one the child had taken (or acknowledged) but not yet reported.
     let missing = total as usize - done.len() - rest.len();
     assert!(missing <= kills(), "{missing} messages lost");
+    // The queue goes on.
+    let id = q.enqueue(b"after the crashes").unwrap();
+    assert!(id > total, "new ID {id}");
+    let m = q.dequeue().unwrap().unwrap();
+    assert_eq!((m.id(), m.payload()), (id, &b"after the crashes"[..]));
+    if mode == AckMode::Manual {
+        q.ack(m.id()).unwrap();
+    }
+    assert!(q.dequeue().unwrap().is_none());
 }
 
 #[test]
