@@ -341,8 +341,11 @@ pub fn queue_ops_with_crash(data: &[u8]) {
                 }
             }
             _ => {
-                // Crash: no close.
-                drop(q.take());
+                // Crash: the handle stops as a killed process does (no last sync, no
+                // clean checkpoint); what it wrote to the mappings stays.
+                if let Some(q) = q.take() {
+                    q.abandon();
+                }
                 leased.clear();
                 q = Some(open_manual(dir));
             }

@@ -1359,21 +1359,8 @@ impl Journal {
         if st.done {
             return Ok(());
         }
-        st.done = true;
+        self.stop_threads(&mut st);
         let inner = &*self.inner;
-        // Release: pairs with the Acquire load in `check_writable` (and `roll` reads it
-        // under `roll_lock`, which orders it by itself).
-        inner.closed.store(true, Ordering::Release);
-        *lock_ignore_poison(&inner.stop) = true;
-        inner.stop_cv.notify_all();
-        {
-            let mut p = lock_ignore_poison(&inner.prep);
-            p.stop = true;
-        }
-        inner.prep_cv.notify_all();
-        for t in st.threads.drain(..) {
-            let _ = t.join();
-        }
         inner.discard_prepared();
         if inner.read_only {
             return Ok(());
@@ -1394,6 +1381,46 @@ impl Journal {
         // directory after this point.
         drop(lock_ignore_poison(&inner.lock).take());
         r
+    }
+
+    /// Marks the handle closed and stops its background threads (preparer, flusher),
+    /// at a point between two of their steps.
+    fn stop_threads(&self, st: &mut ShutdownState) {
+        st.done = true;
+        let inner = &*self.inner;
+        // Release: pairs with the Acquire load in `check_writable` (and `roll` reads it
+        // under `roll_lock`, which orders it by itself).
+        inner.closed.store(true, Ordering::Release);
+        *lock_ignore_poison(&inner.stop) = true;
+        inner.stop_cv.notify_all();
+        {
+            let mut p = lock_ignore_poison(&inner.prep);
+            p.stop = true;
+        }
+        inner.prep_cv.notify_all();
+        for t in st.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+
+    /// Stops this handle as a killed process stops: no last flush, no seek-mark file,
+    /// no last (clean) checkpoint, a prepared segment file left under its temporary
+    /// name. Only the background threads are stopped (between two of their steps) and
+    /// the directory lock is released, so that crash tests can open the directory
+    /// again in the same process and check what a kill at this point leaves. The
+    /// handle then behaves as closed. Not for applications: use [`Journal::close`].
+    #[doc(hidden)]
+    pub fn abandon(&self) {
+        let mut st = lock_ignore_poison(&self.shutdown);
+        if st.done {
+            return;
+        }
+        self.stop_threads(&mut st);
+        let inner = &*self.inner;
+        if let Some(c) = inner.checkpointer() {
+            c.finish(false, None);
+        }
+        drop(lock_ignore_poison(&inner.lock).take());
     }
 
     pub(crate) fn inner(&self) -> &Inner {

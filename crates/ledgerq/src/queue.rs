@@ -649,9 +649,41 @@ impl Queue {
     ///
     /// The error of the final flush.
     pub fn close(&self) -> Result<()> {
+        if !self.stop_background() {
+            return Ok(());
+        }
+        let inner = &self.inner;
+        let synced = inner.sync();
+        // Releases the directory's lock: the queue can be opened again at once, even while
+        // this handle exists.
+        let shut = inner.journal.shutdown().map_err(Error::from);
+        let dlq = inner.dlq.get().map_or(Ok(()), Queue::close);
+        synced.and(shut).and(dlq)
+    }
+
+    /// Stops this handle as a killed process stops: no last sync of the journal or
+    /// the consumer state, no clean checkpoint; the background threads are stopped
+    /// and the directory lock released, so that crash tests can reopen the directory
+    /// in the same process and check what a kill at this point leaves (everything
+    /// written to the mappings, as after `kill -9`). The handle then behaves as
+    /// closed. Not for applications: use [`Queue::close`].
+    #[doc(hidden)]
+    pub fn abandon(&self) {
+        if !self.stop_background() {
+            return;
+        }
+        self.inner.journal.abandon();
+        if let Some(dlq) = self.inner.dlq.get() {
+            dlq.abandon();
+        }
+    }
+
+    /// Marks the queue closed, wakes every waiting consumer and stops the maintenance
+    /// thread. `false` if the queue was already closed.
+    fn stop_background(&self) -> bool {
         let inner = &self.inner;
         if inner.closed.swap(true, Ordering::SeqCst) {
-            return Ok(());
+            return false;
         }
         {
             let _g = lock(&inner.park.lock);
@@ -663,12 +695,7 @@ impl Queue {
         if let Some(h) = lock(&self.maintenance).take() {
             let _ = h.join();
         }
-        let synced = inner.sync();
-        // Releases the directory's lock: the queue can be opened again at once, even while
-        // this handle exists.
-        let shut = inner.journal.shutdown().map_err(Error::from);
-        let dlq = inner.dlq.get().map_or(Ok(()), Queue::close);
-        synced.and(shut).and(dlq)
+        true
     }
 
     /// The queue directory.

@@ -490,3 +490,45 @@ fn compaction_never_removes_a_record_a_consumer_is_about_to_read() {
     });
     assert_eq!(seen, total);
 }
+
+/// Whether the directory's checkpoint file is a clean-close one.
+fn clean_checkpoint(dir: &std::path::Path) -> bool {
+    let report = ledgerq_recovery::verify(dir).unwrap();
+    report
+        .checkpoint
+        .and_then(|c| c.checkpoint)
+        .is_some_and(|c| c.clean)
+}
+
+#[test]
+fn abandon_stops_like_a_kill_and_the_directory_reopens() {
+    let d = tempfile::tempdir().unwrap();
+    let opts = small().ack_mode(AckMode::Manual);
+    for kill in [false, true] {
+        let q = Queue::open_with(d.path(), opts.clone()).unwrap();
+        q.enqueue(b"a").unwrap();
+        q.enqueue(b"b").unwrap();
+        let leased = q.dequeue().unwrap().unwrap();
+        if kill {
+            q.abandon();
+            assert!(matches!(q.enqueue(b"c"), Err(Error::Closed)));
+            // No last checkpoint: the next open recovers as after a crash.
+            assert!(!clean_checkpoint(d.path()));
+        } else {
+            q.close().unwrap();
+            assert!(clean_checkpoint(d.path()));
+        }
+        drop(q);
+        // The lock is released: the same process opens the directory again, and the
+        // leased message comes back with the rest.
+        let q = Queue::open_with(d.path(), opts.clone()).unwrap();
+        let mut got = Vec::new();
+        while let Some(m) = q.dequeue().unwrap() {
+            got.push(m.payload().to_vec());
+            q.ack(m.id()).unwrap();
+        }
+        assert_eq!(got, [b"a".to_vec(), b"b".to_vec()], "kill {kill}");
+        assert_eq!(leased.payload(), b"a");
+        q.close().unwrap();
+    }
+}
