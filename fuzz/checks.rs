@@ -137,11 +137,25 @@ fn valid_prefix(s: &[u8]) -> Vec<(u64, Vec<u8>)> {
     out
 }
 
+/// A fresh directory for one input: in memory (`/dev/shm`) where there is one, so that
+/// the syncs of an input cost nothing and a minute of fuzzing runs many more inputs;
+/// the checks do not depend on the medium (a crash is `Queue::abandon`, a power loss is
+/// the recording storage).
+fn scratch_dir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        if let Ok(t) = tempfile::tempdir_in(shm) {
+            return t;
+        }
+    }
+    tempfile::tempdir().unwrap()
+}
+
 /// `decode_record`: arbitrary bytes as the body of a segment after a valid header,
 /// read by a read-only journal's cursor (the record decoder of the read path).
 /// Never panics; every record read has consistent lengths.
 pub fn decode_record(data: &[u8]) {
-    let t = tempfile::tempdir().unwrap();
+    let t = scratch_dir();
     let mut img = vec![0u8; SEGMENT_SIZE];
     img[..64].copy_from_slice(&segment_header());
     let n = data.len().min(SEGMENT_SIZE - 64);
@@ -185,7 +199,7 @@ pub fn recover_segment(data: &[u8]) {
     if flags & 2 != 0 && img.len() < SEGMENT_SIZE {
         img.resize(SEGMENT_SIZE, 0);
     }
-    let t = tempfile::tempdir().unwrap();
+    let t = scratch_dir();
     let dir = t.path();
     fs::write(dir.join(SEGMENT_NAME), &img).unwrap();
     let mut w = 0;
@@ -272,7 +286,7 @@ pub fn ops_with_crash(data: &[u8]) {
 /// crash drops the queue without `close` (in process, the mapped data is what a
 /// `kill -9` leaves; the drop releases the lock).
 pub fn queue_ops_with_crash(data: &[u8]) {
-    let t = tempfile::tempdir().unwrap();
+    let t = scratch_dir();
     let dir = t.path();
     let mut q = Some(open_manual(dir));
     // Unacknowledged messages: id -> payload. Leased: delivered since the last open.
@@ -495,7 +509,7 @@ fn lose_power(
 /// holds is a prefix in ID order with the right payloads; the checkpoint on the disk is
 /// the one used; it accepts new appends.
 pub fn journal_ops_with_power_loss(data: &[u8]) {
-    let t = tempfile::tempdir().unwrap();
+    let t = scratch_dir();
     let disk = Arc::new(Disk::default());
     let mut generation = 0;
     let mut dir = t.path().join("g0");
