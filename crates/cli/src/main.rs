@@ -106,7 +106,9 @@ enum Command {
     },
     /// Append messages and print their IDs, one per line. Payloads come from the
     /// arguments or, without any, one per line from standard input. The directory
-    /// must exist (an empty directory becomes a new queue).
+    /// must exist (an empty directory becomes a new queue). When standard output is
+    /// closed early (`| head -1`), the remaining IDs are not printed but all the input
+    /// is still enqueued.
     #[command(after_help = EXIT_CODES)]
     Enqueue {
         /// The queue directory.
@@ -129,7 +131,9 @@ enum Command {
     },
     /// Take up to N messages and print them. Without --ack they stay unacknowledged
     /// and are delivered again when the queue is next opened (their delivery count
-    /// goes up); with --ack they are acknowledged and gone.
+    /// goes up); with --ack each is acknowledged, and gone, once it is written out.
+    /// When standard output fails (a closed pipe, a full disk), the command stops
+    /// there and exits 1; the message it could not write stays in the queue.
     #[command(after_help = EXIT_CODES)]
     Dequeue {
         /// The queue directory.
@@ -214,13 +218,15 @@ fn parse_header(s: &str) -> Result<(String, String), String> {
 enum Failure {
     Usage(String),
     Failed(String),
+    /// Standard output could not be written (a closed pipe, a full disk).
+    Output(io::Error),
 }
 
 type CmdResult = Result<(), Failure>;
 
 impl From<io::Error> for Failure {
     fn from(e: io::Error) -> Failure {
-        Failure::Failed(format!("cannot write output: {e}"))
+        Failure::Output(e)
     }
 }
 
@@ -245,10 +251,30 @@ fn main() -> ExitCode {
             }
             ExitCode::from(1)
         }
+        Err(Failure::Output(e)) => {
+            eprintln!("ledgerq: error: cannot write output: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 
 fn run(cli: Cli) -> CmdResult {
+    // Whether a closed standard output (`ledgerq dump DIR | head`) counts as success:
+    // for the commands that change nothing, whose output is all they do, and for
+    // `enqueue`, which enqueues all its input whether or not its IDs can be printed.
+    // A mutating command that stops early (`dequeue`) fails instead.
+    let closed_output_ok = matches!(
+        cli.command,
+        Command::Stats { .. }
+            | Command::Verify { .. }
+            | Command::Peek { .. }
+            | Command::Dump { .. }
+            | Command::Tail { .. }
+            | Command::Enqueue { .. }
+            | Command::DeadLetter(DeadLetterCommand::List { .. })
+            | Command::Completions { .. }
+            | Command::Version
+    );
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let r = match cli.command {
@@ -313,13 +339,15 @@ fn run(cli: Cli) -> CmdResult {
         }
     };
     let flushed = out.flush();
-    match (r, flushed) {
-        // A closed pipe (`ledgerq dump DIR | head`) is not an error.
-        (Err(Failure::Failed(m)), _) if m.contains("Broken pipe") => Ok(()),
-        (r @ Err(_), _) => r,
-        (Ok(()), Err(e)) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        (Ok(()), Err(e)) => Err(e.into()),
-        (Ok(()), Ok(())) => Ok(()),
+    let r = match (r, flushed) {
+        (Ok(()), Err(e)) => Err(Failure::Output(e)),
+        (r, _) => r,
+    };
+    match r {
+        Err(Failure::Output(e)) if closed_output_ok && e.kind() == io::ErrorKind::BrokenPipe => {
+            Ok(())
+        }
+        r => r,
     }
 }
 
@@ -499,15 +527,17 @@ fn verify(out: &mut impl Write, dir: &Path, json: bool) -> CmdResult {
     let r = i.verify();
     pb.finish_and_clear();
     let r = r.map_err(|e| Failure::Failed(format!("{e}; check the path and its permissions")))?;
-    if json {
-        writeln!(out, "{}", render::report_json(&r))?;
+    let written = if json {
+        writeln!(out, "{}", render::report_json(&r))
     } else {
-        write!(out, "{r}")?;
-    }
+        write!(out, "{r}")
+    };
     if r.is_clean() {
-        return Ok(());
+        return Ok(written?);
     }
-    out.flush()?;
+    // A damaged queue fails whether or not the report could be written (`verify DIR |
+    // head -1` must not exit 0); the report goes out before the error line.
+    let _ = written.and_then(|()| out.flush());
     Err(Failure::Failed(format!(
         "queue {} is damaged ({} corruption(s), {} torn tail(s){}); opening the queue \
          repairs a torn tail, corruption needs RecoveryMode::Skip or a backup",
@@ -606,14 +636,10 @@ fn enqueue(
     payloads: Vec<String>,
 ) -> CmdResult {
     let q = open_queue(dir, Options::new(), true)?;
-    let put = |payload: &[u8], out: &mut dyn Write| -> CmdResult {
-        let e = q.enqueue_with(payload, opts).map_err(fail(dir))?;
-        if e.is_duplicate() {
-            writeln!(out, "{} duplicate", e.id())?;
-        } else {
-            writeln!(out, "{}", e.id())?;
-        }
-        Ok(())
+    let mut ids = Ids {
+        out,
+        enqueued: 0,
+        error: None,
     };
     if payloads.is_empty() {
         let stdin = io::stdin();
@@ -621,36 +647,100 @@ fn enqueue(
         let mut line = Vec::new();
         loop {
             line.clear();
-            let n = lock
-                .read_until(b'\n', &mut line)
-                .map_err(|e| Failure::Failed(format!("cannot read standard input: {e}")))?;
+            let n = lock.read_until(b'\n', &mut line).map_err(|e| {
+                Failure::Failed(format!(
+                    "cannot read standard input: {e} ({} message(s) enqueued before it)",
+                    ids.enqueued
+                ))
+            })?;
             if n == 0 {
                 break;
             }
             if line.last() == Some(&b'\n') {
                 line.pop();
             }
-            put(&line, out)?;
+            ids.put(&q, dir, opts, &line)?;
         }
     } else {
         for p in &payloads {
-            put(p.as_bytes(), out)?;
+            ids.put(&q, dir, opts, p.as_bytes())?;
         }
     }
-    close(dir, q)
+    if ids.error.is_none() {
+        ids.error = ids.out.flush().err();
+    }
+    close(dir, q)?;
+    match ids.error {
+        // The reader stopped early (`| head -1`): it has what it wanted, and the input
+        // is all in the queue.
+        Some(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(Failure::Failed(format!(
+            "cannot write the IDs to standard output: {e}; all {} message(s) were enqueued",
+            ids.enqueued
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Enqueues payloads and prints their IDs. Once standard output fails, nothing more is
+/// printed but every payload is still enqueued: a reader that stops early must not cut
+/// the input short.
+struct Ids<'a, W: Write> {
+    out: &'a mut W,
+    /// How many payloads were enqueued (duplicates included).
+    enqueued: u64,
+    /// The first error writing to `out`.
+    error: Option<io::Error>,
+}
+
+impl<W: Write> Ids<'_, W> {
+    fn put(&mut self, q: &Queue, dir: &Path, opts: &EnqueueOptions, payload: &[u8]) -> CmdResult {
+        let e = q.enqueue_with(payload, opts).map_err(|e| {
+            Failure::Failed(format!(
+                "{} ({} message(s) enqueued before it)",
+                describe(dir, &e),
+                self.enqueued
+            ))
+        })?;
+        self.enqueued += 1;
+        if self.error.is_none() {
+            let written = if e.is_duplicate() {
+                writeln!(self.out, "{} duplicate", e.id())
+            } else {
+                writeln!(self.out, "{}", e.id())
+            };
+            self.error = written.err();
+        }
+        Ok(())
+    }
 }
 
 fn dequeue(out: &mut impl Write, dir: &Path, count: usize, ack: bool, format: Format) -> CmdResult {
     let q = open_queue(dir, Options::new().ack_mode(AckMode::Manual), false)?;
-    for _ in 0..count {
+    // `written`: how many messages were written out before this one.
+    for written in 0..count {
         let Some(m) = q.dequeue().map_err(fail(dir))? else {
             break;
         };
-        render::message(out, format, &m, None, None)?;
+        // Each message is written out (flushed) before it is acknowledged and before
+        // the next is taken: a failed write (a full disk, a closed pipe) stops the
+        // command and leaves that message in the queue, unacknowledged.
+        if let Err(e) = render::message(out, format, &m, None, None).and_then(|()| out.flush()) {
+            close(dir, q)?;
+            let id = m.id();
+            return Err(Failure::Failed(if ack {
+                format!(
+                    "cannot write message {id} to standard output: {e}; stopped after \
+                     {written} message(s) written and acknowledged, message {id} was not \
+                     acknowledged and will be delivered again"
+                )
+            } else {
+                format!(
+                    "cannot write message {id} to standard output: {e}; stopped after \
+                     {written} message(s) written (none acknowledged)"
+                )
+            }));
+        }
         if ack {
-            // Acknowledged only once it is written out: a failed write (a full disk, a
-            // closed pipe) leaves it in the queue.
-            out.flush()?;
             q.ack(m.id()).map_err(fail(dir))?;
         }
     }

@@ -866,3 +866,138 @@ fn dequeue_ack_on_a_priority_queue_is_not_delivered_again_in_auto_mode() {
         ""
     );
 }
+
+/// Runs `ledgerq ARGS...` with `input` on its standard input (written by another
+/// thread), reads one line of its standard output and then closes that pipe, as
+/// `ledgerq ... | head -1` does. Returns the line, the exit code and standard error.
+fn run_closing_output_early(args: &[&std::ffi::OsStr], input: Vec<u8>) -> (String, i32, String) {
+    let mut child = StdCommand::new(env!("CARGO_BIN_EXE_ledgerq"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Errors ignored: a command that stops reading early closes its end.
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    (
+        line,
+        out.status.code().unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn enqueue_takes_all_its_input_when_its_reader_stops_early() {
+    let _serial = serial();
+    let t = tempfile::tempdir().unwrap();
+    // 30000 IDs are about 170 KB of output: more than a pipe and the two ends' buffers
+    // hold, so the command is still reading input when its output is closed.
+    let input: String = (1..=30_000).map(|i| format!("line {i}\n")).collect();
+    let (first, code, err) = run_closing_output_early(
+        &["enqueue".as_ref(), t.path().as_os_str()],
+        input.clone().into_bytes(),
+    );
+    assert_eq!(first, "1\n");
+    assert_eq!((code, err.as_str()), (0, ""));
+    let dumped = run_ok("dump", t.path(), &["--format", "raw"]);
+    assert!(
+        dumped == input,
+        "{} of 30000 lines enqueued",
+        dumped.lines().count()
+    );
+}
+
+#[test]
+fn dequeue_ack_stops_at_a_closed_output_and_keeps_the_unwritten_message() {
+    let _serial = serial();
+    let t = tempfile::tempdir().unwrap();
+    let q = Queue::open(t.path()).unwrap();
+    let n = 20_000u64;
+    q.enqueue_batch((1..=n).map(|i| format!("message {i:05}")))
+        .unwrap();
+    q.close().unwrap();
+    drop(q);
+    let d = t.path().as_os_str();
+    // A read-only command piped into a reader that stops early succeeds.
+    let (first, code, err) = run_closing_output_early(&["dump".as_ref(), d], vec![]);
+    assert!(first.ends_with("  message 00001\n"), "{first}");
+    assert_eq!((code, err.as_str()), (0, ""));
+    // About 300 KB of output: the pipe fills long before the last message.
+    let (first, code, err) = run_closing_output_early(
+        &[
+            "dequeue".as_ref(),
+            d,
+            "-n".as_ref(),
+            "20000".as_ref(),
+            "--ack".as_ref(),
+            "--format".as_ref(),
+            "raw".as_ref(),
+        ],
+        vec![],
+    );
+    assert_eq!(first, "message 00001\n");
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // "... cannot write message K to standard output: ...; stopped after K-1 message(s)
+    // written and acknowledged, message K was not acknowledged ..."
+    let k: u64 = err
+        .split("cannot write message ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(k > 1 && k <= n, "{err}");
+    assert!(
+        err.contains(&format!(
+            "stopped after {} message(s) written and acknowledged, message {k} was not \
+             acknowledged",
+            k - 1
+        )),
+        "{err}"
+    );
+    // Everything from message K on is still in the queue, K first.
+    let q = Queue::open(t.path()).unwrap();
+    let mut left = Vec::new();
+    while let Some(m) = q.dequeue().unwrap() {
+        left.push(String::from_utf8(m.into_payload()).unwrap());
+    }
+    let want: Vec<String> = (k..=n).map(|i| format!("message {i:05}")).collect();
+    assert!(left == want, "{} left, {} expected", left.len(), want.len());
+}
+
+#[test]
+fn verify_of_a_damaged_queue_fails_even_when_its_output_is_closed() {
+    let _serial = serial();
+    let t = tempfile::tempdir().unwrap();
+    let q = Queue::open(t.path()).unwrap();
+    q.enqueue_batch(["order 1001", "order 1002"]).unwrap();
+    q.close().unwrap();
+    let seg = segments(t.path()).pop().unwrap();
+    let mut b = fs::read(&seg).unwrap();
+    let at = b.windows(10).position(|w| w == b"order 1002").unwrap();
+    b[at] ^= 1;
+    fs::write(&seg, &b).unwrap();
+    // The reading end is closed before the command writes its report.
+    let mut child = StdCommand::new(env!("CARGO_BIN_EXE_ledgerq"))
+        .arg("verify")
+        .arg(t.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("is damaged ("), "{err}");
+}
