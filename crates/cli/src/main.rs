@@ -480,9 +480,12 @@ fn close(dir: &Path, q: Queue) -> CmdResult {
     q.close().map_err(fail(dir))
 }
 
-/// A progress indicator on stderr, only when stderr is a terminal.
-fn progress(len: Option<u64>, what: &str) -> ProgressBar {
-    if !io::stderr().is_terminal() {
+/// A progress indicator on stderr, only when stderr is a terminal. For a command that
+/// writes to standard output while it runs (`writes_out`), also only when standard
+/// output is not a terminal: on the same terminal the bar would be drawn among the
+/// records, and records scrolling by show progress themselves.
+fn progress(len: Option<u64>, what: &str, writes_out: bool) -> ProgressBar {
+    if !io::stderr().is_terminal() || (writes_out && io::stdout().is_terminal()) {
         return ProgressBar::hidden();
     }
     let pb = match len {
@@ -523,7 +526,7 @@ fn verify(out: &mut impl Write, dir: &Path, json: bool) -> CmdResult {
     // The report covers any directory that exists; one holding no queue is reported
     // as such, not verified as empty.
     let i = inspector(dir)?;
-    let pb = progress(None, &format!("verifying {}", dir.display()));
+    let pb = progress(None, &format!("verifying {}", dir.display()), false);
     let r = i.verify();
     pb.finish_and_clear();
     let r = r.map_err(|e| Failure::Failed(format!("{e}; check the path and its permissions")))?;
@@ -594,7 +597,7 @@ fn dump(
     // segment sees it. The dump itself runs until the cursor finds nothing more.
     let end = i.next_id();
     let first = start.max(i.first_id());
-    let pb = progress(Some(end.saturating_sub(first)), "dumping");
+    let pb = progress(Some(end.saturating_sub(first)), "dumping", true);
     let mut records = i.records(first).map_err(fail(dir))?;
     let mut n = 0u64;
     let r = (|| {
@@ -749,7 +752,7 @@ fn dequeue(out: &mut impl Write, dir: &Path, count: usize, ack: bool, format: Fo
 
 fn compact(out: &mut impl Write, dir: &Path) -> CmdResult {
     let q = open_queue(dir, Options::new().auto_compact(false), false)?;
-    let pb = progress(None, &format!("compacting {}", dir.display()));
+    let pb = progress(None, &format!("compacting {}", dir.display()), false);
     let r = q.compact();
     pb.finish_and_clear();
     let r = r.map_err(fail(dir))?;

@@ -1001,3 +1001,37 @@ fn verify_of_a_damaged_queue_fails_even_when_its_output_is_closed() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("is damaged ("), "{err}");
 }
+
+/// Runs the shell command `cmd` with its standard output and error on a new terminal
+/// (`script` from util-linux): what the terminal received, or `None` when `script` is
+/// not installed.
+fn on_a_terminal(cmd: &str) -> Option<String> {
+    let out = StdCommand::new("script")
+        .args(["-qec", cmd, "/dev/null"])
+        .env("TERM", "xterm")
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    assert!(out.status.success(), "{cmd}: {out:?}");
+    Some(String::from_utf8(out.stdout).unwrap())
+}
+
+#[test]
+fn dump_draws_no_progress_bar_among_records_on_a_terminal() {
+    let _serial = serial();
+    let t = queue_abcde();
+    let records = run_ok("dump", t.path(), &[]);
+    let bin = env!("CARGO_BIN_EXE_ledgerq");
+    let dir = t.path().display();
+    // Records and stderr on the same terminal: the records and nothing else (the
+    // terminal turns each "\n" into "\r\n").
+    let Some(seen) = on_a_terminal(&format!("'{bin}' dump '{dir}'")) else {
+        return;
+    };
+    assert_eq!(seen.replace("\r\n", "\n"), records);
+    // Records to a file, stderr on the terminal: the bar is shown there.
+    let file = t.path().join("out.txt");
+    let seen = on_a_terminal(&format!("'{bin}' dump '{dir}' > '{}'", file.display())).unwrap();
+    assert!(seen.contains("dumping"), "{seen:?}");
+    assert_eq!(fs::read_to_string(&file).unwrap(), records);
+}
