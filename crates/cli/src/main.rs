@@ -129,11 +129,20 @@ enum Command {
         /// The payloads (one message each).
         payloads: Vec<String>,
     },
-    /// Take up to N messages and print them. Without --ack they stay unacknowledged
-    /// and are delivered again when the queue is next opened (their delivery count
-    /// goes up); with --ack each is acknowledged, and gone, once it is written out.
+    /// Take up to N messages and print them; with --ack, acknowledge each once it is
+    /// written out.
+    ///
+    /// Without --ack the messages stay unacknowledged: each is delivered again when
+    /// the queue is next opened, with its delivery count one higher, and each such run
+    /// counts as a failed delivery. Once a message has been taken three times without
+    /// --ack, the next `ledgerq dequeue` moves it to the dead-letter queue (reason
+    /// "delivered without acknowledgement before a restart") instead of printing it,
+    /// and so does an application consuming with manual acknowledgement and the
+    /// default max_deliveries. To look at messages without taking them, use `peek`.
+    ///
     /// When standard output fails (a closed pipe, a full disk), the command stops
-    /// there and exits 1; the message it could not write stays in the queue.
+    /// there and exits 1; the message it could not write stays in the queue,
+    /// unacknowledged (that delivery counts too).
     #[command(after_help = EXIT_CODES)]
     Dequeue {
         /// The queue directory.

@@ -1035,3 +1035,29 @@ fn dump_draws_no_progress_bar_among_records_on_a_terminal() {
     assert!(seen.contains("dumping"), "{seen:?}");
     assert_eq!(fs::read_to_string(&file).unwrap(), records);
 }
+
+#[test]
+fn dequeue_help_says_runs_without_ack_dead_letter_a_message() {
+    let _serial = serial();
+    let help = stdout_of(ledgerq().args(["dequeue", "--help"]));
+    let flat = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    let reason = "delivered without acknowledgement before a restart";
+    assert!(
+        flat.contains("taken three times without --ack")
+            && flat.contains("moves it to the dead-letter queue")
+            && flat.contains(reason),
+        "{help}"
+    );
+    // What the help says: three runs without --ack, and the fourth moves it.
+    let t = tempfile::tempdir().unwrap();
+    stdout_of(ledgerq().arg("enqueue").arg(t.path()).args(["a", "b"]));
+    for _ in 0..3 {
+        assert_eq!(run_ok("dequeue", t.path(), &["--format", "raw"]), "a\n");
+    }
+    assert_eq!(run_ok("dequeue", t.path(), &["--format", "raw"]), "b\n");
+    let dead = stdout_of(ledgerq().args(["dead-letter", "list"]).arg(t.path()));
+    assert!(
+        dead.contains(&format!("dlq.reason={reason}")) && dead.ends_with("  a\n"),
+        "{dead}"
+    );
+}
