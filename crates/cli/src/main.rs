@@ -119,8 +119,9 @@ enum Command {
         /// The messages' priority.
         #[arg(long, value_enum)]
         priority: Option<PriorityArg>,
-        /// Time to live (30s, 5m, 1h): the messages expire if not delivered by then.
-        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        /// Time to live (30s, 5m, 1h; more than zero): the messages expire if not
+        /// delivered by then.
+        #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
         ttl: Option<Duration>,
         /// A dedup key: an enqueue with a key seen within the dedup window writes
         /// nothing and prints the first message's ID followed by "duplicate".
@@ -164,16 +165,18 @@ enum Command {
         dir: PathBuf,
     },
     /// List or requeue the messages of the dead-letter queue (DIR/dead-letter).
-    #[command(subcommand)]
+    #[command(subcommand, after_help = EXIT_CODES)]
     DeadLetter(DeadLetterCommand),
     /// Print a shell completion script (e.g. `ledgerq completions bash >
     /// /etc/bash_completion.d/ledgerq`).
+    #[command(after_help = EXIT_CODES)]
     Completions {
         /// The shell.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
     /// Print the version.
+    #[command(after_help = EXIT_CODES)]
     Version,
 }
 
@@ -212,6 +215,15 @@ impl From<PriorityArg> for Priority {
             PriorityArg::Medium => Priority::Medium,
             PriorityArg::High => Priority::High,
         }
+    }
+}
+
+/// A time to live: a duration (30s, 5m, 1h) that is not zero.
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("a time to live must be more than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
     }
 }
 

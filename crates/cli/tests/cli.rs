@@ -103,6 +103,19 @@ fn version_and_help_document_exit_codes() {
             .success()
             .stdout(predicate::str::contains("Exit codes:").and(predicate::str::contains("DIR")));
     }
+    for args in [
+        &["dead-letter", "--help"][..],
+        &["dead-letter", "list", "--help"],
+        &["dead-letter", "requeue", "--help"],
+        &["completions", "--help"],
+        &["version", "--help"],
+    ] {
+        ledgerq()
+            .args(args)
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("Exit codes:"));
+    }
     ledgerq()
         .args(["dead-letter", "requeue", "--help"])
         .assert()
@@ -137,12 +150,14 @@ fn bad_arguments_exit_2() {
         vec!["enqueue", d, "--priority", "urgent", "x"],
         vec!["enqueue", d, "--header", "novalue", "x"],
         vec!["enqueue", d, "--ttl", "soon", "x"],
+        vec!["enqueue", d, "--ttl", "0s", "x"],
         vec!["dump", d, "--format", "xml"],
         vec!["dump", d, "--from", "1", "--since", "1h"],
         vec!["dump", d, "--since", "yesterday-ish"],
         vec!["dead-letter", "requeue", "notanid", d],
         vec!["completions", "powershell-classic"],
     ];
+    let before = snapshot(t.path());
     for args in cases {
         ledgerq()
             .args(&args)
@@ -150,6 +165,7 @@ fn bad_arguments_exit_2() {
             .code(2)
             .stderr(predicate::str::is_empty().not());
     }
+    assert!(snapshot(t.path()) == before, "a rejected command wrote");
 }
 
 #[test]
