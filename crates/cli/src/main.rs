@@ -562,13 +562,37 @@ fn verify(out: &mut impl Write, dir: &Path, json: bool) -> CmdResult {
     // A damaged queue fails whether or not the report could be written (`verify DIR |
     // head -1` must not exit 0); the report goes out before the error line.
     let _ = written.and_then(|()| out.flush());
+    let d = dir.display();
+    let bad_state = r.consumer.as_ref().filter(|c| c.problem.is_some());
+    // What an operator can do from here, the most serious damage first.
+    let advice = if !r.corruption.is_empty() {
+        format!(
+            "the damaged records cannot be read and readers stop at them: save the \
+             readable ones with `ledgerq dump {d} --from ID`, starting past each damaged \
+             record (the record ranges and missing IDs above show where), then restore \
+             the queue from a backup"
+        )
+    } else {
+        let mut a = Vec::new();
+        if let Some(c) = bad_state {
+            a.push(format!(
+                "restore {} from a backup, or move it aside (every retained message is \
+                 then delivered again)",
+                c.path.display()
+            ));
+        }
+        if !r.torn.is_empty() {
+            a.push(format!(
+                "run `ledgerq compact {d}`: opening the queue to write cuts the torn tail off"
+            ));
+        }
+        a.join("; then ")
+    };
     Err(Failure::Failed(format!(
-        "queue {} is damaged ({} corruption(s), {} torn tail(s){}); opening the queue \
-         repairs a torn tail, corruption needs RecoveryMode::Skip or a backup",
-        dir.display(),
+        "queue {d} is damaged ({} corruption(s), {} torn tail(s){}); {advice}",
         r.corruption.len(),
         r.torn.len(),
-        if r.consumer.as_ref().is_some_and(|c| c.problem.is_some()) {
+        if bad_state.is_some() {
             ", bad consumer state"
         } else {
             ""

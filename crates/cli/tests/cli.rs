@@ -498,9 +498,14 @@ fn verify_reports_a_corrupted_byte_with_file_and_offset() {
                 "{name} at offset 64: record checksum mismatch"
             ))),
         )
-        .stderr(predicate::str::contains(
-            "is damaged (1 corruption(s), 0 torn tail(s)",
-        ));
+        .stderr(
+            predicate::str::contains("is damaged (1 corruption(s), 0 torn tail(s)")
+                .and(predicate::str::contains(format!(
+                    "save the readable ones with `ledgerq dump {} --from ID`",
+                    t.path().display()
+                )))
+                .and(predicate::str::contains("restore the queue from a backup")),
+        );
     let json = ledgerq()
         .arg("verify")
         .arg(t.path())
@@ -558,6 +563,11 @@ fn damage_in_the_middle_of_the_last_segment_fails_every_reader() {
             .code(1)
             .stderr(predicate::str::contains("record checksum mismatch"));
     }
+    // What verify advises: the records past the damage can be saved.
+    assert_eq!(
+        run_ok("dump", t.path(), &["--from", "3", "--format", "raw"]),
+        "order 1003\n"
+    );
 }
 
 #[test]
@@ -588,9 +598,17 @@ fn verify_reports_a_torn_tail() {
                 "at offset {at}, 40 bytes"
             ))),
         )
-        .stderr(predicate::str::contains("0 corruption(s), 1 torn tail(s)"));
-    // Opening the queue repairs it; then verify is clean and the records are intact.
-    Queue::open(t.path()).unwrap().close().unwrap();
+        .stderr(
+            predicate::str::contains("0 corruption(s), 1 torn tail(s)").and(
+                predicate::str::contains(format!(
+                    "run `ledgerq compact {}`: opening the queue to write cuts the torn \
+                     tail off",
+                    t.path().display()
+                )),
+            ),
+        );
+    // What it advises repairs it; then verify is clean and the records are intact.
+    ledgerq().arg("compact").arg(t.path()).assert().success();
     ledgerq().arg("verify").arg(t.path()).assert().success();
     let n = stdout_of(ledgerq().arg("dump").arg(t.path()))
         .lines()
@@ -1075,5 +1093,31 @@ fn dequeue_help_says_runs_without_ack_dead_letter_a_message() {
     assert!(
         dead.contains(&format!("dlq.reason={reason}")) && dead.ends_with("  a\n"),
         "{dead}"
+    );
+}
+
+#[test]
+fn verify_advice_on_a_bad_consumer_state_works() {
+    let _serial = serial();
+    let t = queue_abcde();
+    let state = t.path().join("consumer.default.state");
+    let mut b = fs::read(&state).unwrap();
+    b[0] ^= 0xff;
+    fs::write(&state, &b).unwrap();
+    ledgerq()
+        .arg("verify")
+        .arg(t.path())
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(format!(
+            "bad consumer state); restore {} from a backup, or move it aside (every retained \
+             message is then delivered again)",
+            state.display()
+        )));
+    fs::rename(&state, t.path().join("consumer.state.bad")).unwrap();
+    ledgerq().arg("verify").arg(t.path()).assert().success();
+    assert_eq!(
+        run_ok("peek", t.path(), &["--format", "raw"]),
+        "a\nb\nc\nd\ne\n"
     );
 }
