@@ -106,9 +106,14 @@ enum Command {
     },
     /// Append messages and print their IDs, one per line. Payloads come from the
     /// arguments or, without any, one per line from standard input. The directory
-    /// must exist (an empty directory becomes a new queue). When standard output is
-    /// closed early (`| head -1`), the remaining IDs are not printed but all the input
-    /// is still enqueued.
+    /// must exist (an empty directory becomes a new queue).
+    ///
+    /// A line of standard input ends at "\n" or "\r\n", and its ending is not part of
+    /// the payload; any other byte, a lone "\r" included, is. A payload that ends in
+    /// "\r" or holds a "\n" can be given as an argument.
+    ///
+    /// When standard output is closed early (`| head -1`), the remaining IDs are not
+    /// printed but all the input is still enqueued.
     #[command(after_help = EXIT_CODES)]
     Enqueue {
         /// The queue directory.
@@ -704,8 +709,12 @@ fn enqueue(
             if n == 0 {
                 break;
             }
+            // The line ending, "\n" or "\r\n", is not part of the payload.
             if line.last() == Some(&b'\n') {
                 line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
             }
             ids.put(&q, dir, opts, &line)?;
         }

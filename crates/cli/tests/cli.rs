@@ -293,6 +293,22 @@ fn enqueue_from_stdin_round_trips_through_dump_raw() {
 }
 
 #[test]
+fn enqueue_from_stdin_strips_crlf_line_endings() {
+    let _serial = serial();
+    let t = tempfile::tempdir().unwrap();
+    let input: &[u8] = b"one\r\ntwo\nlone \r inside\r\n\r\nlast\r";
+    let ids = stdout_of(ledgerq().arg("enqueue").arg(t.path()).write_stdin(input));
+    assert_eq!(ids, "1\n2\n3\n4\n5\n");
+    let q = Queue::open(t.path()).unwrap();
+    let mut got = Vec::new();
+    while let Some(m) = q.dequeue().unwrap() {
+        got.push(m.into_payload());
+    }
+    let want: [&[u8]; 5] = [b"one", b"two", b"lone \r inside", b"", b"last\r"];
+    assert_eq!(got, want);
+}
+
+#[test]
 fn enqueue_with_options_and_dedup() {
     let _serial = serial();
     let t = tempfile::tempdir().unwrap();
