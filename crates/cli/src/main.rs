@@ -107,6 +107,13 @@ enum Command {
     /// Append messages and print their IDs, one per line. Payloads come from the
     /// arguments or, without any, one per line from standard input. The directory
     /// must exist (an empty directory becomes a new queue).
+    ///
+    /// A line of standard input ends at "\n" or "\r\n", and its ending is not part of
+    /// the payload; any other byte, a lone "\r" included, is. A payload that ends in
+    /// "\r" or holds a "\n" can be given as an argument.
+    ///
+    /// When standard output is closed early (`| head -1`), the remaining IDs are not
+    /// printed but all the input is still enqueued.
     #[command(after_help = EXIT_CODES)]
     Enqueue {
         /// The queue directory.
@@ -117,8 +124,9 @@ enum Command {
         /// The messages' priority.
         #[arg(long, value_enum)]
         priority: Option<PriorityArg>,
-        /// Time to live (30s, 5m, 1h): the messages expire if not delivered by then.
-        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        /// Time to live (30s, 5m, 1h; more than zero): the messages expire if not
+        /// delivered by then.
+        #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
         ttl: Option<Duration>,
         /// A dedup key: an enqueue with a key seen within the dedup window writes
         /// nothing and prints the first message's ID followed by "duplicate".
@@ -127,9 +135,20 @@ enum Command {
         /// The payloads (one message each).
         payloads: Vec<String>,
     },
-    /// Take up to N messages and print them. Without --ack they stay unacknowledged
-    /// and are delivered again when the queue is next opened (their delivery count
-    /// goes up); with --ack they are acknowledged and gone.
+    /// Take up to N messages and print them; with --ack, acknowledge each once it is
+    /// written out.
+    ///
+    /// Without --ack the messages stay unacknowledged: each is delivered again when
+    /// the queue is next opened, with its delivery count one higher, and each such run
+    /// counts as a failed delivery. Once a message has been taken three times without
+    /// --ack, the next `ledgerq dequeue` moves it to the dead-letter queue (reason
+    /// "delivered without acknowledgement before a restart") instead of printing it,
+    /// and so does an application consuming with manual acknowledgement and the
+    /// default max_deliveries. To look at messages without taking them, use `peek`.
+    ///
+    /// When standard output fails (a closed pipe, a full disk), the command stops
+    /// there and exits 1; the message it could not write stays in the queue,
+    /// unacknowledged (that delivery counts too).
     #[command(after_help = EXIT_CODES)]
     Dequeue {
         /// The queue directory.
@@ -151,16 +170,18 @@ enum Command {
         dir: PathBuf,
     },
     /// List or requeue the messages of the dead-letter queue (DIR/dead-letter).
-    #[command(subcommand)]
+    #[command(subcommand, after_help = EXIT_CODES)]
     DeadLetter(DeadLetterCommand),
     /// Print a shell completion script (e.g. `ledgerq completions bash >
     /// /etc/bash_completion.d/ledgerq`).
+    #[command(after_help = EXIT_CODES)]
     Completions {
         /// The shell.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
     /// Print the version.
+    #[command(after_help = EXIT_CODES)]
     Version,
 }
 
@@ -202,6 +223,15 @@ impl From<PriorityArg> for Priority {
     }
 }
 
+/// A time to live: a duration (30s, 5m, 1h) that is not zero.
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("a time to live must be more than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 fn parse_header(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
@@ -214,13 +244,15 @@ fn parse_header(s: &str) -> Result<(String, String), String> {
 enum Failure {
     Usage(String),
     Failed(String),
+    /// Standard output could not be written (a closed pipe, a full disk).
+    Output(io::Error),
 }
 
 type CmdResult = Result<(), Failure>;
 
 impl From<io::Error> for Failure {
     fn from(e: io::Error) -> Failure {
-        Failure::Failed(format!("cannot write output: {e}"))
+        Failure::Output(e)
     }
 }
 
@@ -245,10 +277,30 @@ fn main() -> ExitCode {
             }
             ExitCode::from(1)
         }
+        Err(Failure::Output(e)) => {
+            eprintln!("ledgerq: error: cannot write output: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 
 fn run(cli: Cli) -> CmdResult {
+    // Whether a closed standard output (`ledgerq dump DIR | head`) counts as success:
+    // for the commands that change nothing, whose output is all they do, and for
+    // `enqueue`, which enqueues all its input whether or not its IDs can be printed.
+    // A mutating command that stops early (`dequeue`) fails instead.
+    let closed_output_ok = matches!(
+        cli.command,
+        Command::Stats { .. }
+            | Command::Verify { .. }
+            | Command::Peek { .. }
+            | Command::Dump { .. }
+            | Command::Tail { .. }
+            | Command::Enqueue { .. }
+            | Command::DeadLetter(DeadLetterCommand::List { .. })
+            | Command::Completions { .. }
+            | Command::Version
+    );
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let r = match cli.command {
@@ -313,13 +365,15 @@ fn run(cli: Cli) -> CmdResult {
         }
     };
     let flushed = out.flush();
-    match (r, flushed) {
-        // A closed pipe (`ledgerq dump DIR | head`) is not an error.
-        (Err(Failure::Failed(m)), _) if m.contains("Broken pipe") => Ok(()),
-        (r @ Err(_), _) => r,
-        (Ok(()), Err(e)) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        (Ok(()), Err(e)) => Err(e.into()),
-        (Ok(()), Ok(())) => Ok(()),
+    let r = match (r, flushed) {
+        (Ok(()), Err(e)) => Err(Failure::Output(e)),
+        (r, _) => r,
+    };
+    match r {
+        Err(Failure::Output(e)) if closed_output_ok && e.kind() == io::ErrorKind::BrokenPipe => {
+            Ok(())
+        }
+        r => r,
     }
 }
 
@@ -452,9 +506,12 @@ fn close(dir: &Path, q: Queue) -> CmdResult {
     q.close().map_err(fail(dir))
 }
 
-/// A progress indicator on stderr, only when stderr is a terminal.
-fn progress(len: Option<u64>, what: &str) -> ProgressBar {
-    if !io::stderr().is_terminal() {
+/// A progress indicator on stderr, only when stderr is a terminal. For a command that
+/// writes to standard output while it runs (`writes_out`), also only when standard
+/// output is not a terminal: on the same terminal the bar would be drawn among the
+/// records, and records scrolling by show progress themselves.
+fn progress(len: Option<u64>, what: &str, writes_out: bool) -> ProgressBar {
+    if !io::stderr().is_terminal() || (writes_out && io::stdout().is_terminal()) {
         return ProgressBar::hidden();
     }
     let pb = match len {
@@ -495,26 +552,52 @@ fn verify(out: &mut impl Write, dir: &Path, json: bool) -> CmdResult {
     // The report covers any directory that exists; one holding no queue is reported
     // as such, not verified as empty.
     let i = inspector(dir)?;
-    let pb = progress(None, &format!("verifying {}", dir.display()));
+    let pb = progress(None, &format!("verifying {}", dir.display()), false);
     let r = i.verify();
     pb.finish_and_clear();
     let r = r.map_err(|e| Failure::Failed(format!("{e}; check the path and its permissions")))?;
-    if json {
-        writeln!(out, "{}", render::report_json(&r))?;
+    let written = if json {
+        writeln!(out, "{}", render::report_json(&r))
     } else {
-        write!(out, "{r}")?;
-    }
+        write!(out, "{r}")
+    };
     if r.is_clean() {
-        return Ok(());
+        return Ok(written?);
     }
-    out.flush()?;
+    // A damaged queue fails whether or not the report could be written (`verify DIR |
+    // head -1` must not exit 0); the report goes out before the error line.
+    let _ = written.and_then(|()| out.flush());
+    let d = dir.display();
+    let bad_state = r.consumer.as_ref().filter(|c| c.problem.is_some());
+    // What an operator can do from here, the most serious damage first.
+    let advice = if !r.corruption.is_empty() {
+        format!(
+            "the damaged records cannot be read and readers stop at them: save the \
+             readable ones with `ledgerq dump {d} --from ID`, starting past each damaged \
+             record (the record ranges and missing IDs above show where), then restore \
+             the queue from a backup"
+        )
+    } else {
+        let mut a = Vec::new();
+        if let Some(c) = bad_state {
+            a.push(format!(
+                "restore {} from a backup, or move it aside (every retained message is \
+                 then delivered again)",
+                c.path.display()
+            ));
+        }
+        if !r.torn.is_empty() {
+            a.push(format!(
+                "run `ledgerq compact {d}`: opening the queue to write cuts the torn tail off"
+            ));
+        }
+        a.join("; then ")
+    };
     Err(Failure::Failed(format!(
-        "queue {} is damaged ({} corruption(s), {} torn tail(s){}); opening the queue \
-         repairs a torn tail, corruption needs RecoveryMode::Skip or a backup",
-        dir.display(),
+        "queue {d} is damaged ({} corruption(s), {} torn tail(s){}); {advice}",
         r.corruption.len(),
         r.torn.len(),
-        if r.consumer.as_ref().is_some_and(|c| c.problem.is_some()) {
+        if bad_state.is_some() {
             ", bad consumer state"
         } else {
             ""
@@ -564,7 +647,7 @@ fn dump(
     // segment sees it. The dump itself runs until the cursor finds nothing more.
     let end = i.next_id();
     let first = start.max(i.first_id());
-    let pb = progress(Some(end.saturating_sub(first)), "dumping");
+    let pb = progress(Some(end.saturating_sub(first)), "dumping", true);
     let mut records = i.records(first).map_err(fail(dir))?;
     let mut n = 0u64;
     let r = (|| {
@@ -606,14 +689,10 @@ fn enqueue(
     payloads: Vec<String>,
 ) -> CmdResult {
     let q = open_queue(dir, Options::new(), true)?;
-    let put = |payload: &[u8], out: &mut dyn Write| -> CmdResult {
-        let e = q.enqueue_with(payload, opts).map_err(fail(dir))?;
-        if e.is_duplicate() {
-            writeln!(out, "{} duplicate", e.id())?;
-        } else {
-            writeln!(out, "{}", e.id())?;
-        }
-        Ok(())
+    let mut ids = Ids {
+        out,
+        enqueued: 0,
+        error: None,
     };
     if payloads.is_empty() {
         let stdin = io::stdin();
@@ -621,36 +700,104 @@ fn enqueue(
         let mut line = Vec::new();
         loop {
             line.clear();
-            let n = lock
-                .read_until(b'\n', &mut line)
-                .map_err(|e| Failure::Failed(format!("cannot read standard input: {e}")))?;
+            let n = lock.read_until(b'\n', &mut line).map_err(|e| {
+                Failure::Failed(format!(
+                    "cannot read standard input: {e} ({} message(s) enqueued before it)",
+                    ids.enqueued
+                ))
+            })?;
             if n == 0 {
                 break;
             }
+            // The line ending, "\n" or "\r\n", is not part of the payload.
             if line.last() == Some(&b'\n') {
                 line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
             }
-            put(&line, out)?;
+            ids.put(&q, dir, opts, &line)?;
         }
     } else {
         for p in &payloads {
-            put(p.as_bytes(), out)?;
+            ids.put(&q, dir, opts, p.as_bytes())?;
         }
     }
-    close(dir, q)
+    if ids.error.is_none() {
+        ids.error = ids.out.flush().err();
+    }
+    close(dir, q)?;
+    match ids.error {
+        // The reader stopped early (`| head -1`): it has what it wanted, and the input
+        // is all in the queue.
+        Some(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(Failure::Failed(format!(
+            "cannot write the IDs to standard output: {e}; all {} message(s) were enqueued",
+            ids.enqueued
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Enqueues payloads and prints their IDs. Once standard output fails, nothing more is
+/// printed but every payload is still enqueued: a reader that stops early must not cut
+/// the input short.
+struct Ids<'a, W: Write> {
+    out: &'a mut W,
+    /// How many payloads were enqueued (duplicates included).
+    enqueued: u64,
+    /// The first error writing to `out`.
+    error: Option<io::Error>,
+}
+
+impl<W: Write> Ids<'_, W> {
+    fn put(&mut self, q: &Queue, dir: &Path, opts: &EnqueueOptions, payload: &[u8]) -> CmdResult {
+        let e = q.enqueue_with(payload, opts).map_err(|e| {
+            Failure::Failed(format!(
+                "{} ({} message(s) enqueued before it)",
+                describe(dir, &e),
+                self.enqueued
+            ))
+        })?;
+        self.enqueued += 1;
+        if self.error.is_none() {
+            let written = if e.is_duplicate() {
+                writeln!(self.out, "{} duplicate", e.id())
+            } else {
+                writeln!(self.out, "{}", e.id())
+            };
+            self.error = written.err();
+        }
+        Ok(())
+    }
 }
 
 fn dequeue(out: &mut impl Write, dir: &Path, count: usize, ack: bool, format: Format) -> CmdResult {
     let q = open_queue(dir, Options::new().ack_mode(AckMode::Manual), false)?;
-    for _ in 0..count {
+    // `written`: how many messages were written out before this one.
+    for written in 0..count {
         let Some(m) = q.dequeue().map_err(fail(dir))? else {
             break;
         };
-        render::message(out, format, &m, None, None)?;
+        // Each message is written out (flushed) before it is acknowledged and before
+        // the next is taken: a failed write (a full disk, a closed pipe) stops the
+        // command and leaves that message in the queue, unacknowledged.
+        if let Err(e) = render::message(out, format, &m, None, None).and_then(|()| out.flush()) {
+            close(dir, q)?;
+            let id = m.id();
+            return Err(Failure::Failed(if ack {
+                format!(
+                    "cannot write message {id} to standard output: {e}; stopped after \
+                     {written} message(s) written and acknowledged, message {id} was not \
+                     acknowledged and will be delivered again"
+                )
+            } else {
+                format!(
+                    "cannot write message {id} to standard output: {e}; stopped after \
+                     {written} message(s) written (none acknowledged)"
+                )
+            }));
+        }
         if ack {
-            // Acknowledged only once it is written out: a failed write (a full disk, a
-            // closed pipe) leaves it in the queue.
-            out.flush()?;
             q.ack(m.id()).map_err(fail(dir))?;
         }
     }
@@ -659,7 +806,7 @@ fn dequeue(out: &mut impl Write, dir: &Path, count: usize, ack: bool, format: Fo
 
 fn compact(out: &mut impl Write, dir: &Path) -> CmdResult {
     let q = open_queue(dir, Options::new().auto_compact(false), false)?;
-    let pb = progress(None, &format!("compacting {}", dir.display()));
+    let pb = progress(None, &format!("compacting {}", dir.display()), false);
     let r = q.compact();
     pb.finish_and_clear();
     let r = r.map_err(fail(dir))?;

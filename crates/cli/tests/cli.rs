@@ -103,6 +103,19 @@ fn version_and_help_document_exit_codes() {
             .success()
             .stdout(predicate::str::contains("Exit codes:").and(predicate::str::contains("DIR")));
     }
+    for args in [
+        &["dead-letter", "--help"][..],
+        &["dead-letter", "list", "--help"],
+        &["dead-letter", "requeue", "--help"],
+        &["completions", "--help"],
+        &["version", "--help"],
+    ] {
+        ledgerq()
+            .args(args)
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("Exit codes:"));
+    }
     ledgerq()
         .args(["dead-letter", "requeue", "--help"])
         .assert()
@@ -137,12 +150,14 @@ fn bad_arguments_exit_2() {
         vec!["enqueue", d, "--priority", "urgent", "x"],
         vec!["enqueue", d, "--header", "novalue", "x"],
         vec!["enqueue", d, "--ttl", "soon", "x"],
+        vec!["enqueue", d, "--ttl", "0s", "x"],
         vec!["dump", d, "--format", "xml"],
         vec!["dump", d, "--from", "1", "--since", "1h"],
         vec!["dump", d, "--since", "yesterday-ish"],
         vec!["dead-letter", "requeue", "notanid", d],
         vec!["completions", "powershell-classic"],
     ];
+    let before = snapshot(t.path());
     for args in cases {
         ledgerq()
             .args(&args)
@@ -150,6 +165,7 @@ fn bad_arguments_exit_2() {
             .code(2)
             .stderr(predicate::str::is_empty().not());
     }
+    assert!(snapshot(t.path()) == before, "a rejected command wrote");
 }
 
 #[test]
@@ -274,6 +290,22 @@ fn enqueue_from_stdin_round_trips_through_dump_raw() {
             .ends_with(r#"b"second \xff\x00 binary""#),
         "{text}"
     );
+}
+
+#[test]
+fn enqueue_from_stdin_strips_crlf_line_endings() {
+    let _serial = serial();
+    let t = tempfile::tempdir().unwrap();
+    let input: &[u8] = b"one\r\ntwo\nlone \r inside\r\n\r\nlast\r";
+    let ids = stdout_of(ledgerq().arg("enqueue").arg(t.path()).write_stdin(input));
+    assert_eq!(ids, "1\n2\n3\n4\n5\n");
+    let q = Queue::open(t.path()).unwrap();
+    let mut got = Vec::new();
+    while let Some(m) = q.dequeue().unwrap() {
+        got.push(m.into_payload());
+    }
+    let want: [&[u8]; 5] = [b"one", b"two", b"lone \r inside", b"", b"last\r"];
+    assert_eq!(got, want);
 }
 
 #[test]
@@ -482,9 +514,14 @@ fn verify_reports_a_corrupted_byte_with_file_and_offset() {
                 "{name} at offset 64: record checksum mismatch"
             ))),
         )
-        .stderr(predicate::str::contains(
-            "is damaged (1 corruption(s), 0 torn tail(s)",
-        ));
+        .stderr(
+            predicate::str::contains("is damaged (1 corruption(s), 0 torn tail(s)")
+                .and(predicate::str::contains(format!(
+                    "save the readable ones with `ledgerq dump {} --from ID`",
+                    t.path().display()
+                )))
+                .and(predicate::str::contains("restore the queue from a backup")),
+        );
     let json = ledgerq()
         .arg("verify")
         .arg(t.path())
@@ -542,6 +579,11 @@ fn damage_in_the_middle_of_the_last_segment_fails_every_reader() {
             .code(1)
             .stderr(predicate::str::contains("record checksum mismatch"));
     }
+    // What verify advises: the records past the damage can be saved.
+    assert_eq!(
+        run_ok("dump", t.path(), &["--from", "3", "--format", "raw"]),
+        "order 1003\n"
+    );
 }
 
 #[test]
@@ -572,9 +614,17 @@ fn verify_reports_a_torn_tail() {
                 "at offset {at}, 40 bytes"
             ))),
         )
-        .stderr(predicate::str::contains("0 corruption(s), 1 torn tail(s)"));
-    // Opening the queue repairs it; then verify is clean and the records are intact.
-    Queue::open(t.path()).unwrap().close().unwrap();
+        .stderr(
+            predicate::str::contains("0 corruption(s), 1 torn tail(s)").and(
+                predicate::str::contains(format!(
+                    "run `ledgerq compact {}`: opening the queue to write cuts the torn \
+                     tail off",
+                    t.path().display()
+                )),
+            ),
+        );
+    // What it advises repairs it; then verify is clean and the records are intact.
+    ledgerq().arg("compact").arg(t.path()).assert().success();
     ledgerq().arg("verify").arg(t.path()).assert().success();
     let n = stdout_of(ledgerq().arg("dump").arg(t.path()))
         .lines()
@@ -864,5 +914,226 @@ fn dequeue_ack_on_a_priority_queue_is_not_delivered_again_in_auto_mode() {
                 .args(["--format", "raw"])
         ),
         ""
+    );
+}
+
+/// Runs `ledgerq ARGS...` with `input` on its standard input (written by another
+/// thread), reads one line of its standard output and then closes that pipe, as
+/// `ledgerq ... | head -1` does. Returns the line, the exit code and standard error.
+fn run_closing_output_early(args: &[&std::ffi::OsStr], input: Vec<u8>) -> (String, i32, String) {
+    let mut child = StdCommand::new(env!("CARGO_BIN_EXE_ledgerq"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Errors ignored: a command that stops reading early closes its end.
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    (
+        line,
+        out.status.code().unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn enqueue_takes_all_its_input_when_its_reader_stops_early() {
+    let _serial = serial();
+    let t = tempfile::tempdir().unwrap();
+    // 30000 IDs are about 170 KB of output: more than a pipe and the two ends' buffers
+    // hold, so the command is still reading input when its output is closed.
+    let input: String = (1..=30_000).map(|i| format!("line {i}\n")).collect();
+    let (first, code, err) = run_closing_output_early(
+        &["enqueue".as_ref(), t.path().as_os_str()],
+        input.clone().into_bytes(),
+    );
+    assert_eq!(first, "1\n");
+    assert_eq!((code, err.as_str()), (0, ""));
+    let dumped = run_ok("dump", t.path(), &["--format", "raw"]);
+    assert!(
+        dumped == input,
+        "{} of 30000 lines enqueued",
+        dumped.lines().count()
+    );
+}
+
+#[test]
+fn dequeue_ack_stops_at_a_closed_output_and_keeps_the_unwritten_message() {
+    let _serial = serial();
+    let t = tempfile::tempdir().unwrap();
+    let q = Queue::open(t.path()).unwrap();
+    let n = 20_000u64;
+    q.enqueue_batch((1..=n).map(|i| format!("message {i:05}")))
+        .unwrap();
+    q.close().unwrap();
+    drop(q);
+    let d = t.path().as_os_str();
+    // A read-only command piped into a reader that stops early succeeds.
+    let (first, code, err) = run_closing_output_early(&["dump".as_ref(), d], vec![]);
+    assert!(first.ends_with("  message 00001\n"), "{first}");
+    assert_eq!((code, err.as_str()), (0, ""));
+    // About 300 KB of output: the pipe fills long before the last message.
+    let (first, code, err) = run_closing_output_early(
+        &[
+            "dequeue".as_ref(),
+            d,
+            "-n".as_ref(),
+            "20000".as_ref(),
+            "--ack".as_ref(),
+            "--format".as_ref(),
+            "raw".as_ref(),
+        ],
+        vec![],
+    );
+    assert_eq!(first, "message 00001\n");
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // "... cannot write message K to standard output: ...; stopped after K-1 message(s)
+    // written and acknowledged, message K was not acknowledged ..."
+    let k: u64 = err
+        .split("cannot write message ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(k > 1 && k <= n, "{err}");
+    assert!(
+        err.contains(&format!(
+            "stopped after {} message(s) written and acknowledged, message {k} was not \
+             acknowledged",
+            k - 1
+        )),
+        "{err}"
+    );
+    // Everything from message K on is still in the queue, K first.
+    let q = Queue::open(t.path()).unwrap();
+    let mut left = Vec::new();
+    while let Some(m) = q.dequeue().unwrap() {
+        left.push(String::from_utf8(m.into_payload()).unwrap());
+    }
+    let want: Vec<String> = (k..=n).map(|i| format!("message {i:05}")).collect();
+    assert!(left == want, "{} left, {} expected", left.len(), want.len());
+}
+
+#[test]
+fn verify_of_a_damaged_queue_fails_even_when_its_output_is_closed() {
+    let _serial = serial();
+    let t = tempfile::tempdir().unwrap();
+    let q = Queue::open(t.path()).unwrap();
+    q.enqueue_batch(["order 1001", "order 1002"]).unwrap();
+    q.close().unwrap();
+    let seg = segments(t.path()).pop().unwrap();
+    let mut b = fs::read(&seg).unwrap();
+    let at = b.windows(10).position(|w| w == b"order 1002").unwrap();
+    b[at] ^= 1;
+    fs::write(&seg, &b).unwrap();
+    // The reading end is closed before the command writes its report.
+    let mut child = StdCommand::new(env!("CARGO_BIN_EXE_ledgerq"))
+        .arg("verify")
+        .arg(t.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("is damaged ("), "{err}");
+}
+
+/// Runs the shell command `cmd` with its standard output and error on a new terminal
+/// (`script` from util-linux): what the terminal received, or `None` when `script` is
+/// not installed.
+fn on_a_terminal(cmd: &str) -> Option<String> {
+    let out = StdCommand::new("script")
+        .args(["-qec", cmd, "/dev/null"])
+        .env("TERM", "xterm")
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    assert!(out.status.success(), "{cmd}: {out:?}");
+    Some(String::from_utf8(out.stdout).unwrap())
+}
+
+#[test]
+fn dump_draws_no_progress_bar_among_records_on_a_terminal() {
+    let _serial = serial();
+    let t = queue_abcde();
+    let records = run_ok("dump", t.path(), &[]);
+    let bin = env!("CARGO_BIN_EXE_ledgerq");
+    let dir = t.path().display();
+    // Records and stderr on the same terminal: the records and nothing else (the
+    // terminal turns each "\n" into "\r\n").
+    let Some(seen) = on_a_terminal(&format!("'{bin}' dump '{dir}'")) else {
+        return;
+    };
+    assert_eq!(seen.replace("\r\n", "\n"), records);
+    // Records to a file, stderr on the terminal: the bar is shown there.
+    let file = t.path().join("out.txt");
+    let seen = on_a_terminal(&format!("'{bin}' dump '{dir}' > '{}'", file.display())).unwrap();
+    assert!(seen.contains("dumping"), "{seen:?}");
+    assert_eq!(fs::read_to_string(&file).unwrap(), records);
+}
+
+#[test]
+fn dequeue_help_says_runs_without_ack_dead_letter_a_message() {
+    let _serial = serial();
+    let help = stdout_of(ledgerq().args(["dequeue", "--help"]));
+    let flat = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    let reason = "delivered without acknowledgement before a restart";
+    assert!(
+        flat.contains("taken three times without --ack")
+            && flat.contains("moves it to the dead-letter queue")
+            && flat.contains(reason),
+        "{help}"
+    );
+    // What the help says: three runs without --ack, and the fourth moves it.
+    let t = tempfile::tempdir().unwrap();
+    stdout_of(ledgerq().arg("enqueue").arg(t.path()).args(["a", "b"]));
+    for _ in 0..3 {
+        assert_eq!(run_ok("dequeue", t.path(), &["--format", "raw"]), "a\n");
+    }
+    assert_eq!(run_ok("dequeue", t.path(), &["--format", "raw"]), "b\n");
+    let dead = stdout_of(ledgerq().args(["dead-letter", "list"]).arg(t.path()));
+    assert!(
+        dead.contains(&format!("dlq.reason={reason}")) && dead.ends_with("  a\n"),
+        "{dead}"
+    );
+}
+
+#[test]
+fn verify_advice_on_a_bad_consumer_state_works() {
+    let _serial = serial();
+    let t = queue_abcde();
+    let state = t.path().join("consumer.default.state");
+    let mut b = fs::read(&state).unwrap();
+    b[0] ^= 0xff;
+    fs::write(&state, &b).unwrap();
+    ledgerq()
+        .arg("verify")
+        .arg(t.path())
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(format!(
+            "bad consumer state); restore {} from a backup, or move it aside (every retained \
+             message is then delivered again)",
+            state.display()
+        )));
+    fs::rename(&state, t.path().join("consumer.state.bad")).unwrap();
+    ledgerq().arg("verify").arg(t.path()).assert().success();
+    assert_eq!(
+        run_ok("peek", t.path(), &["--format", "raw"]),
+        "a\nb\nc\nd\ne\n"
     );
 }
