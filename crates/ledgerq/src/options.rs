@@ -222,6 +222,17 @@ impl Options {
     /// [`starvation_window`](Options::starvation_window). Fixed when the queue is
     /// created and recorded in it: opening an existing queue uses what was recorded.
     /// Default `false` (FIFO by ID, priorities stored but not used for order).
+    ///
+    /// Cost: each level reads the journal once, in ID order, keeping its own messages,
+    /// so a dequeue costs a constant amount amortised over the messages it passes; but
+    /// the first dequeue served after `n` lower-level messages were enqueued (or after
+    /// an open with such a backlog) first reads those `n` records for each higher level,
+    /// to make sure no higher message is passed over.
+    ///
+    /// With [`AckMode::Manual`], delivery state is kept per message for a window of
+    /// 131,072 IDs past the oldest unacknowledged message: priority order holds within
+    /// that window, and a message enqueued behind more pending messages than that is
+    /// served once the window reaches it.
     pub fn priorities(mut self, on: bool) -> Self {
         self.priorities = on;
         self
