@@ -74,9 +74,11 @@ const _: () = assert!(
 impl Queue {
     /// The dead-letter queue, in `<dir>/dead-letter`: a full queue (manual-ack) whose
     /// messages are the ones that failed [`max_deliveries`](Options::max_deliveries)
-    /// times, with their payload, headers, priority and expiry, plus the headers
-    /// `dlq.original_id`, `dlq.delivery_count`, `dlq.reason` and `dlq.last_failure`
-    /// (RFC 3339). It is created when first needed.
+    /// times, with their payload, headers (all of them, in order), priority and expiry,
+    /// plus the headers `dlq.original_id`, `dlq.delivery_count`, `dlq.reason` and
+    /// `dlq.last_failure` (RFC 3339). These four come beyond the header limits of a
+    /// message, so a message at those limits, or as large as `max_message_size`, is
+    /// moved too. It is created when first needed.
     ///
     /// # Errors
     ///
