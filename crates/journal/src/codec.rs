@@ -56,12 +56,23 @@ pub const HOLE_MIN_LEN: u32 = 16;
 pub const MAGIC: [u8; 8] = [0x89, b'L', b'Q', b'J', 0x0D, 0x0A, 0x1A, 0x0A];
 /// Format version.
 pub const VERSION: u32 = 1;
-/// Most headers per record.
+/// Most headers a message may be given ([`check_headers`]).
 pub const MAX_HEADERS: usize = 64;
 /// Longest header key.
 pub const MAX_HEADER_KEY: usize = 256;
-/// Largest total of header keys and values.
+/// Largest total of header keys and values a message may be given ([`check_headers`]).
 pub const MAX_HEADERS_BYTES: usize = 64 * 1024;
+/// Headers a record may carry beyond [`MAX_HEADERS`]: room for headers its owner adds
+/// to a message that is already at the limits (the queue's dead-letter queue adds four).
+pub const RESERVED_HEADERS: usize = 4;
+/// Bytes of keys and values a record may carry beyond [`MAX_HEADERS_BYTES`], for the
+/// [`RESERVED_HEADERS`].
+pub const RESERVED_HEADERS_BYTES: usize = 2048;
+/// Most headers per record: what a message may be given plus [`RESERVED_HEADERS`].
+pub const MAX_RECORD_HEADERS: usize = MAX_HEADERS + RESERVED_HEADERS;
+/// Largest total of header keys and values per record: what a message may be given
+/// plus [`RESERVED_HEADERS_BYTES`].
+pub const MAX_RECORD_HEADERS_BYTES: usize = MAX_HEADERS_BYTES + RESERVED_HEADERS_BYTES;
 
 /// Flag bit: a dedup key is present.
 pub const FLAG_DEDUP: u8 = 1;
@@ -106,16 +117,36 @@ impl<'a> RecordIn<'a> {
     }
 }
 
-/// Checks the header limits (count, key length, total size); returns the bytes of all
-/// keys and values.
+/// Checks the limits of the headers a message may be given: at most [`MAX_HEADERS`],
+/// keys of at most [`MAX_HEADER_KEY`] bytes, at most [`MAX_HEADERS_BYTES`] of keys and
+/// values. Returns the bytes of all keys and values.
+///
+/// A record may carry more ([`MAX_RECORD_HEADERS`], [`MAX_RECORD_HEADERS_BYTES`]): the
+/// journal's own check leaves its owner room to add headers to any message that passed
+/// this one.
 ///
 /// # Errors
 /// [`Error::TooManyHeaders`], [`Error::HeaderKeyTooLarge`], [`Error::HeadersTooLarge`].
 pub fn check_headers(headers: &[(&str, &str)]) -> Result<usize, Error> {
-    if headers.len() > MAX_HEADERS {
+    check_headers_within(headers, MAX_HEADERS, MAX_HEADERS_BYTES)
+}
+
+/// Checks the limits of a record's headers ([`MAX_RECORD_HEADERS`],
+/// [`MAX_HEADER_KEY`], [`MAX_RECORD_HEADERS_BYTES`]); returns the bytes of all keys and
+/// values.
+pub(crate) fn check_record_headers(headers: &[(&str, &str)]) -> Result<usize, Error> {
+    check_headers_within(headers, MAX_RECORD_HEADERS, MAX_RECORD_HEADERS_BYTES)
+}
+
+fn check_headers_within(
+    headers: &[(&str, &str)],
+    max_count: usize,
+    max_bytes: usize,
+) -> Result<usize, Error> {
+    if headers.len() > max_count {
         return Err(Error::TooManyHeaders {
             count: headers.len(),
-            max: MAX_HEADERS,
+            max: max_count,
         });
     }
     let mut hbytes = 0usize;
@@ -128,16 +159,18 @@ pub fn check_headers(headers: &[(&str, &str)]) -> Result<usize, Error> {
         }
         hbytes = hbytes.saturating_add(k.len()).saturating_add(v.len());
     }
-    if hbytes > MAX_HEADERS_BYTES {
+    if hbytes > max_bytes {
         return Err(Error::HeadersTooLarge {
             size: hbytes,
-            max: MAX_HEADERS_BYTES,
+            max: max_bytes,
         });
     }
     Ok(hbytes)
 }
 
-/// Validates the limits and returns the unpadded encoded length. Nothing is written.
+/// Validates the limits (the payload against `max_payload`, the headers against the
+/// record limits of [`check_record_headers`]) and returns the unpadded encoded length.
+/// Nothing is written.
 pub(crate) fn encoded_len(rec: &RecordIn<'_>, max_payload: usize) -> Result<u32, Error> {
     if rec.payload.len() > max_payload {
         return Err(Error::RecordTooLarge {
@@ -145,7 +178,7 @@ pub(crate) fn encoded_len(rec: &RecordIn<'_>, max_payload: usize) -> Result<u32,
             max: max_payload as u64,
         });
     }
-    let hbytes = check_headers(rec.headers)?;
+    let hbytes = check_record_headers(rec.headers)?;
     let dedup = rec.dedup_key.map_or(0, <[u8]>::len);
     let total = (RECORD_HEADER_LEN as u64)
         .saturating_add(hbytes as u64)
@@ -179,7 +212,7 @@ pub(crate) unsafe fn write_record(
 ) {
     let mut hlen = 0u32;
     for (k, v) in rec.headers {
-        // Checked in `encoded_len`: keys <= 256, all headers <= 64 KiB.
+        // Checked in `encoded_len`: keys <= 256, all headers <= 66 KiB.
         hlen += 6 + k.len() as u32 + v.len() as u32;
     }
     let dedup = rec.dedup_key.unwrap_or(&[]);
@@ -571,14 +604,31 @@ mod tests {
             encoded_len(&RecordIn::new(&p), 10),
             Err(Error::RecordTooLarge { size: 11, max: 10 })
         ));
+        // A message may be given 64 headers; a record may carry 4 more.
         let hs: Vec<(&str, &str)> = (0..65).map(|_| ("k", "v")).collect();
+        assert!(matches!(
+            check_headers(&hs),
+            Err(Error::TooManyHeaders { count: 65, max: 64 })
+        ));
+        let r = RecordIn {
+            headers: &hs[..64],
+            ..RecordIn::new(b"x")
+        };
+        assert!(check_headers(r.headers).is_ok());
+        assert!(encoded_len(&r, 10).is_ok());
+        let hs: Vec<(&str, &str)> = (0..69).map(|_| ("k", "v")).collect();
+        let r = RecordIn {
+            headers: &hs[..68],
+            ..RecordIn::new(b"x")
+        };
+        assert!(encoded_len(&r, 10).is_ok());
         let r = RecordIn {
             headers: &hs,
             ..RecordIn::new(b"x")
         };
         assert!(matches!(
             encoded_len(&r, 10),
-            Err(Error::TooManyHeaders { count: 65, max: 64 })
+            Err(Error::TooManyHeaders { count: 69, max: 68 })
         ));
         let k = "k".repeat(257);
         let hs = [(k.as_str(), "v")];
@@ -590,22 +640,42 @@ mod tests {
             encoded_len(&r, 10),
             Err(Error::HeaderKeyTooLarge { len: 257, max: 256 })
         ));
-        let v = "v".repeat(40_000);
-        let hs = [("a", v.as_str()), ("b", v.as_str())];
-        let r = RecordIn {
-            headers: &hs,
-            ..RecordIn::new(b"x")
-        };
+        // 64 KiB of keys and values for a message, 2 KiB more for a record.
+        let v = "v".repeat(MAX_HEADERS_BYTES - 2);
+        let hs = [("a", v.as_str()), ("b", "")];
+        assert_eq!(check_headers(&hs).unwrap(), MAX_HEADERS_BYTES);
+        let hs = [("a", v.as_str()), ("bc", "")];
         assert!(matches!(
-            encoded_len(&r, 10),
-            Err(Error::HeadersTooLarge { .. })
+            check_headers(&hs),
+            Err(Error::HeadersTooLarge {
+                size: 65537,
+                max: 65536
+            })
         ));
-        let hs: Vec<(&str, &str)> = (0..64).map(|_| ("k", "v")).collect();
-        let r = RecordIn {
-            headers: &hs,
-            ..RecordIn::new(b"x")
-        };
-        assert!(encoded_len(&r, 10).is_ok());
+        let extra = "e".repeat(RESERVED_HEADERS_BYTES - 1);
+        let hs = [("a", v.as_str()), ("b", ""), ("c", extra.as_str())];
+        assert!(encoded_len(
+            &RecordIn {
+                headers: &hs,
+                ..RecordIn::new(b"x")
+            },
+            10
+        )
+        .is_ok());
+        let hs = [("a", v.as_str()), ("b", ""), ("cd", extra.as_str())];
+        assert!(matches!(
+            encoded_len(
+                &RecordIn {
+                    headers: &hs,
+                    ..RecordIn::new(b"x")
+                },
+                10
+            ),
+            Err(Error::HeadersTooLarge {
+                size: 67585,
+                max: 67584
+            })
+        ));
     }
 
     #[test]

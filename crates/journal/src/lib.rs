@@ -61,7 +61,8 @@ pub use checkpoint::{Checkpoint, RecoveryInfo, CHECKPOINT_FILE, CHECKPOINT_LEN};
 #[cfg(not(ledgerq_loom))]
 pub use codec::{
     check_headers, Headers, Position, RecordIn, RecordView, MAX_HEADERS, MAX_HEADERS_BYTES,
-    MAX_HEADER_KEY, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+    MAX_HEADER_KEY, MAX_RECORD_HEADERS, MAX_RECORD_HEADERS_BYTES, RECORD_HEADER_LEN,
+    RESERVED_HEADERS, RESERVED_HEADERS_BYTES, SEGMENT_HEADER_LEN,
 };
 #[cfg(not(ledgerq_loom))]
 pub use cursor::Cursor;

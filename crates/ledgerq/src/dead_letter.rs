@@ -7,10 +7,21 @@
 //! marked; the next delivery attempt looks for it among the newest records of the
 //! dead-letter queue (by its `dlq.original_id` header) and either finishes or redoes
 //! the move, so a message is never both dead-lettered and deliverable.
+//!
+//! Any message that was legal to enqueue can be moved: the journal lets a record carry
+//! [`RESERVED_HEADERS`] headers and [`RESERVED_HEADERS_BYTES`] bytes of headers beyond
+//! what a message may be given, which the `dlq.*` headers fit in (checked at compile
+//! time below), and the segment room kept free of payload (`options::SEGMENT_SLACK`)
+//! holds their encoding. A move that fails anyway leaves the message in its queue (see
+//! [`Inner::dead_letter`]).
 
+use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
-use ledgerq_journal::RecordIn;
+use ledgerq_journal::{
+    RecordIn, MAX_RECORD_HEADERS, RECORD_HEADER_LEN, RESERVED_HEADERS, RESERVED_HEADERS_BYTES,
+    SEGMENT_HEADER_LEN,
+};
 
 use crate::error::{Error, Result};
 use crate::message::Message;
@@ -29,12 +40,45 @@ const H_COUNT: &str = "dlq.delivery_count";
 const H_REASON: &str = "dlq.reason";
 const H_LAST_FAILURE: &str = "dlq.last_failure";
 
+/// How many headers a move adds.
+const DLQ_HEADERS: usize = 4;
+/// The longest `dlq.reason`, in characters.
+const REASON_CHARS: usize = 256;
+/// The most bytes of keys and values a move adds: the four keys, an ID (u64) and a
+/// delivery count (u32) in decimal, a reason of [`REASON_CHARS`] characters of up to 4
+/// bytes of UTF-8 each, and an RFC 3339 time with milliseconds (24 bytes; 32 allowed).
+const DLQ_HEADERS_BYTES: usize = H_ORIGINAL_ID.len()
+    + H_COUNT.len()
+    + H_REASON.len()
+    + H_LAST_FAILURE.len()
+    + 20
+    + 10
+    + 4 * REASON_CHARS
+    + 32;
+
+// The `dlq.*` headers fit in what a record may carry beyond a message's limits...
+const _: () = assert!(DLQ_HEADERS <= RESERVED_HEADERS);
+const _: () = assert!(DLQ_HEADERS_BYTES <= RESERVED_HEADERS_BYTES);
+// ...and a dead letter of a message whose payload and headers fill `max_message_size`
+// still fits in a segment: the segment header, the record header, 6 bytes per header,
+// the added keys and values, and padding fit in the room kept free of payload.
+const _: () = assert!(
+    SEGMENT_HEADER_LEN as usize
+        + RECORD_HEADER_LEN as usize
+        + 6 * MAX_RECORD_HEADERS
+        + RESERVED_HEADERS_BYTES
+        + 7
+        <= crate::options::SEGMENT_SLACK as usize
+);
+
 impl Queue {
     /// The dead-letter queue, in `<dir>/dead-letter`: a full queue (manual-ack) whose
     /// messages are the ones that failed [`max_deliveries`](Options::max_deliveries)
-    /// times, with their payload, headers, priority and expiry, plus the headers
-    /// `dlq.original_id`, `dlq.delivery_count`, `dlq.reason` and `dlq.last_failure`
-    /// (RFC 3339). It is created when first needed.
+    /// times, with their payload, headers (all of them, in order), priority and expiry,
+    /// plus the headers `dlq.original_id`, `dlq.delivery_count`, `dlq.reason` and
+    /// `dlq.last_failure` (RFC 3339). These four come beyond the header limits of a
+    /// message, so a message at those limits, or as large as `max_message_size`, is
+    /// moved too. It is created when first needed.
     ///
     /// # Errors
     ///
@@ -95,6 +139,11 @@ impl Queue {
             .filter(|(k, _)| !k.starts_with("dlq."))
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
+        // Without the `dlq.*` headers the message is back within a message's limits
+        // (it was legal to enqueue); checked as an enqueue would, as this queue's
+        // `max_message_size` may have changed since.
+        let header_bytes = ledgerq_journal::check_headers(&headers)?;
+        inner.check_size(m.payload.len().saturating_add(header_bytes))?;
         let rec = RecordIn {
             payload: &m.payload,
             priority: m.priority.as_u8(),
@@ -117,15 +166,36 @@ fn expiry_ns(m: &Message) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-/// The first line of `reason`, at most 256 characters.
+/// The first line of `reason`, at most [`REASON_CHARS`] characters.
 fn short_reason(reason: &str) -> String {
     reason
         .lines()
         .next()
         .unwrap_or("")
         .chars()
-        .take(256)
+        .take(REASON_CHARS)
         .collect()
+}
+
+/// Whether one of the newest records of dead-letter queue `dlq` is message `id`'s.
+fn holds_dead_letter(dlq: &Queue, id: u64) -> bool {
+    let d = &dlq.inner;
+    let end = d.journal.next_id();
+    let from = end
+        .saturating_sub(RESUME_LOOKBACK)
+        .max(d.journal.first_id());
+    let want = id.to_string();
+    if let Ok(mut c) = d.journal.cursor(from) {
+        while let Ok(Some(hit)) = c.next(&d.journal, |v| {
+            v.headers()
+                .any(|(k, val)| k == H_ORIGINAL_ID && val == want)
+        }) {
+            if hit {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 impl Inner {
@@ -146,51 +216,71 @@ impl Inner {
             .flush_interval(o.flush_interval)
             .recovery_mode(o.recovery_mode)
             .max_deliveries(0)
+            // The most a segment allows, at least this queue's limit (`validate`): the
+            // journal checks a dead letter's payload against it. A dead letter's
+            // headers are not counted against it, so the `dlq.*` headers never make a
+            // message that was legal here too large there.
             .max_message_size(
-                usize::try_from(o.segment_size.saturating_sub(4096)).unwrap_or(usize::MAX),
+                usize::try_from(o.segment_size.saturating_sub(crate::options::SEGMENT_SLACK))
+                    .unwrap_or(usize::MAX),
             );
         let q = Queue::open_with(self.dir.join(DIR_NAME), opts)?;
         Ok(self.dlq.get_or_init(|| q))
     }
 
     /// Moves message `m` (delivered `count` times) to the dead-letter queue.
-    pub(crate) fn dead_letter(&self, m: Message, count: u32, reason: &str) -> Result<()> {
+    ///
+    /// # Errors
+    ///
+    /// The error of the move (opening or appending to the dead-letter queue). The
+    /// message then stays in this queue, its entry back at `count` deliveries, and the
+    /// failure is logged and counted ([`Stats::dead_letter_failures`]); the caller
+    /// decides when it is delivered again.
+    ///
+    /// [`Stats::dead_letter_failures`]: crate::Stats::dead_letter_failures
+    pub(crate) fn dead_letter(&self, m: &Message, count: u32, reason: &str) -> Result<()> {
         let id = m.id;
         self.state.set_dead_lettering(id);
-        self.append_dead_letter(&m, count, reason)?;
+        if let Err(e) = self.append_dead_letter(m, count, reason) {
+            // An error after the write (a failed sync of the dead-letter queue) leaves
+            // the dead letter written: then the move is complete.
+            let written = self.dlq.get().is_some_and(|q| holds_dead_letter(q, id));
+            if !written {
+                self.state.set_delivered(id, count);
+                self.dead_letter_failed(id, &e);
+                return Err(e);
+            }
+        }
         self.consume(id);
         crate::observe::event!(warn, dir = %self.dir.display(), id, deliveries = count,
             reason, "message moved to the dead-letter queue");
         Ok(())
     }
 
+    /// Logs and counts a failed move of message `id`.
+    pub(crate) fn dead_letter_failed(&self, id: u64, e: &Error) {
+        self.dead_letter_failures.fetch_add(1, Ordering::Relaxed);
+        crate::observe::event!(error, dir = %self.dir.display(), id, error = %e,
+            "moving a message to the dead-letter queue failed; it stays in this queue");
+        let _ = (id, e);
+    }
+
     /// A move interrupted by a crash: finish it if the dead letter was written, else
     /// redo it.
-    pub(crate) fn resume_dead_letter(&self, m: Message) -> Result<()> {
+    ///
+    /// # Errors
+    ///
+    /// An error opening the dead-letter queue (the entry stays marked: whether the
+    /// dead letter was written is unknown), or the error of a redone move (see
+    /// [`dead_letter`](Inner::dead_letter): the entry is then back at
+    /// [`MAX_COUNT`](crate::state::MAX_COUNT) deliveries).
+    pub(crate) fn resume_dead_letter(&self, m: &Message) -> Result<()> {
         let dlq = self.dead_letter_queue()?;
-        let d = &dlq.inner;
-        let end = d.journal.next_id();
-        let from = end
-            .saturating_sub(RESUME_LOOKBACK)
-            .max(d.journal.first_id());
-        let want = m.id.to_string();
-        let mut found = false;
-        if let Ok(mut c) = d.journal.cursor(from) {
-            while let Ok(Some(hit)) = c.next(&d.journal, |v| {
-                v.headers()
-                    .any(|(k, val)| k == H_ORIGINAL_ID && val == want)
-            }) {
-                if hit {
-                    found = true;
-                    break;
-                }
-            }
+        if holds_dead_letter(dlq, m.id) {
+            self.consume(m.id);
+            return Ok(());
         }
-        if !found {
-            self.append_dead_letter(&m, crate::state::MAX_COUNT, "delivery interrupted")?;
-        }
-        self.consume(m.id);
-        Ok(())
+        self.dead_letter(m, crate::state::MAX_COUNT, "delivery interrupted")
     }
 
     fn append_dead_letter(&self, m: &Message, count: u32, reason: &str) -> Result<()> {
@@ -211,11 +301,8 @@ impl Inner {
             (H_REASON, reason.as_str()),
             (H_LAST_FAILURE, when.as_str()),
         ]);
-        // A message may already carry 61+ headers: keep the dlq.* ones within the limit.
-        let over = headers.len().saturating_sub(ledgerq_journal::MAX_HEADERS);
-        if over > 0 {
-            headers.drain(..over);
-        }
+        // Every header the message carries is kept: a record has room for these four
+        // beyond a message's limits (see the checks at the top of this file).
         let rec = RecordIn {
             payload: &m.payload,
             priority: m.priority.as_u8(),

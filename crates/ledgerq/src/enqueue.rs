@@ -105,7 +105,10 @@ impl EnqueueOptions {
     }
 
     /// Appends a header. Headers keep their order, and a key may repeat.
-    /// At most 64 headers, keys of at most 256 bytes, 64 KiB for all keys and values.
+    /// At most 64 headers, keys of at most 256 bytes, 64 KiB for all keys and values;
+    /// they count toward [`max_message_size`](crate::Options::max_message_size). A
+    /// message moved to the dead-letter queue keeps all of them and gets four `dlq.*`
+    /// headers beyond these limits.
     pub fn header(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((key.into(), value.into()));
         self

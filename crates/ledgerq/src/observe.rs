@@ -14,6 +14,7 @@
 //! | `ledgerq_expired_total` | counter | messages expired before delivery |
 //! | `ledgerq_dead_lettered_total` | counter | messages moved to the dead-letter queue |
 //! | `ledgerq_dropped_total` | counter | pending messages dropped by `DropOldest` |
+//! | `ledgerq_dead_letter_failures_total` | counter | failed moves to the dead-letter queue |
 //! | `ledgerq_pending` | gauge | messages waiting |
 //! | `ledgerq_in_flight` | gauge | leased messages |
 //! | `ledgerq_segments`, `ledgerq_disk_bytes` | gauge | segment files and their bytes |
@@ -103,6 +104,8 @@ pub(crate) fn publish(q: &Inner) {
         metrics::counter!("ledgerq_dead_lettered_total", "queue" => l.clone())
             .absolute(s.dead_lettered);
         metrics::counter!("ledgerq_dropped_total", "queue" => l.clone()).absolute(s.dropped);
+        metrics::counter!("ledgerq_dead_letter_failures_total", "queue" => l.clone())
+            .absolute(s.dead_letter_failures);
         metrics::gauge!("ledgerq_pending", "queue" => l.clone()).set(s.pending as f64);
         metrics::gauge!("ledgerq_in_flight", "queue" => l.clone()).set(s.in_flight as f64);
         metrics::gauge!("ledgerq_segments", "queue" => l.clone()).set(s.segments as f64);

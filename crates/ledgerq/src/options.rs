@@ -108,6 +108,23 @@ pub enum OverflowPolicy {
 pub const DEFAULT_SEGMENT_SIZE: u64 = 64 << 20;
 /// Default largest message: 10 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 10 << 20;
+
+/// Bytes of a segment a payload and its headers never use: room for the segment header
+/// and a record's encoding around them (record header, 6 bytes per header, dedup field,
+/// padding), and for the `dlq.*` headers a dead letter adds (checked in
+/// `dead_letter.rs`).
+pub(crate) const SEGMENT_SLACK: u64 = 4096;
+
+// A message whose payload and headers fill `max_message_size` fits in a segment.
+const _: () = assert!(
+    ledgerq_journal::SEGMENT_HEADER_LEN as usize
+        + ledgerq_journal::RECORD_HEADER_LEN as usize
+        + 6 * ledgerq_journal::MAX_HEADERS
+        + 8
+        + crate::queue::MAX_DEDUP_KEY
+        + 7
+        <= SEGMENT_SLACK as usize
+);
 /// Default ring capacity: how many messages are dispatched ahead of consumers.
 pub const DEFAULT_RING_CAPACITY: usize = 1024;
 
@@ -192,10 +209,10 @@ impl Options {
         })
     }
 
-    /// Bytes of a segment a single payload may use: the segment less its header and a
-    /// record header with room for the largest header set.
+    /// Bytes of a segment a single payload with its headers may use: the segment less
+    /// [`SEGMENT_SLACK`].
     fn segment_room(&self) -> u64 {
-        self.segment_size.saturating_sub(4096)
+        self.segment_size.saturating_sub(SEGMENT_SLACK)
     }
 
     /// How many messages the dispatch ring holds ahead of consumers (rounded up to a power

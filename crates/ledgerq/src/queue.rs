@@ -38,6 +38,9 @@ const SHARDS: usize = 16;
 /// over three runs; 20 µs, which parks between those messages, a median of 24 µs (the
 /// wake-up) and p99 from 74 to 95 µs.
 const SPIN_BEFORE_PARK: Duration = Duration::from_micros(20);
+/// How long a message whose interrupted move to the dead-letter queue cannot be
+/// finished (the dead-letter queue cannot be opened) waits before the next attempt.
+const DEAD_LETTER_RETRY: Duration = Duration::from_secs(1);
 
 /// An embedded, durable, multi-producer multi-consumer queue: a directory is a queue.
 ///
@@ -110,6 +113,7 @@ pub(crate) struct Inner {
     /// Counters since open.
     pub(crate) expired: AtomicU64,
     pub(crate) dropped: AtomicU64,
+    pub(crate) dead_letter_failures: AtomicU64,
     /// Serialises compaction passes (the maintenance thread, `compact`, overflow).
     pub(crate) compaction: Mutex<()>,
 }
@@ -253,6 +257,7 @@ impl Queue {
             dlq_init: Mutex::new(()),
             expired: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            dead_letter_failures: AtomicU64::new(0),
             compaction: Mutex::new(()),
             dispatch: Dispatch::new(
                 opts.ring_capacity,
@@ -604,9 +609,19 @@ impl Queue {
     /// it moves to the dead-letter queue instead, with `reason` (its first line, at most
     /// 256 characters) in its `dlq.reason` header.
     ///
+    /// A message that was legal to enqueue can always be moved: the dead-letter queue
+    /// keeps all its headers and adds the four `dlq.*` ones beyond the header limits.
+    /// If the move fails anyway (the dead-letter queue cannot be opened or written), the
+    /// error is returned here and the message stays in this queue: it is delivered again
+    /// like after any failure, its delivery count above `max_deliveries`, and each
+    /// later failure tries the move again. It never blocks the delivery of other
+    /// messages. The failure is logged and counted in [`Stats::dead_letter_failures`];
+    /// an expired lease's failed move only there.
+    ///
     /// # Errors
     ///
-    /// [`Error::NotInFlight`] if `id` is not leased; an error of the dead-letter queue.
+    /// [`Error::NotInFlight`] if `id` is not leased; an error of the dead-letter queue
+    /// (the message is then delivered again, see above).
     pub fn nack(&self, id: u64, reason: &str) -> Result<()> {
         self.inner.fail(id, reason, None)
     }
@@ -919,6 +934,7 @@ impl Inner {
             dedup_tracked: inner.dedup.len() as u64,
             dedup_evicted: inner.dedup.evicted(),
             dropped: inner.dropped.load(Ordering::Relaxed),
+            dead_letter_failures: inner.dead_letter_failures.load(Ordering::Relaxed),
             oldest_pending_age: if pending == 0 {
                 None
             } else {
@@ -944,7 +960,7 @@ impl Inner {
         Ok(())
     }
 
-    fn check_size(&self, size: usize) -> Result<()> {
+    pub(crate) fn check_size(&self, size: usize) -> Result<()> {
         let max = self.opts.get_max_message_size();
         if size > max {
             return Err(Error::MessageTooLarge { size, max });
@@ -1201,26 +1217,15 @@ impl Inner {
 
     /// A leased message failed (nack or expired lease): dead-letter it if it has used
     /// up its deliveries, else deliver it again after its backoff.
+    ///
+    /// If the move to the dead-letter queue fails, the message is delivered again like
+    /// after any failure (that delivery tries the move again, see `deliver`) and the
+    /// error is returned.
     fn after_failure(&self, pos: Position, reason: &str, delay: Option<Duration>) -> Result<()> {
         let count = match self.state.entry(pos.id()) {
             Entry::Delivered(n) => n,
             _ => 1,
         };
-        let max = self.opts.max_deliveries;
-        if max > 0 && count >= max {
-            return match self.read_record(pos)? {
-                Some(m) => self.dead_letter(m, count, reason).inspect_err(|_| {
-                    // The move failed (e.g. the disk is full): the message stays here,
-                    // to be delivered (and moved) again.
-                    self.state.set_delivered(pos.id(), count);
-                    self.requeue(pos);
-                }),
-                None => {
-                    self.note_expired(pos.id());
-                    Ok(())
-                }
-            };
-        }
         let delay = delay.unwrap_or_else(|| match self.opts.redelivery_backoff {
             Some((base, max)) => {
                 let shift = count.saturating_sub(1).min(30);
@@ -1228,6 +1233,20 @@ impl Inner {
             }
             None => Duration::ZERO,
         });
+        let max = self.opts.max_deliveries;
+        if max > 0 && count >= max {
+            return match self.read_record(pos)? {
+                // On failure the message stays here with its entry at `count`
+                // deliveries (logged and counted in `dead_letter`).
+                Some(m) => self
+                    .dead_letter(&m, count, reason)
+                    .inspect_err(|_| self.requeue_after(pos, delay)),
+                None => {
+                    self.note_expired(pos.id());
+                    Ok(())
+                }
+            };
+        }
         self.requeue_after(pos, delay);
         Ok(())
     }
@@ -1662,6 +1681,13 @@ impl Inner {
     /// consumed entry (priority mode) or the watermark (auto mode). `None` if it must
     /// not be delivered: consumed meanwhile (a seek), expired, or moved to the
     /// dead-letter queue.
+    ///
+    /// A failed move to the dead-letter queue is never this call's error (that would
+    /// be every later dequeue's error, the message being served first): the message is
+    /// delivered instead (its next failure tries the move again), or, if it may have
+    /// been moved already (an interrupted move that cannot be checked), held back and
+    /// tried again after [`DEAD_LETTER_RETRY`]. Either way other messages keep being
+    /// delivered; the failure is logged and counted in `Stats::dead_letter_failures`.
     fn deliver(&self, pos: Position) -> Result<Option<Message>> {
         let id = pos.id();
         let prev = if self.per_id() {
@@ -1677,25 +1703,38 @@ impl Inner {
             return Ok(None);
         };
         if self.manual() {
-            if prev == Entry::DeadLettering {
-                self.resume_dead_letter(m)
-                    .inspect_err(|_| self.requeue(pos))?;
-                return Ok(None);
-            }
+            let max = self.opts.max_deliveries;
             let n = match prev {
-                Entry::Delivered(n) => n,
+                Entry::DeadLettering => match self.resume_dead_letter(&m) {
+                    Ok(()) => return Ok(None),
+                    Err(e) => match self.state.entry(id) {
+                        // The redone move failed, known not to have happened (logged
+                        // and counted in `dead_letter`): deliver.
+                        Entry::Delivered(n) => n,
+                        // The dead-letter queue cannot be opened: the message may be
+                        // there already, so it is not deliverable until that is known.
+                        _ => {
+                            self.dead_letter_failed(id, &e);
+                            self.requeue_after(pos, DEAD_LETTER_RETRY);
+                            return Ok(None);
+                        }
+                    },
+                },
+                Entry::Delivered(n) => {
+                    // Delivered that many times before (a restart, or a failed move),
+                    // never acknowledged.
+                    if max > 0
+                        && n >= max
+                        && self
+                            .dead_letter(&m, n, "delivered without acknowledgement")
+                            .is_ok()
+                    {
+                        return Ok(None);
+                    }
+                    n
+                }
                 _ => 0,
             };
-            let max = self.opts.max_deliveries;
-            if max > 0 && n >= max {
-                // Delivered that many times before a restart, never acknowledged.
-                self.dead_letter(m, n, "delivered without acknowledgement before a restart")
-                    .inspect_err(|_| {
-                        self.state.set_delivered(id, n);
-                        self.requeue(pos);
-                    })?;
-                return Ok(None);
-            }
             let n = n + 1;
             self.state.set_delivered(id, n);
             let deadline = Instant::now() + self.opts.lease_timeout;
@@ -1804,6 +1843,8 @@ impl Inner {
                     .collect()
             };
             for pos in expired {
+                // A failed move to the dead-letter queue is logged and counted in
+                // `dead_letter`; the message is delivered again.
                 let _ = self.after_failure(pos, "lease expired", None);
                 self.in_flight.fetch_sub(1, Ordering::SeqCst);
             }

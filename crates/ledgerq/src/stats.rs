@@ -30,6 +30,10 @@ pub struct Stats {
     /// Pending messages dropped by [`OverflowPolicy::DropOldest`](crate::OverflowPolicy)
     /// (since open).
     pub dropped: u64,
+    /// Moves to the dead-letter queue that failed (since open), each logged: the
+    /// message stayed in the queue and was delivered again (see
+    /// [`Queue::nack`](crate::Queue::nack)).
+    pub dead_letter_failures: u64,
     /// How long the oldest pending message has waited, if any is pending.
     pub oldest_pending_age: Option<std::time::Duration>,
 }

@@ -357,8 +357,10 @@ fn dead_letters_survive_reopen() {
     assert_eq!(dlq.dequeue().unwrap().unwrap().payload(), b"dead");
 }
 
+/// Regression: a message with more than 60 headers lost its oldest ones to make room
+/// for the `dlq.*` headers.
 #[test]
-fn a_message_with_64_headers_still_gets_the_dlq_headers() {
+fn a_message_with_64_headers_keeps_them_all_and_gets_the_dlq_headers() {
     let dir = tempfile::tempdir().unwrap();
     let q = Queue::open_with(dir.path(), manual().max_deliveries(1)).unwrap();
     let opts = (0..64).fold(EnqueueOptions::new(), |o, i| o.header(format!("k{i}"), "v"));
@@ -367,9 +369,246 @@ fn a_message_with_64_headers_still_gets_the_dlq_headers() {
     q.nack(m.id(), "why").unwrap();
     let d = q.dead_letters().unwrap().dequeue().unwrap().unwrap();
     assert_eq!(d.payload(), b"full");
-    assert!(d.headers().len() <= 64);
+    assert_eq!(d.headers().len(), 68);
+    assert_eq!(d.headers()[..64], *m.headers());
     assert_eq!(dlq_headers(&d).len(), 4);
     assert_eq!(d.header("dlq.reason"), Some("why"));
+}
+
+/// 64 headers of exactly 64 KiB in all, one key of 256 bytes: a message at every header
+/// limit.
+fn headers_at_the_limits() -> Vec<(String, String)> {
+    let mut hs: Vec<(String, String)> = (0..64)
+        .map(|i| (format!("h{i:02}"), String::new()))
+        .collect();
+    hs[0].0 = "k".repeat(256);
+    let keys: usize = hs.iter().map(|(k, _)| k.len()).sum();
+    let each = (64 * 1024 - keys) / 64;
+    for (i, (_, v)) in hs.iter_mut().enumerate() {
+        *v = char::from(b'a' + (i % 26) as u8).to_string().repeat(each);
+    }
+    // The rest on the last one, two bytes at a time (`ß` is 2 bytes of UTF-8) and one.
+    let rest = 64 * 1024 - keys - 64 * each;
+    hs[63].1.push_str(&"ß".repeat(rest / 2));
+    hs[63].1.push_str(&"z".repeat(rest % 2));
+    assert_eq!(
+        hs.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>(),
+        64 * 1024
+    );
+    hs
+}
+
+fn with_headers(hs: &[(String, String)]) -> EnqueueOptions {
+    hs.iter().fold(EnqueueOptions::new(), |o, (k, v)| {
+        o.header(k.clone(), v.clone())
+    })
+}
+
+/// A reason of 256 characters of 4 bytes each, then a second line that is dropped.
+fn longest_reason() -> String {
+    format!("{}\nsecond line", "\u{1F4A5}".repeat(300))
+}
+
+fn assert_dead_letter_of(d: &Message, payload: &[u8], user: &[(String, String)], id: u64) {
+    assert_eq!(d.payload(), payload);
+    assert_eq!(d.headers().len(), user.len() + 4);
+    assert_eq!(
+        d.headers()[..user.len()],
+        *user,
+        "user headers intact, in order"
+    );
+    let keys: Vec<&str> = dlq_headers(d).iter().map(|(k, _)| *k).collect();
+    assert_eq!(
+        keys,
+        [
+            "dlq.original_id",
+            "dlq.delivery_count",
+            "dlq.reason",
+            "dlq.last_failure"
+        ]
+    );
+    assert_eq!(d.header("dlq.original_id"), Some(&*id.to_string()));
+    assert_eq!(d.header("dlq.reason"), Some(&*"\u{1F4A5}".repeat(256)));
+}
+
+/// Regression: a message at the header limits could never be moved (the `dlq.*`
+/// headers took its record over them): its nack failed, and every later dequeue
+/// returned that error, before and after a reopen, so no other message was delivered.
+#[test]
+fn a_message_at_the_header_limits_is_dead_lettered_and_requeued_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || manual().max_deliveries(2);
+    let user = headers_at_the_limits();
+    let poison_id;
+    {
+        let q = Queue::open_with(dir.path(), opts()).unwrap();
+        // Exactly at the limits: one byte more is refused.
+        let mut over = user.clone();
+        over[1].1.push('x');
+        assert!(matches!(
+            q.enqueue_with("p", &with_headers(&over)),
+            Err(Error::HeadersTooLarge { .. })
+        ));
+        poison_id = q.enqueue_with("poison", &with_headers(&user)).unwrap().id();
+        q.enqueue("a").unwrap();
+        q.enqueue("b").unwrap();
+        q.enqueue("c").unwrap();
+        for i in 1..=2 {
+            let m = q.dequeue().unwrap().unwrap();
+            assert_eq!((m.id(), m.delivery_count()), (poison_id, i));
+            assert_eq!(m.headers(), &user[..]);
+            q.nack(m.id(), &longest_reason()).unwrap();
+        }
+        let a = q.dequeue().unwrap().unwrap();
+        assert_eq!(a.payload(), b"a");
+        q.ack(a.id()).unwrap();
+        let s = q.stats();
+        assert_eq!((s.dead_lettered, s.dead_letter_failures), (1, 0));
+        q.close().unwrap();
+    }
+    let q = Queue::open_with(dir.path(), opts()).unwrap();
+    for want in [&b"b"[..], b"c"] {
+        let m = q.dequeue().unwrap().unwrap();
+        assert_eq!(m.payload(), want);
+        q.ack(m.id()).unwrap();
+    }
+    assert!(q.dequeue().unwrap().is_none());
+    let dlq = q.dead_letters().unwrap();
+    let d = dlq.dequeue().unwrap().unwrap();
+    assert_dead_letter_of(&d, b"poison", &user, poison_id);
+    assert_eq!(d.header("dlq.delivery_count"), Some("2"));
+    // Back in the queue with exactly the user's headers, within the limits again.
+    let new_id = q.requeue_dead_letter(d.id()).unwrap();
+    let m = q.dequeue().unwrap().unwrap();
+    assert_eq!((m.id(), m.payload()), (new_id, &b"poison"[..]));
+    assert_eq!(m.headers(), &user[..]);
+    assert!(dlq.dequeue().unwrap().is_none());
+    // And it can be dead-lettered again.
+    q.nack(m.id(), "again").unwrap();
+    let m = q.dequeue().unwrap().unwrap();
+    q.nack(m.id(), &longest_reason()).unwrap();
+    let d = dlq.dequeue().unwrap().unwrap();
+    assert_dead_letter_of(&d, b"poison", &user, new_id);
+}
+
+/// A message whose payload and headers are exactly `max_message_size` (here all a
+/// 64 KiB segment allows), with 64 headers and the longest dedup key, moves to the
+/// dead-letter queue and back whole.
+#[test]
+fn a_message_of_max_message_size_is_dead_lettered_and_requeued_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = manual().max_deliveries(1).segment_size(64 << 10);
+    let max = opts.get_max_message_size();
+    let q = Queue::open_with(dir.path(), opts).unwrap();
+    let user: Vec<(String, String)> = (0..64)
+        .map(|i| (format!("key-{i:02}"), "v".repeat(100)))
+        .collect();
+    let hbytes: usize = user.iter().map(|(k, v)| k.len() + v.len()).sum();
+    let payload: Vec<u8> = (0..max - hbytes).map(|i| (i % 251) as u8).collect();
+    assert!(matches!(
+        q.enqueue_with([&payload[..], b"x"].concat(), &with_headers(&user)),
+        Err(Error::MessageTooLarge { .. })
+    ));
+    let eo = with_headers(&user).dedup_key(vec![b'd'; 256]);
+    let id = q.enqueue_with(&payload, &eo).unwrap().id();
+    q.enqueue("next").unwrap();
+    let m = q.dequeue().unwrap().unwrap();
+    assert_eq!(m.id(), id);
+    q.nack(m.id(), &longest_reason()).unwrap();
+    let next = q.dequeue().unwrap().unwrap();
+    assert_eq!(next.payload(), b"next");
+    q.ack(next.id()).unwrap();
+    let d = q.dead_letters().unwrap().dequeue().unwrap().unwrap();
+    assert_dead_letter_of(&d, &payload, &user, id);
+    let new_id = q.requeue_dead_letter(d.id()).unwrap();
+    let m = q.dequeue().unwrap().unwrap();
+    assert_eq!((m.id(), m.payload()), (new_id, &payload[..]));
+    assert_eq!(m.headers(), &user[..]);
+    assert_eq!(q.stats().dead_letter_failures, 0);
+}
+
+/// An expired lease is a failed delivery that reaches the same move: a message at the
+/// header limits is dead-lettered whole.
+#[test]
+fn an_expired_lease_dead_letters_a_message_at_the_header_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(
+        dir.path(),
+        manual()
+            .max_deliveries(1)
+            .lease_timeout(Duration::from_millis(50)),
+    )
+    .unwrap();
+    let user = headers_at_the_limits();
+    let id = q.enqueue_with("slow", &with_headers(&user)).unwrap().id();
+    q.enqueue("next").unwrap();
+    let m = q.dequeue().unwrap().unwrap();
+    assert_eq!(m.id(), id);
+    let d = q
+        .dead_letters()
+        .unwrap()
+        .dequeue_timeout(Duration::from_secs(10))
+        .unwrap()
+        .expect("dead-lettered after the lease expired");
+    assert_eq!(d.payload(), b"slow");
+    assert_eq!(d.headers()[..64], *user);
+    assert_eq!(d.header("dlq.reason"), Some("lease expired"));
+    let next = q.dequeue().unwrap().unwrap();
+    assert_eq!(next.payload(), b"next");
+    assert_eq!(q.stats().dead_letter_failures, 0);
+}
+
+/// A move that fails anyway (here: the dead-letter queue's directory cannot be
+/// created) is the nack's error only: the message stays deliverable and every other
+/// message keeps being delivered, before and after a reopen. Once the dead-letter queue
+/// can be written, the next failure moves it.
+#[test]
+fn a_failed_move_never_blocks_other_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("dead-letter");
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    let opts = || manual().max_deliveries(1);
+    let poison;
+    {
+        let q = Queue::open_with(dir.path(), opts()).unwrap();
+        poison = q.enqueue("poison").unwrap();
+        q.enqueue("a").unwrap();
+        q.enqueue("b").unwrap();
+        let m = q.dequeue().unwrap().unwrap();
+        assert_eq!(m.id(), poison);
+        assert!(q.nack(poison, "bad").is_err());
+        assert_eq!(q.stats().dead_letter_failures, 1);
+        // Delivered again (the move is tried again and fails: counted, not returned),
+        // and so is everything else.
+        let again = q.dequeue().unwrap().unwrap();
+        assert_eq!((again.id(), again.delivery_count()), (poison, 2));
+        assert_eq!(q.stats().dead_letter_failures, 2);
+        let a = q.dequeue().unwrap().unwrap();
+        assert_eq!(a.payload(), b"a");
+        q.ack(a.id()).unwrap();
+        assert!(q.nack(poison, "bad").is_err());
+        q.close().unwrap();
+    }
+    let q = Queue::open_with(dir.path(), opts()).unwrap();
+    let mut got = Vec::new();
+    while let Some(m) = q.dequeue().unwrap() {
+        got.push((m.payload().to_vec(), m.delivery_count()));
+        if m.id() != poison {
+            q.ack(m.id()).unwrap();
+        }
+    }
+    got.sort();
+    // Delivered twice before the reopen.
+    assert_eq!(got, [(b"b".to_vec(), 1), (b"poison".to_vec(), 3)]);
+    // The dead-letter queue can be created now: the next failure moves the message.
+    std::fs::remove_file(&blocker).unwrap();
+    q.nack(poison, "bad").unwrap();
+    assert!(q.dequeue().unwrap().is_none());
+    let d = q.dead_letters().unwrap().dequeue().unwrap().unwrap();
+    assert_eq!(d.payload(), b"poison");
+    assert_eq!(d.header("dlq.delivery_count"), Some("3"));
+    let s = q.stats();
+    assert_eq!((s.pending, s.in_flight, s.dead_lettered), (0, 0, 1));
 }
 
 #[test]
