@@ -1,8 +1,9 @@
 //! `ledgerq`: the command-line tool for the people who operate LedgerQ queues.
 //!
 //! Read-only commands (`stats`, `verify`, `peek`, `dump`, `tail`, `dead-letter list`)
-//! never take the queue's lock and never create anything; they work while another
-//! process owns the queue. Mutating commands (`enqueue`, `dequeue`, `compact`,
+//! never own the queue and never create or write anything; they work while another
+//! process owns the queue, and on a queue a crash left with a torn tail (they show the
+//! records before it; `verify` reports it). Mutating commands (`enqueue`, `dequeue`, `compact`,
 //! `dead-letter requeue`) open the queue and fail if another process owns it.
 
 mod render;

@@ -633,6 +633,67 @@ fn verify_reports_a_torn_tail() {
 }
 
 #[test]
+fn read_only_commands_show_the_records_before_a_torn_tail_and_change_nothing() {
+    let _serial = serial();
+    let t = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(t.path(), small()).unwrap();
+    for i in 0..10 {
+        q.enqueue(format!("order {i}")).unwrap();
+    }
+    q.close().unwrap();
+    let report = ledgerq::inspect::verify(t.path()).unwrap();
+    let last = report.segments.last().unwrap();
+    let at = last.bytes_used as usize;
+    // Half-written garbage after the last record, as a crash mid-write leaves; the
+    // queue has not been opened since (which would cut it).
+    let mut b = fs::read(&last.path).unwrap();
+    for (i, x) in b[at..at + 40].iter_mut().enumerate() {
+        *x = (i as u8).wrapping_mul(13) | 1;
+    }
+    fs::write(&last.path, &b).unwrap();
+    let before = snapshot(t.path());
+    let d = t.path();
+    let stats = run_ok("stats", d, &[]);
+    assert!(stats.contains("records         10"), "{stats}");
+    assert!(
+        stats.contains("IDs             1..=10 retained, next ID 11"),
+        "{stats}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&run_ok("stats", d, &["--json"])).unwrap();
+    assert_eq!(
+        (v["records"].as_u64(), v["pending"].as_u64()),
+        (Some(10), Some(10))
+    );
+    assert_eq!(
+        run_ok("peek", d, &["-n", "3", "--format", "raw"]),
+        "order 0\norder 1\norder 2\n"
+    );
+    let all: String = (0..10).map(|i| format!("order {i}\n")).collect();
+    assert_eq!(run_ok("dump", d, &["--format", "raw"]), all);
+    let text = run_ok("dump", d, &[]);
+    assert_eq!(text.lines().count(), 10, "{text}");
+    assert!(
+        text.lines().last().unwrap().ends_with("  order 9"),
+        "{text}"
+    );
+    assert_eq!(
+        run_ok("tail", d, &["-n", "2", "--format", "raw"]),
+        "order 8\norder 9\n"
+    );
+    // verify still reports the torn tail, which the next open of the queue cuts.
+    ledgerq()
+        .arg("verify")
+        .arg(d)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(format!(
+            "at offset {at}, 40 bytes"
+        )))
+        .stderr(predicate::str::contains("0 corruption(s), 1 torn tail(s)"));
+    assert!(snapshot(d) == before, "a read-only command wrote");
+}
+
+#[test]
 fn missing_directory_is_never_created() {
     let _serial = serial();
     let t = tempfile::tempdir().unwrap();

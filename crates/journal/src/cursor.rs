@@ -12,8 +12,10 @@ use crate::segment::{Segment, Step};
 
 /// Reads committed records in ID order. A reserved but uncommitted record stops the
 /// cursor (`next` returns `Ok(None)`) until it is committed; recovered holes are
-/// skipped. Holds its current segment alive (an `Arc`), so a removed segment stays
-/// readable until the cursor moves on.
+/// skipped. In a read-only journal, a torn tail of the last segment that the next
+/// writable open would cut stops it the same way, until a writer has repaired it
+/// (`Journal::open_read_only`). Holds its current segment alive (an `Arc`), so a
+/// removed segment stays readable until the cursor moves on.
 #[derive(Debug)]
 pub struct Cursor {
     seg: Option<Arc<Segment>>,
@@ -52,7 +54,9 @@ impl Cursor {
     /// if nothing is committed at the cursor yet.
     ///
     /// # Errors
-    /// [`Error::Corrupt`] if the bytes at the cursor are not a valid record.
+    /// [`Error::Corrupt`] if the bytes at the cursor are not a valid record (a torn
+    /// tail in a read-only journal excepted: see [`Cursor`]); [`Error::Io`] if a
+    /// read-only journal cannot look at its lock file or directory.
     pub fn next<R>(
         &mut self,
         journal: &Journal,
@@ -84,6 +88,15 @@ impl Cursor {
             let Some(seg) = self.seg.as_ref() else {
                 return Ok(None);
             };
+            // A read-only journal's last segment with a torn tail (`torn`): stop at
+            // it until a writer has repaired it.
+            if let Some(t) = seg.torn_at_or_below(self.off) {
+                if crate::torn::still_torn(journal, seg, t)? {
+                    self.off = t.offset;
+                    return Ok(None);
+                }
+                seg.clear_torn(t);
+            }
             let step = seg.step(self.off, false);
             let at_end = match step {
                 Step::Record { view, len } => {
@@ -105,6 +118,10 @@ impl Cursor {
                     // never delivered.
                     let raw_len = view.raw_len();
                     if !seg.record_checksum_ok(self.off, raw_len) {
+                        if let Some(t) = crate::torn::at_damage(journal, seg, self.off)? {
+                            self.off = t.offset;
+                            return Ok(None);
+                        }
                         if journal.inner().recovery_mode() == RecoveryMode::Skip {
                             self.off += len;
                             continue;
@@ -128,6 +145,12 @@ impl Cursor {
                     continue;
                 }
                 Step::Corrupt(reason) => {
+                    // A torn tail of the last segment that a writable open would cut:
+                    // nothing committed here yet.
+                    if let Some(t) = crate::torn::at_damage(journal, seg, self.off)? {
+                        self.off = t.offset;
+                        return Ok(None);
+                    }
                     // Skip mode: go on at the next valid record after the damage, if it
                     // lies where no appender writes (see `Segment::resync_after`).
                     if journal.inner().recovery_mode() == RecoveryMode::Skip {

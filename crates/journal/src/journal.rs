@@ -337,7 +337,7 @@ fn parse_segment_name(name: &str) -> Option<u64> {
 
 type Listing = (Vec<(u64, PathBuf)>, Vec<PathBuf>);
 
-fn list_segments(dir: &Path) -> Result<Listing, Error> {
+pub(crate) fn list_segments(dir: &Path) -> Result<Listing, Error> {
     let mut segs = Vec::new();
     let mut tmps = Vec::new();
     let ckpt_tmp = crate::storage::temp_name(CHECKPOINT_FILE);
@@ -373,19 +373,40 @@ fn lock_dir(dir: &Path) -> Result<File, Error> {
         .truncate(false)
         .open(&path)
         .map_err(|e| Error::io("open lock file", &path, e))?;
-    // SAFETY: the fd is open for the duration of the call.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
+    let deadline = std::time::Instant::now() + READERS_LOCK_WAIT;
+    loop {
+        // SAFETY: the fd is open for the duration of the call.
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(f);
+        }
         let e = io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(Error::io("lock", &path, e));
+        }
+        // Held by a writer, or shared by read-only journals looking at a torn tail
+        // (`torn`): a shared lock is granted only if no writer holds it.
+        // SAFETY: as above.
+        let readers = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0;
+        if readers {
+            // SAFETY: as above.
+            unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_UN) };
+        }
+        if !readers || std::time::Instant::now() >= deadline {
             return Err(Error::Locked {
                 dir: dir.to_path_buf(),
             });
         }
-        return Err(Error::io("lock", &path, e));
+        std::thread::sleep(Duration::from_millis(1));
     }
-    Ok(f)
 }
+
+/// How long a writer's open waits for read-only journals that hold the `LOCK` file
+/// shared before it fails with [`Error::Locked`]. Each holds it only while it looks at
+/// a torn tail (one scan of the last segment) or at the record after one, never across
+/// calls.
+#[cfg(unix)]
+const READERS_LOCK_WAIT: Duration = Duration::from_secs(5);
 
 #[cfg(not(unix))]
 fn lock_dir(dir: &Path) -> Result<File, Error> {
@@ -525,7 +546,7 @@ fn header_is_blank(path: &Path) -> Result<bool, Error> {
 /// A segment file created whose header never reached the disk whole: shorter than a
 /// header, a header of zeros, or a header that is not valid (torn while being written)
 /// followed by nothing but zeros. It holds no record.
-fn is_blank_segment(path: &Path) -> Result<bool, Error> {
+pub(crate) fn is_blank_segment(path: &Path) -> Result<bool, Error> {
     use std::io::Read;
     let mut f = File::open(path).map_err(|e| Error::io("open segment", path, e))?;
     let mut hb = [0u8; SEGMENT_HEADER_LEN as usize];
@@ -913,9 +934,15 @@ impl Journal {
         })
     }
 
-    /// Opens the journal in `dir` for reading only: no lock, creates nothing, maps
+    /// Opens the journal in `dir` for reading only: creates and writes nothing, maps
     /// read-only, works beside a writer in another process. New segments of that
     /// writer are discovered by [`Journal::refresh`] (the cursor calls it at the end).
+    ///
+    /// A torn tail at the end of the last segment (damage a crash left, which the next
+    /// writable open cuts) is, for its cursors, the end of what is committed, once the
+    /// journal has made sure no writer lives: it then takes the `LOCK` file shared for
+    /// a moment, never creating it (a writer's open waits for it). Damage anywhere else,
+    /// or while a writer lives, is reported as [`Error::Corrupt`]. See [`Cursor`].
     ///
     /// # Errors
     /// [`Error::Corrupt`] for a bad segment header, [`Error::Io`].

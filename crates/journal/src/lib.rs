@@ -55,6 +55,8 @@ mod segment;
 mod storage;
 #[cfg(all(test, not(ledgerq_loom)))]
 mod testing;
+#[cfg(not(ledgerq_loom))]
+mod torn;
 
 #[cfg(not(ledgerq_loom))]
 pub use checkpoint::{Checkpoint, RecoveryInfo, CHECKPOINT_FILE, CHECKPOINT_LEN};

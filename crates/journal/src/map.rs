@@ -23,7 +23,12 @@
 //!    for every mmap-based store.
 //! 4. **Read-only opens** map read-only and read only committed records of a writer in
 //!    another process: the same physical pages, and the writer's store order (body,
-//!    then `Release` commit word) is what the reader's `Acquire` load observes.
+//!    then `Release` commit word) is what the reader's `Acquire` load observes. The
+//!    one exception is a torn tail of the last segment (`torn`): a read-only open reads
+//!    the whole segment, or the bytes at the torn offset, only while it holds `LOCK`
+//!    shared, which no writer can hold at the same time; without a `LOCK` file (no
+//!    writer ever opened the directory) it reads a copy. Otherwise it loads only the
+//!    commit word there, atomically.
 
 use std::fs::File;
 use std::io;

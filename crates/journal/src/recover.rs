@@ -4,15 +4,17 @@
 //! Runs only while the journal is being opened, with the lock held and no other
 //! thread using the segment, so it may read the whole mapping as a slice and write.
 //! (Readers in Skip mode also use `find_next_valid`, on a slice of bytes nobody
-//! writes any more: see `Segment::resync_after`.)
+//! writes any more: see `Segment::resync_after`. A read-only journal runs the same
+//! walk, without repairing, over its last segment while no writer lives: `torn_tail`.)
 
 use crate::codec::{self, Shape, HOLE_MIN_LEN, SEGMENT_HEADER_LEN};
 use crate::crc::{self, LANES};
 use crate::error::Error;
 use crate::options::RecoveryMode;
-use crate::proto::{KIND_END, KIND_HOLE, KIND_RECORD};
+use crate::proto::{Region, KIND_END, KIND_HOLE, KIND_RECORD};
 use crate::segment::Segment;
 use crate::storage::{FlushRequest, Storage};
+use crate::sync::Ordering;
 
 /// What the scan of one segment found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,55 +144,50 @@ pub(crate) fn scan_and_repair(
         if u64::from(off) + 8 > u64::from(cap) {
             break;
         }
-        let commit = codec::rd_u32(s, off as usize);
-        let bad: &'static str = match commit {
-            KIND_END => {
+        match examine(s, off, next_id, seg, max_records, known_end) {
+            Found::Sealed => {
                 scan.sealed = true;
                 break;
             }
-            KIND_RECORD => match codec::validate_record(s, off, seg.salt) {
-                Ok((len, id)) if id >= next_id && id - seg.base_id < max_records => {
-                    scan.tail.note(off);
-                    seg.marks.note(id, off);
-                    off += codec::align8(len);
-                    next_id = id + 1;
-                    continue;
-                }
-                Ok(_) => "record ID out of order",
-                Err(reason) => reason,
-            },
-            KIND_HOLE => match codec::validate_hole(s, off, seg.salt) {
-                Ok(len) => {
-                    off += len;
-                    continue;
-                }
-                Err(reason) => reason,
-            },
-            0 if known_end.is_some_and(|k| (k.offset, k.next_id) == (off, next_id))
-                && zeros_after(s, off) =>
-            {
+            Found::KnownEnd => {
                 scan.at_known_end = true;
                 break;
             }
-            0 => "record reserved but never committed",
-            _ => "unknown commit word",
-        };
-        match find_next_valid(s, off, seg.salt, next_id, seg.base_id, max_records) {
-            None => {
+            Found::Record { len, id } => {
+                scan.tail.note(off);
+                seg.marks.note(id, off);
+                off += codec::align8(len);
+                next_id = id + 1;
+            }
+            Found::Hole { len } => off += len,
+            Found::Damage { next: None, .. } => {
                 // Torn tail: nothing valid after `off`. Zero the rest.
                 if let Some((lo, hi)) = nonzero_range(&s[off as usize..]) {
                     let (lo, hi) = (off + lo, off + hi);
                     writable(seg, off)?;
-                    // SAFETY: exclusive access at open; `lo..hi` is inside the mapping.
-                    unsafe { std::ptr::write_bytes(seg.ptr(lo), 0, (hi - lo) as usize) };
+                    // The commit word first, in one store: a read-only reader in
+                    // another process that recorded this torn tail looks at that word
+                    // (atomically) to learn that it was repaired (see `torn`), and
+                    // must never see a mix of the torn value and zeros.
+                    seg.commit_word(off).store(0, Ordering::Relaxed);
+                    let from = lo.max(off + 4);
+                    if from < hi {
+                        // SAFETY: exclusive access at open (module docs); `from..hi`
+                        // is inside the mapping.
+                        unsafe { std::ptr::write_bytes(seg.ptr(from), 0, (hi - from) as usize) };
+                    }
                     dirty = Some(widen(dirty, lo, hi));
                     scan.truncated = true;
                 }
                 break;
             }
-            Some(next) => {
+            Found::Damage {
+                commit,
+                reason,
+                next: Some(next),
+            } => {
                 if commit != 0 && mode == RecoveryMode::Strict {
-                    return Err(Error::corrupt(&seg.path, u64::from(off), bad));
+                    return Err(Error::corrupt(&seg.path, u64::from(off), reason));
                 }
                 writable(seg, off)?;
                 let marker = codec::hole_marker(next - off, seg.salt);
@@ -225,6 +222,159 @@ pub(crate) fn scan_and_repair(
     scan.end_off = off.min(cap);
     scan.next_id = next_id;
     Ok(scan)
+}
+
+/// What recovery makes of the bytes at `off`, where the run of valid records from the
+/// segment's start stopped (`next_id` is the ID after the last of them). The one
+/// classification the repairing scan and a read-only journal's look at its last
+/// segment (`torn_tail`) share.
+enum Found {
+    /// An end marker: the segment was sealed here.
+    Sealed,
+    /// The end a clean close recorded, followed by zeros.
+    KnownEnd,
+    /// A valid record.
+    Record { len: u32, id: u64 },
+    /// A valid hole marker.
+    Hole { len: u32 },
+    /// Anything else (`commit` is the word at `off`, 0 for a reservation never
+    /// committed). `next` is the first valid record after it; `None` means nothing
+    /// valid follows: a torn tail, which recovery cuts.
+    Damage {
+        commit: u32,
+        reason: &'static str,
+        next: Option<u32>,
+    },
+}
+
+fn examine(
+    s: &[u8],
+    off: u32,
+    next_id: u64,
+    seg: &Segment,
+    max_records: u64,
+    known_end: Option<KnownEnd>,
+) -> Found {
+    match look(s, off, next_id, seg, max_records, known_end) {
+        Ok(found) => found,
+        Err((commit, reason)) => Found::Damage {
+            commit,
+            reason,
+            next: find_next_valid(s, off, seg.salt, next_id, seg.base_id, max_records),
+        },
+    }
+}
+
+/// [`examine`] without the search for what follows damage: the commit word and why
+/// the bytes at `off` are not a valid record, hole, end marker or known end.
+fn look(
+    s: &[u8],
+    off: u32,
+    next_id: u64,
+    seg: &Segment,
+    max_records: u64,
+    known_end: Option<KnownEnd>,
+) -> Result<Found, (u32, &'static str)> {
+    let commit = codec::rd_u32(s, off as usize);
+    let reason = match commit {
+        KIND_END => return Ok(Found::Sealed),
+        KIND_RECORD => match codec::validate_record(s, off, seg.salt) {
+            Ok((len, id)) if id >= next_id && id - seg.base_id < max_records => {
+                return Ok(Found::Record { len, id })
+            }
+            Ok(_) => "record ID out of order",
+            Err(reason) => reason,
+        },
+        KIND_HOLE => match codec::validate_hole(s, off, seg.salt) {
+            Ok(len) => return Ok(Found::Hole { len }),
+            Err(reason) => reason,
+        },
+        0 if known_end.is_some_and(|k| (k.offset, k.next_id) == (off, next_id))
+            && zeros_after(s, off) =>
+        {
+            return Ok(Found::KnownEnd)
+        }
+        0 => "record reserved but never committed",
+        _ => "unknown commit word",
+    };
+    Err((commit, reason))
+}
+
+/// A torn tail found by [`torn_tail`]: where a writable open would cut the segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Torn {
+    /// Where the torn bytes start (8-aligned, past the header).
+    pub offset: u32,
+    /// The commit word there when the tail was examined.
+    pub word: u32,
+    /// The ID after the last valid record before it.
+    pub next_id: u64,
+}
+
+/// Where [`scan_and_repair`] would cut `s`, the bytes of `seg`, as a torn tail (the
+/// same walk and the same classification, in `mode`, as a scan without a known end),
+/// without writing anything; `None` if it would cut nothing: the records end in zeros
+/// or an end marker, or (in `RecoveryMode::Strict`) damage followed by valid records
+/// comes first, which the open would report. For a read-only journal's last segment,
+/// while no writer lives (see `torn`).
+pub(crate) fn torn_tail(s: &[u8], seg: &Segment, mode: RecoveryMode) -> Option<Torn> {
+    let cap = u32::try_from(s.len()).ok()?.min(seg.capacity);
+    let s = &s[..cap as usize];
+    let max_records = codec::max_records(cap);
+    let (mut off, mut next_id) = (SEGMENT_HEADER_LEN, seg.base_id);
+    let mut tail = TailMarks::at(off);
+    loop {
+        if u64::from(off) + 8 > u64::from(cap) {
+            return None;
+        }
+        (off, next_id) = valid_run(s, off, seg, next_id, max_records, &mut tail);
+        if u64::from(off) + 8 > u64::from(cap) {
+            return None;
+        }
+        match examine(s, off, next_id, seg, max_records, None) {
+            Found::Sealed | Found::KnownEnd => return None,
+            Found::Record { len, id } => {
+                off += codec::align8(len);
+                next_id = id + 1;
+            }
+            Found::Hole { len } => off += len,
+            Found::Damage {
+                commit, next: None, ..
+            } => {
+                return nonzero_range(&s[off as usize..]).map(|_| Torn {
+                    offset: off,
+                    word: commit,
+                    next_id,
+                })
+            }
+            Found::Damage {
+                commit,
+                next: Some(next),
+                ..
+            } => {
+                if commit != 0 && mode == RecoveryMode::Strict {
+                    return None;
+                }
+                off = next;
+            }
+        }
+    }
+}
+
+/// Whether `s`, the bytes of `seg`, hold a valid record or hole marker with an ID of
+/// at least `t.next_id` at `t.offset` (or an end marker): what a writer that repaired
+/// the torn tail `t` put there.
+pub(crate) fn repaired(s: &[u8], seg: &Segment, t: Torn) -> bool {
+    u64::from(t.offset) + 8 <= s.len() as u64
+        && look(
+            s,
+            t.offset,
+            t.next_id,
+            seg,
+            codec::max_records(seg.capacity),
+            None,
+        )
+        .is_ok()
 }
 
 /// Steps over the valid records from `off` on (the checksums of up to `crc::LANES`

@@ -3,6 +3,7 @@
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
+use std::sync::Mutex;
 
 use crossbeam_utils::CachePadded;
 
@@ -10,6 +11,7 @@ use crate::codec::SEGMENT_HEADER_LEN;
 use crate::codec::{self, Position, RecordView, RECORD_HEADER_LEN};
 use crate::map::Map;
 use crate::proto::{self, Observed, Region, KIND_HOLE, KIND_RECORD};
+use crate::recover::Torn;
 use crate::seek::Marks;
 use crate::sync::{AtomicU32, AtomicU64};
 
@@ -48,6 +50,12 @@ pub(crate) struct Segment {
     pub(crate) populate_mark: std::sync::atomic::AtomicU32,
     /// Where some of its records start (`seek`).
     pub(crate) marks: Marks,
+    /// A read-only journal's last segment: the torn tail found in it while no writer
+    /// lived, where in-order readers stop (see `torn`).
+    torn: Mutex<Option<Torn>>,
+    /// The offset of `torn`, 0 for none: looked at on every step, so that segments
+    /// without a torn tail take no lock. Relaxed: `torn` holds the value.
+    torn_at: std::sync::atomic::AtomicU32,
 }
 
 impl Region for Segment {
@@ -105,6 +113,38 @@ impl Segment {
             populated_to: std::sync::atomic::AtomicU32::new(0),
             populate_mark: std::sync::atomic::AtomicU32::new(u32::MAX),
             marks: Marks::default(),
+            torn: Mutex::new(None),
+            torn_at: std::sync::atomic::AtomicU32::new(0),
+        }
+    }
+
+    /// The torn tail recorded for this segment if it starts at or below `offset`.
+    #[inline]
+    pub(crate) fn torn_at_or_below(&self, offset: u32) -> Option<Torn> {
+        let at = self.torn_at.load(std::sync::atomic::Ordering::Relaxed);
+        if at == 0 || offset < at {
+            return None;
+        }
+        *crate::journal::lock_ignore_poison(&self.torn)
+    }
+
+    /// Records the torn tail found in this segment (`None`: none).
+    pub(crate) fn set_torn(&self, torn: Option<Torn>) {
+        let mut t = crate::journal::lock_ignore_poison(&self.torn);
+        *t = torn;
+        self.torn_at.store(
+            torn.map_or(0, |t| t.offset),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// Forgets the torn tail `torn` (a writer repaired it), unless another was
+    /// recorded meanwhile.
+    pub(crate) fn clear_torn(&self, torn: Torn) {
+        let mut t = crate::journal::lock_ignore_poison(&self.torn);
+        if *t == Some(torn) {
+            *t = None;
+            self.torn_at.store(0, std::sync::atomic::Ordering::Relaxed);
         }
     }
 

@@ -1,11 +1,17 @@
 //! Read-only inspection of a queue directory: statistics, the next deliverable
 //! messages, every record, and the recovery report.
 //!
-//! An [`Inspector`] never takes the queue's lock, never creates, writes or resizes a
-//! file, and works while another process owns the queue: it maps the segments
-//! read-only and reads a snapshot of the consumer state file (byte map at the top of
-//! `state.rs`). What it reports is exact for a queue nobody owns and a snapshot of a
-//! moment otherwise.
+//! An [`Inspector`] never owns the queue, never creates, writes or resizes a file, and
+//! works while another process owns the queue: it maps the segments read-only and
+//! reads a snapshot of the consumer state file (byte map at the top of `state.rs`).
+//! What it reports is exact for a queue nobody owns and a snapshot of a moment
+//! otherwise.
+//!
+//! After a crash, the last segment may end in a torn tail (a partly written record)
+//! that the next [`Queue::open`](crate::Queue::open) cuts. An inspector sees the
+//! records before it, and the torn tail as the end of the queue, when no process owns
+//! the queue (it takes the `LOCK` file shared for a moment to make sure, never creating
+//! it); [`verify`] reports it. Damage anywhere else is an [`Error::Corrupt`].
 //!
 //! # Examples
 //!
@@ -286,7 +292,8 @@ pub struct Inspector {
 }
 
 impl Inspector {
-    /// Opens the queue in `dir` for inspection. Takes no lock and creates nothing.
+    /// Opens the queue in `dir` for inspection. Creates nothing, and never holds the
+    /// queue's lock beyond a moment (see the [module documentation](self)).
     ///
     /// # Errors
     ///
