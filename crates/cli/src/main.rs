@@ -143,7 +143,7 @@ enum Command {
     /// the queue is next opened, with its delivery count one higher, and each such run
     /// counts as a failed delivery. Once a message has been taken three times without
     /// --ack, the next `ledgerq dequeue` moves it to the dead-letter queue (reason
-    /// "delivered without acknowledgement before a restart") instead of printing it,
+    /// "delivered without acknowledgement") instead of printing it,
     /// and so does an application consuming with manual acknowledgement and the
     /// default max_deliveries. To look at messages without taking them, use `peek`.
     ///

@@ -1152,7 +1152,7 @@ fn dequeue_help_says_runs_without_ack_dead_letter_a_message() {
     let _serial = serial();
     let help = stdout_of(ledgerq().args(["dequeue", "--help"]));
     let flat = help.split_whitespace().collect::<Vec<_>>().join(" ");
-    let reason = "delivered without acknowledgement before a restart";
+    let reason = "delivered without acknowledgement";
     assert!(
         flat.contains("taken three times without --ack")
             && flat.contains("moves it to the dead-letter queue")
