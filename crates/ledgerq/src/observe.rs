@@ -14,12 +14,32 @@
 //! | `ledgerq_expired_total` | counter | messages expired before delivery |
 //! | `ledgerq_dead_lettered_total` | counter | messages moved to the dead-letter queue |
 //! | `ledgerq_dropped_total` | counter | pending messages dropped by `DropOldest` |
+//! | `ledgerq_dedup_evicted_total` | counter | dedup keys forgotten early because the table was full |
 //! | `ledgerq_pending` | gauge | messages waiting |
 //! | `ledgerq_in_flight` | gauge | leased messages |
 //! | `ledgerq_segments`, `ledgerq_disk_bytes` | gauge | segment files and their bytes |
 //! | `ledgerq_dedup_tracked` | gauge | dedup keys tracked |
-//! | `ledgerq_enqueue_seconds`, `ledgerq_dequeue_seconds`, `ledgerq_ack_seconds` | histogram | sampled latency |
+//! | `ledgerq_oldest_pending_seconds` | gauge | age of the oldest pending message (0 if none) |
+//! | `ledgerq_enqueue_seconds`, `ledgerq_dequeue_seconds` | histogram | sampled latency |
+//! | `ledgerq_ack_seconds`, `ledgerq_nack_seconds` | histogram | sampled latency |
 //! | `ledgerq_flush_seconds` | histogram | latency of every flush of the consumer state and of `sync` |
+//!
+//! Counters count messages; latency histograms count calls. A call is one operation
+//! for the sampling and gives at most one sample, whatever number of messages it moves:
+//!
+//! - `ledgerq_enqueue_seconds`: every successful call of `enqueue` (compressed or not),
+//!   `enqueue_with` (a duplicate included), `enqueue_batch` and `enqueue_batch_with`.
+//!   A batch of 100 is one call, and adds 100 to `ledgerq_enqueued_total`.
+//! - `ledgerq_dequeue_seconds`: every call of `dequeue` and `dequeue_batch` (also when
+//!   it finds nothing). For the waiting paths (`dequeue_timeout`, each item of
+//!   `stream`, `dequeue_async`, each item of `stream_async`) the sample is the attempt
+//!   that returned the message or the error, not the wait for a message to arrive
+//!   (that measures the producers, not the queue); a wait that ends with nothing
+//!   (timeout, close) gives no sample.
+//! - `ledgerq_ack_seconds`, `ledgerq_nack_seconds`: every successful `ack`, and every
+//!   successful `nack` or `nack_with_delay` (a move to the dead-letter queue included).
+//! - Failed calls (a typed error before anything is done) give no sample, except a
+//!   dequeue's read error.
 
 #[cfg(feature = "metrics")]
 use std::cell::Cell;
@@ -36,6 +56,7 @@ pub(crate) enum Op {
     Enqueue,
     Dequeue,
     Ack,
+    Nack,
     Flush,
 }
 
@@ -46,6 +67,7 @@ impl Op {
             Op::Enqueue => "ledgerq_enqueue_seconds",
             Op::Dequeue => "ledgerq_dequeue_seconds",
             Op::Ack => "ledgerq_ack_seconds",
+            Op::Nack => "ledgerq_nack_seconds",
             Op::Flush => "ledgerq_flush_seconds",
         }
     }
@@ -71,6 +93,13 @@ pub(crate) fn sample() -> Option<Instant> {
         }
     }
     None
+}
+
+/// Restarts a sample started by [`sample`] (nothing if this operation is not sampled):
+/// a waiting dequeue times only the attempt that returns.
+#[inline]
+pub(crate) fn restart(start: Option<Instant>) -> Option<Instant> {
+    start.map(|_| Instant::now())
 }
 
 /// Records a latency sample started by [`sample`] (or always, for flushes).
@@ -107,7 +136,11 @@ pub(crate) fn publish(q: &Inner) {
         metrics::gauge!("ledgerq_in_flight", "queue" => l.clone()).set(s.in_flight as f64);
         metrics::gauge!("ledgerq_segments", "queue" => l.clone()).set(s.segments as f64);
         metrics::gauge!("ledgerq_disk_bytes", "queue" => l.clone()).set(s.disk_bytes as f64);
-        metrics::gauge!("ledgerq_dedup_tracked", "queue" => l).set(s.dedup_tracked as f64);
+        metrics::counter!("ledgerq_dedup_evicted_total", "queue" => l.clone())
+            .absolute(s.dedup_evicted);
+        metrics::gauge!("ledgerq_dedup_tracked", "queue" => l.clone()).set(s.dedup_tracked as f64);
+        metrics::gauge!("ledgerq_oldest_pending_seconds", "queue" => l)
+            .set(s.oldest_pending_age.map_or(0.0, |a| a.as_secs_f64()));
     }
     #[cfg(not(feature = "metrics"))]
     let _ = q;
