@@ -4,7 +4,8 @@
 //!
 //! The recorder here is a minimal one that keeps everything in memory; a program would
 //! install an exporter (Prometheus, StatsD, ...) instead. The metric names are listed
-//! in `ledgerq::observe`. Latency histograms hold one call in 64 per thread.
+//! in `ledgerq::observe`. Latency histograms hold one call in 64 of each kind per
+//! thread.
 //!
 //! Run with `cargo run -p ledgerq --example metrics`.
 

@@ -88,7 +88,7 @@ impl Future for Dequeue<'_> {
             // Times the attempt that returns, not the wait before it.
             let sampled = *self
                 .sampled
-                .get_or_insert_with(|| observe::sample().is_some());
+                .get_or_insert_with(|| observe::sample(observe::Op::Dequeue).is_some());
             let t = sampled.then(std::time::Instant::now);
             match inner.dequeue_one() {
                 Ok(Some(m)) => {

@@ -3,8 +3,10 @@
 //!
 //! Nothing here costs the hot path a shared write: counters are the queue's own
 //! atomics, published as absolute values by the maintenance thread; latency histograms
-//! time one operation in [`SAMPLE_EVERY`] per thread (a thread-local counter decides),
-//! so an uninstrumented program pays a thread-local increment per operation.
+//! time one call in [`SAMPLE_EVERY`] of each kind (enqueue, dequeue, ack, nack) per
+//! thread (a thread-local counter per kind decides, so that alternating calls, such
+//! as a dequeue then an ack, are each sampled), so an uninstrumented program pays a
+//! thread-local increment per operation.
 //!
 //! Metric names (label `queue` = the queue directory):
 //!
@@ -24,8 +26,9 @@
 //! | `ledgerq_ack_seconds`, `ledgerq_nack_seconds` | histogram | sampled latency |
 //! | `ledgerq_flush_seconds` | histogram | latency of every flush of the consumer state and of `sync` |
 //!
-//! Counters count messages; latency histograms count calls. A call is one operation
-//! for the sampling and gives at most one sample, whatever number of messages it moves:
+//! Counters count messages; latency histograms count calls. A call is one operation of
+//! its kind for the sampling and gives at most one sample, whatever number of messages
+//! it moves:
 //!
 //! - `ledgerq_enqueue_seconds`: every successful call of `enqueue` (compressed or not),
 //!   `enqueue_with` (a duplicate included), `enqueue_batch` and `enqueue_batch_with`.
@@ -47,7 +50,8 @@ use std::time::Instant;
 
 use crate::queue::Inner;
 
-/// One operation in this many is timed for the latency histograms.
+/// One call in this many, of each kind and on each thread, is timed for the latency
+/// histograms.
 pub const SAMPLE_EVERY: u32 = 64;
 
 /// Which operation a latency sample is for.
@@ -75,15 +79,17 @@ impl Op {
 
 #[cfg(feature = "metrics")]
 thread_local! {
-    static TICK: Cell<u32> = const { Cell::new(0) };
+    /// Calls so far on this thread, by [`Op`] (flushes are all timed).
+    static TICKS: [Cell<u32>; 5] = const { [const { Cell::new(0) }; 5] };
 }
 
-/// Starts a latency sample if this operation is one of the sampled ones.
+/// Starts a latency sample if this call is one of the sampled ones of its kind.
 #[inline]
-pub(crate) fn sample() -> Option<Instant> {
+pub(crate) fn sample(op: Op) -> Option<Instant> {
     #[cfg(feature = "metrics")]
     {
-        let hit = TICK.with(|t| {
+        let hit = TICKS.with(|t| {
+            let t = &t[op as usize];
             let n = t.get().wrapping_add(1);
             t.set(n);
             n % SAMPLE_EVERY == 0
@@ -92,6 +98,8 @@ pub(crate) fn sample() -> Option<Instant> {
             return Some(Instant::now());
         }
     }
+    #[cfg(not(feature = "metrics"))]
+    let _ = op;
     None
 }
 

@@ -325,7 +325,7 @@ impl Queue {
         }
         inner.check_writable()?;
         inner.check_size(payload.len())?;
-        let t = observe::sample();
+        let t = observe::sample(observe::Op::Enqueue);
         let id = inner.append(&RecordIn::new(payload))?;
         inner.wake();
         observe::record(inner, observe::Op::Enqueue, t);
@@ -351,7 +351,7 @@ impl Queue {
     ) -> Result<Enqueued> {
         let inner = &self.inner;
         inner.check_writable()?;
-        let t = observe::sample();
+        let t = observe::sample(observe::Op::Enqueue);
         let payload = payload.as_ref();
         let now = now_ns();
         let prep = Prepared::new(inner, payload, opts, now)?;
@@ -413,7 +413,7 @@ impl Queue {
             });
         }
         inner.check_writable()?;
-        let t = observe::sample();
+        let t = observe::sample(observe::Op::Enqueue);
         let items: Vec<I::Item> = payloads.into_iter().collect();
         let mut size = 0u64;
         for p in &items {
@@ -456,7 +456,7 @@ impl Queue {
         use crate::dedup::Begin;
         let inner = &self.inner;
         inner.check_writable()?;
-        let t = observe::sample();
+        let t = observe::sample(observe::Op::Enqueue);
         let now = now_ns();
         let items: Vec<(P, EnqueueOptions)> = items.into_iter().collect();
         let mut preps = Vec::with_capacity(items.len());
@@ -556,7 +556,7 @@ impl Queue {
     /// [`Error::Closed`], or [`Error::Corrupt`] if the next record cannot be read.
     pub fn dequeue(&self) -> Result<Option<Message>> {
         self.inner.check_open()?;
-        let t = observe::sample();
+        let t = observe::sample(observe::Op::Dequeue);
         let m = self.inner.dequeue_one();
         observe::record(&self.inner, observe::Op::Dequeue, t);
         m
@@ -584,7 +584,7 @@ impl Queue {
     /// As [`dequeue`](Queue::dequeue).
     pub fn dequeue_batch(&self, max: usize) -> Result<Vec<Message>> {
         self.inner.check_open()?;
-        let t = observe::sample();
+        let t = observe::sample(observe::Op::Dequeue);
         let m = self.inner.dequeue_many(max);
         observe::record(&self.inner, observe::Op::Dequeue, t);
         m
@@ -599,7 +599,7 @@ impl Queue {
     pub fn ack(&self, id: u64) -> Result<()> {
         self.inner.check_open()?;
         let inner = &self.inner;
-        let t = observe::sample();
+        let t = observe::sample(observe::Op::Ack);
         if lock(inner.shard(id)).remove(&id).is_none() {
             return Err(Error::NotInFlight { id });
         }
@@ -1174,7 +1174,7 @@ impl Inner {
     /// A nack (or `nack_with_delay`): requeue with backoff, or dead-letter.
     fn fail(&self, id: u64, reason: &str, delay: Option<Duration>) -> Result<()> {
         self.check_open()?;
-        let t = observe::sample();
+        let t = observe::sample(observe::Op::Nack);
         let lease = lock(self.shard(id))
             .remove(&id)
             .ok_or(Error::NotInFlight { id })?;
@@ -1229,7 +1229,7 @@ impl Inner {
         let spin_until = Instant::now() + SPIN_BEFORE_PARK;
         let backoff = crossbeam_utils::Backoff::new();
         // A sampled call times the attempt that returns, not the wait before it.
-        let t = observe::sample();
+        let t = observe::sample(observe::Op::Dequeue);
         loop {
             self.check_open()?;
             let t = observe::restart(t);

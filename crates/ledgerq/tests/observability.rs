@@ -134,7 +134,9 @@ fn wait_published(done: impl Fn() -> bool) -> bool {
     false
 }
 
+/// Opens a queue publishing every 10 ms, the recorder installed first.
 fn open(dir: &tempfile::TempDir, opts: Options) -> Queue {
+    drop(seen());
     Queue::open_with(dir.path(), opts.flush_interval(Duration::from_millis(10))).unwrap()
 }
 
@@ -470,5 +472,28 @@ fn dedup_evictions_expiries_and_oldest_pending_age_are_published() {
         counter("ledgerq_expired_total", &q),
         gauge("ledgerq_oldest_pending_seconds", &q),
         q.stats()
+    );
+}
+
+/// Each kind of call is sampled on its own: in the usual consumer loop, where a dequeue
+/// and an ack alternate, both histograms get one sample in 64 calls of their kind.
+#[test]
+fn alternating_calls_are_each_sampled() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(&dir, Options::new().ack_mode(AckMode::Manual));
+    std::thread::scope(|s| {
+        s.spawn(|| q.enqueue_batch(vec![b"m"; 2 * N]).unwrap());
+    });
+    for _ in 0..2 * N {
+        let m = q.dequeue().unwrap().unwrap();
+        q.ack(m.id()).unwrap();
+    }
+    let count = |name| samples(name, &q).len();
+    assert_eq!(
+        [
+            count("ledgerq_dequeue_seconds"),
+            count("ledgerq_ack_seconds")
+        ],
+        [2, 2]
     );
 }
