@@ -9,6 +9,7 @@ use futures_core::Stream;
 
 use crate::error::{Error, Result};
 use crate::message::Message;
+use crate::observe;
 use crate::queue::Queue;
 
 impl Queue {
@@ -34,6 +35,7 @@ impl Queue {
         Dequeue {
             queue: self,
             waiting: false,
+            sampled: None,
         }
     }
 
@@ -52,6 +54,10 @@ pub struct Dequeue<'a> {
     queue: &'a Queue,
     /// Whether this future counts as a parked consumer (producers then wake).
     waiting: bool,
+    /// Whether the message being waited for is timed for the latency histogram: decided
+    /// at its first attempt (one operation for the sampling, however many polls it
+    /// takes), cleared when it is returned (a stream waits for the next one).
+    sampled: Option<bool>,
 }
 
 impl Dequeue<'_> {
@@ -71,6 +77,7 @@ impl Future for Dequeue<'_> {
         loop {
             if let Err(e) = inner.check_open() {
                 self.set_waiting(false);
+                self.sampled = None;
                 return Poll::Ready(Err(e));
             }
             if self.waiting {
@@ -78,13 +85,22 @@ impl Future for Dequeue<'_> {
                 // finds this waker and wakes us (see `Inner::async_waiting`).
                 inner.register_waker(cx.waker());
             }
+            // Times the attempt that returns, not the wait before it.
+            let sampled = *self
+                .sampled
+                .get_or_insert_with(|| observe::sample(observe::Op::Dequeue).is_some());
+            let t = sampled.then(std::time::Instant::now);
             match inner.dequeue_one() {
                 Ok(Some(m)) => {
                     self.set_waiting(false);
+                    self.sampled = None;
+                    observe::record(&inner, observe::Op::Dequeue, t);
                     return Poll::Ready(Ok(m));
                 }
                 Err(e) => {
                     self.set_waiting(false);
+                    self.sampled = None;
+                    observe::record(&inner, observe::Op::Dequeue, t);
                     return Poll::Ready(Err(e));
                 }
                 Ok(None) if self.waiting => return Poll::Pending,

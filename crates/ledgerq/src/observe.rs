@@ -3,8 +3,10 @@
 //!
 //! Nothing here costs the hot path a shared write: counters are the queue's own
 //! atomics, published as absolute values by the maintenance thread; latency histograms
-//! time one operation in [`SAMPLE_EVERY`] per thread (a thread-local counter decides),
-//! so an uninstrumented program pays a thread-local increment per operation.
+//! time one call in [`SAMPLE_EVERY`] of each kind (enqueue, dequeue, ack, nack) per
+//! thread (a thread-local counter per kind decides, so that alternating calls, such
+//! as a dequeue then an ack, are each sampled), so an uninstrumented program pays a
+//! thread-local increment per operation.
 //!
 //! Metric names (label `queue` = the queue directory):
 //!
@@ -15,12 +17,33 @@
 //! | `ledgerq_dead_lettered_total` | counter | messages moved to the dead-letter queue |
 //! | `ledgerq_dropped_total` | counter | pending messages dropped by `DropOldest` |
 //! | `ledgerq_dead_letter_failures_total` | counter | failed moves to the dead-letter queue |
+//! | `ledgerq_dedup_evicted_total` | counter | dedup keys forgotten early because the table was full |
 //! | `ledgerq_pending` | gauge | messages waiting |
 //! | `ledgerq_in_flight` | gauge | leased messages |
 //! | `ledgerq_segments`, `ledgerq_disk_bytes` | gauge | segment files and their bytes |
 //! | `ledgerq_dedup_tracked` | gauge | dedup keys tracked |
-//! | `ledgerq_enqueue_seconds`, `ledgerq_dequeue_seconds`, `ledgerq_ack_seconds` | histogram | sampled latency |
+//! | `ledgerq_oldest_pending_seconds` | gauge | age of the oldest pending message (0 if none) |
+//! | `ledgerq_enqueue_seconds`, `ledgerq_dequeue_seconds` | histogram | sampled latency |
+//! | `ledgerq_ack_seconds`, `ledgerq_nack_seconds` | histogram | sampled latency |
 //! | `ledgerq_flush_seconds` | histogram | latency of every flush of the consumer state and of `sync` |
+//!
+//! Counters count messages; latency histograms count calls. A call is one operation of
+//! its kind for the sampling and gives at most one sample, whatever number of messages
+//! it moves:
+//!
+//! - `ledgerq_enqueue_seconds`: every successful call of `enqueue` (compressed or not),
+//!   `enqueue_with` (a duplicate included), `enqueue_batch` and `enqueue_batch_with`.
+//!   A batch of 100 is one call, and adds 100 to `ledgerq_enqueued_total`.
+//! - `ledgerq_dequeue_seconds`: every call of `dequeue` and `dequeue_batch` (also when
+//!   it finds nothing). For the waiting paths (`dequeue_timeout`, each item of
+//!   `stream`, `dequeue_async`, each item of `stream_async`) the sample is the attempt
+//!   that returned the message or the error, not the wait for a message to arrive
+//!   (that measures the producers, not the queue); a wait that ends with nothing
+//!   (timeout, close) gives no sample.
+//! - `ledgerq_ack_seconds`, `ledgerq_nack_seconds`: every successful `ack`, and every
+//!   successful `nack` or `nack_with_delay` (a move to the dead-letter queue included).
+//! - Failed calls (a typed error before anything is done) give no sample, except a
+//!   dequeue's read error.
 
 #[cfg(feature = "metrics")]
 use std::cell::Cell;
@@ -28,7 +51,8 @@ use std::time::Instant;
 
 use crate::queue::Inner;
 
-/// One operation in this many is timed for the latency histograms.
+/// One call in this many, of each kind and on each thread, is timed for the latency
+/// histograms.
 pub const SAMPLE_EVERY: u32 = 64;
 
 /// Which operation a latency sample is for.
@@ -37,6 +61,7 @@ pub(crate) enum Op {
     Enqueue,
     Dequeue,
     Ack,
+    Nack,
     Flush,
 }
 
@@ -47,6 +72,7 @@ impl Op {
             Op::Enqueue => "ledgerq_enqueue_seconds",
             Op::Dequeue => "ledgerq_dequeue_seconds",
             Op::Ack => "ledgerq_ack_seconds",
+            Op::Nack => "ledgerq_nack_seconds",
             Op::Flush => "ledgerq_flush_seconds",
         }
     }
@@ -54,15 +80,17 @@ impl Op {
 
 #[cfg(feature = "metrics")]
 thread_local! {
-    static TICK: Cell<u32> = const { Cell::new(0) };
+    /// Calls so far on this thread, by [`Op`] (flushes are all timed).
+    static TICKS: [Cell<u32>; 5] = const { [const { Cell::new(0) }; 5] };
 }
 
-/// Starts a latency sample if this operation is one of the sampled ones.
+/// Starts a latency sample if this call is one of the sampled ones of its kind.
 #[inline]
-pub(crate) fn sample() -> Option<Instant> {
+pub(crate) fn sample(op: Op) -> Option<Instant> {
     #[cfg(feature = "metrics")]
     {
-        let hit = TICK.with(|t| {
+        let hit = TICKS.with(|t| {
+            let t = &t[op as usize];
             let n = t.get().wrapping_add(1);
             t.set(n);
             n % SAMPLE_EVERY == 0
@@ -71,7 +99,16 @@ pub(crate) fn sample() -> Option<Instant> {
             return Some(Instant::now());
         }
     }
+    #[cfg(not(feature = "metrics"))]
+    let _ = op;
     None
+}
+
+/// Restarts a sample started by [`sample`] (nothing if this operation is not sampled):
+/// a waiting dequeue times only the attempt that returns.
+#[inline]
+pub(crate) fn restart(start: Option<Instant>) -> Option<Instant> {
+    start.map(|_| Instant::now())
 }
 
 /// Records a latency sample started by [`sample`] (or always, for flushes).
@@ -110,7 +147,11 @@ pub(crate) fn publish(q: &Inner) {
         metrics::gauge!("ledgerq_in_flight", "queue" => l.clone()).set(s.in_flight as f64);
         metrics::gauge!("ledgerq_segments", "queue" => l.clone()).set(s.segments as f64);
         metrics::gauge!("ledgerq_disk_bytes", "queue" => l.clone()).set(s.disk_bytes as f64);
-        metrics::gauge!("ledgerq_dedup_tracked", "queue" => l).set(s.dedup_tracked as f64);
+        metrics::counter!("ledgerq_dedup_evicted_total", "queue" => l.clone())
+            .absolute(s.dedup_evicted);
+        metrics::gauge!("ledgerq_dedup_tracked", "queue" => l.clone()).set(s.dedup_tracked as f64);
+        metrics::gauge!("ledgerq_oldest_pending_seconds", "queue" => l)
+            .set(s.oldest_pending_age.map_or(0.0, |a| a.as_secs_f64()));
     }
     #[cfg(not(feature = "metrics"))]
     let _ = q;

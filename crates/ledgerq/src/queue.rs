@@ -330,7 +330,7 @@ impl Queue {
         }
         inner.check_writable()?;
         inner.check_size(payload.len())?;
-        let t = observe::sample();
+        let t = observe::sample(observe::Op::Enqueue);
         let id = inner.append(&RecordIn::new(payload))?;
         inner.wake();
         observe::record(inner, observe::Op::Enqueue, t);
@@ -356,6 +356,7 @@ impl Queue {
     ) -> Result<Enqueued> {
         let inner = &self.inner;
         inner.check_writable()?;
+        let t = observe::sample(observe::Op::Enqueue);
         let payload = payload.as_ref();
         let now = now_ns();
         let prep = Prepared::new(inner, payload, opts, now)?;
@@ -363,10 +364,11 @@ impl Queue {
         let enq = match &opts.dedup_key {
             Some(key) => match inner.dedup.begin(key, now, prep.window_ns) {
                 crate::dedup::Begin::Duplicate(id) => {
+                    observe::record(inner, observe::Op::Enqueue, t);
                     return Ok(Enqueued {
                         id,
                         duplicate: true,
-                    })
+                    });
                 }
                 crate::dedup::Begin::Reserved(r) => {
                     inner.state.raise_dedup_horizon(prep.window_ns);
@@ -385,6 +387,7 @@ impl Queue {
             },
         };
         inner.wake();
+        observe::record(inner, observe::Op::Enqueue, t);
         Ok(enq)
     }
 
@@ -415,6 +418,7 @@ impl Queue {
             });
         }
         inner.check_writable()?;
+        let t = observe::sample(observe::Op::Enqueue);
         let items: Vec<I::Item> = payloads.into_iter().collect();
         let mut size = 0u64;
         for p in &items {
@@ -425,6 +429,7 @@ impl Queue {
         inner.check_batch_size(size)?;
         if items.is_empty() {
             let next = inner.journal.next_id();
+            observe::record(inner, observe::Op::Enqueue, t);
             return Ok(next..next);
         }
         let ids = match inner.journal.append_payloads(&items) {
@@ -434,6 +439,7 @@ impl Queue {
             r => r.map_err(Error::from),
         }?;
         inner.wake();
+        observe::record(inner, observe::Op::Enqueue, t);
         Ok(ids)
     }
 
@@ -455,6 +461,7 @@ impl Queue {
         use crate::dedup::Begin;
         let inner = &self.inner;
         inner.check_writable()?;
+        let t = observe::sample(observe::Op::Enqueue);
         let now = now_ns();
         let items: Vec<(P, EnqueueOptions)> = items.into_iter().collect();
         let mut preps = Vec::with_capacity(items.len());
@@ -538,6 +545,7 @@ impl Queue {
             if !records.is_empty() {
                 inner.wake();
             }
+            observe::record(inner, observe::Op::Enqueue, t);
             return Ok(out);
         }
     }
@@ -553,7 +561,7 @@ impl Queue {
     /// [`Error::Closed`], or [`Error::Corrupt`] if the next record cannot be read.
     pub fn dequeue(&self) -> Result<Option<Message>> {
         self.inner.check_open()?;
-        let t = observe::sample();
+        let t = observe::sample(observe::Op::Dequeue);
         let m = self.inner.dequeue_one();
         observe::record(&self.inner, observe::Op::Dequeue, t);
         m
@@ -581,7 +589,10 @@ impl Queue {
     /// As [`dequeue`](Queue::dequeue).
     pub fn dequeue_batch(&self, max: usize) -> Result<Vec<Message>> {
         self.inner.check_open()?;
-        self.inner.dequeue_many(max)
+        let t = observe::sample(observe::Op::Dequeue);
+        let m = self.inner.dequeue_many(max);
+        observe::record(&self.inner, observe::Op::Dequeue, t);
+        m
     }
 
     /// Acknowledges a message leased by a manual-mode dequeue: it is consumed.
@@ -593,7 +604,7 @@ impl Queue {
     pub fn ack(&self, id: u64) -> Result<()> {
         self.inner.check_open()?;
         let inner = &self.inner;
-        let t = observe::sample();
+        let t = observe::sample(observe::Op::Ack);
         if lock(inner.shard(id)).remove(&id).is_none() {
             return Err(Error::NotInFlight { id });
         }
@@ -1206,12 +1217,16 @@ impl Inner {
     /// A nack (or `nack_with_delay`): requeue with backoff, or dead-letter.
     fn fail(&self, id: u64, reason: &str, delay: Option<Duration>) -> Result<()> {
         self.check_open()?;
+        let t = observe::sample(observe::Op::Nack);
         let lease = lock(self.shard(id))
             .remove(&id)
             .ok_or(Error::NotInFlight { id })?;
         let r = self.after_failure(lease.pos, reason, delay);
         // After the requeue: `stats` never sees the message as neither (see `stats`).
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if r.is_ok() {
+            observe::record(self, observe::Op::Nack, t);
+        }
         r
     }
 
@@ -1259,10 +1274,14 @@ impl Inner {
         // a parked one is run again as soon as it is woken.
         let spin_until = Instant::now() + SPIN_BEFORE_PARK;
         let backoff = crossbeam_utils::Backoff::new();
+        // A sampled call times the attempt that returns, not the wait before it.
+        let t = observe::sample(observe::Op::Dequeue);
         loop {
             self.check_open()?;
+            let t = observe::restart(t);
             let got = self.dequeue_one();
             if !matches!(got, Ok(None)) {
+                observe::record(self, observe::Op::Dequeue, t);
                 return got;
             }
             let now = Instant::now();
@@ -1277,9 +1296,11 @@ impl Inner {
             self.park.waiters.fetch_add(1, Ordering::SeqCst);
             // SeqCst fence: pairs with the one in `wake` (see there).
             fence(Ordering::SeqCst);
+            let t = observe::restart(t);
             let got = self.dequeue_one();
             if !matches!(got, Ok(None)) {
                 self.park.waiters.fetch_sub(1, Ordering::SeqCst);
+                observe::record(self, observe::Op::Dequeue, t);
                 return got;
             }
             // A redelivery backoff may end while we sleep: do not sleep past it.
