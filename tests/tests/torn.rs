@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 
 use ledgerq::{Error, Options, Queue, RecoveryMode};
 use ledgerq_journal::proto::{KIND_END, KIND_RECORD};
-use ledgerq_journal::SEGMENT_HEADER_LEN;
+use ledgerq_journal::{Checkpoint, SEGMENT_HEADER_LEN};
 
 const SEGMENT_SIZE: u64 = 64 << 10;
 /// Records enqueued after the last roll, so the last segment is small and the
@@ -227,10 +227,29 @@ fn before(id: u64) -> Vec<(u64, Vec<u8>)> {
         .collect()
 }
 
+/// Makes the copy look like a directory after a crash rather than a clean close: the
+/// checkpoint names the start of the last segment (as the one written when the journal
+/// rolled into it), so its records were not known to be flushed and damage among them
+/// is a torn write. (Below a checkpointed offset, damage is corruption: see the
+/// `*_is_corrupt_*` tests.)
+fn checkpoint_before_the_tail(dir: &Path) {
+    let path = dir.join(ledgerq_journal::CHECKPOINT_FILE);
+    let cp = Checkpoint::decode(&fs::read(&path).unwrap()).unwrap();
+    let early = Checkpoint {
+        offset: SEGMENT_HEADER_LEN,
+        next_id: cp.segment_base,
+        clean: false,
+        check_from: 0,
+        ..cp
+    };
+    fs::write(&path, early.encode()).unwrap();
+}
+
 fn run_tail_case(at: u64, how: Cut, kept_below: u64, failures: &mut Vec<String>) {
     let b = built();
     let last = b.segments.last().unwrap();
     let (_t, dir) = fresh_copy();
+    checkpoint_before_the_tail(&dir);
     damage_tail(&copy_of(&dir, last), at, how);
     if let Err(e) = check_open_and_go_on(&dir, opts(), &before(kept_below)) {
         failures.push(format!("last segment cut at {at} ({how:?}): {e}"));

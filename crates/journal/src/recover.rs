@@ -108,11 +108,19 @@ fn zeros_after(s: &[u8], off: u32) -> bool {
 /// segment). Readers take a nonzero commit word past the end for a record, hence the
 /// zeros; garbage there (an edited or damaged file) sends the scan on, as without a
 /// known end, which zeroes it.
+///
+/// `durable_end` is the offset up to which the checkpoint recorded the segment as
+/// flushed (0 if it names another segment). Below it no write can have been torn nor a
+/// reservation left uncommitted: a record there that is damaged, zeroed or missing is
+/// corruption, reported in [`RecoveryMode::Strict`] and skipped (and counted in
+/// [`Scan::skipped`]) in [`RecoveryMode::Skip`], never cut as a torn tail or marked as
+/// a hole without a word.
 pub(crate) fn scan_and_repair(
     seg: &Segment,
     mode: RecoveryMode,
     storage: &dyn Storage,
     known_end: Option<KnownEnd>,
+    durable_end: u32,
 ) -> Result<Scan, Error> {
     if let Some(scan) = known_end.and_then(|k| clean_window(seg, k)) {
         return Ok(scan);
@@ -143,7 +151,9 @@ pub(crate) fn scan_and_repair(
             break;
         }
         let commit = codec::rd_u32(s, off as usize);
+        let flushed = off < durable_end;
         let bad: &'static str = match commit {
+            KIND_END if flushed => "end marker",
             KIND_END => {
                 scan.sealed = true;
                 break;
@@ -175,8 +185,24 @@ pub(crate) fn scan_and_repair(
             0 => "record reserved but never committed",
             _ => "unknown commit word",
         };
+        let durable_damage = || {
+            Error::corrupt(
+                &seg.path,
+                u64::from(off),
+                format!(
+                    "{bad}, below offset {durable_end} up to which the checkpoint recorded \
+                     the segment as flushed (flushed records are damaged or missing)"
+                ),
+            )
+        };
         match find_next_valid(s, off, seg.salt, next_id, seg.base_id, max_records) {
             None => {
+                if flushed {
+                    if mode == RecoveryMode::Strict {
+                        return Err(durable_damage());
+                    }
+                    scan.skipped += 1;
+                }
                 // Torn tail: nothing valid after `off`. Zero the rest.
                 if let Some((lo, hi)) = nonzero_range(&s[off as usize..]) {
                     let (lo, hi) = (off + lo, off + hi);
@@ -189,8 +215,13 @@ pub(crate) fn scan_and_repair(
                 break;
             }
             Some(next) => {
-                if commit != 0 && mode == RecoveryMode::Strict {
-                    return Err(Error::corrupt(&seg.path, u64::from(off), bad));
+                if mode == RecoveryMode::Strict {
+                    if flushed {
+                        return Err(durable_damage());
+                    }
+                    if commit != 0 {
+                        return Err(Error::corrupt(&seg.path, u64::from(off), bad));
+                    }
                 }
                 writable(seg, off)?;
                 let marker = codec::hole_marker(next - off, seg.salt);
@@ -199,7 +230,7 @@ pub(crate) fn scan_and_repair(
                     std::ptr::copy_nonoverlapping(marker.as_ptr(), seg.ptr(off), marker.len())
                 };
                 dirty = Some(widen(dirty, off, off + HOLE_MIN_LEN));
-                if commit == 0 {
+                if commit == 0 && !flushed {
                     scan.holes += 1;
                 } else {
                     scan.skipped += 1;
