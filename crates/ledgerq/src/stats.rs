@@ -30,6 +30,11 @@ pub struct Stats {
     /// Pending messages dropped by [`OverflowPolicy::DropOldest`](crate::OverflowPolicy)
     /// (since open).
     pub dropped: u64,
+    /// Damaged or missing parts of the journal passed over in
+    /// [`RecoveryMode::Skip`](crate::RecoveryMode::Skip) since open, each counted once:
+    /// damaged spans repaired at open, damaged records and missing ID ranges met by
+    /// readers, and missing segment files at the front of the journal.
+    pub corrupt_skipped: u64,
     /// How long the oldest pending message has waited, if any is pending.
     pub oldest_pending_age: Option<std::time::Duration>,
 }
