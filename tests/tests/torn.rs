@@ -646,24 +646,6 @@ fn missing_first_segment_with_unconsumed_messages_is_reported() {
 }
 
 #[test]
-fn consumed_first_segments_removed_by_compaction_are_no_loss() {
-    // The control for the test above: segments removed because every message in them
-    // was consumed leave the queue clean.
-    let b = built();
-    let (_t, dir) = fresh_copy();
-    let q = Queue::open_with(&dir, opts()).unwrap();
-    let second = base_of(&b.segments[2]);
-    while q.dequeue().unwrap().unwrap().id() + 1 < second {}
-    assert!(q.compact().unwrap().segments_removed >= 2);
-    q.close().unwrap();
-    drop(q);
-    assert!(ledgerq_recovery::verify(&dir).unwrap().is_clean());
-    let (got, err) = strict_read(&dir);
-    assert!(err.is_none(), "{err:?}");
-    assert_eq!(got.first().map(|r| r.0), Some(second));
-}
-
-#[test]
 fn zeroed_commit_word_in_an_old_segment_is_reported_not_taken_as_its_end() {
     let b = built();
     let n = b.segments.len();
