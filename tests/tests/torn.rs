@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 
 use ledgerq::{Error, Options, Queue, RecoveryMode};
 use ledgerq_journal::proto::{KIND_END, KIND_RECORD};
-use ledgerq_journal::SEGMENT_HEADER_LEN;
+use ledgerq_journal::{Checkpoint, SEGMENT_HEADER_LEN};
 
 const SEGMENT_SIZE: u64 = 64 << 10;
 /// Records enqueued after the last roll, so the last segment is small and the
@@ -227,10 +227,29 @@ fn before(id: u64) -> Vec<(u64, Vec<u8>)> {
         .collect()
 }
 
+/// Makes the copy look like a directory after a crash rather than a clean close: the
+/// checkpoint names the start of the last segment (as the one written when the journal
+/// rolled into it), so its records were not known to be flushed and damage among them
+/// is a torn write. (Below a checkpointed offset, damage is corruption: see the
+/// `*_is_corrupt_*` tests.)
+fn checkpoint_before_the_tail(dir: &Path) {
+    let path = dir.join(ledgerq_journal::CHECKPOINT_FILE);
+    let cp = Checkpoint::decode(&fs::read(&path).unwrap()).unwrap();
+    let early = Checkpoint {
+        offset: SEGMENT_HEADER_LEN,
+        next_id: cp.segment_base,
+        clean: false,
+        check_from: 0,
+        ..cp
+    };
+    fs::write(&path, early.encode()).unwrap();
+}
+
 fn run_tail_case(at: u64, how: Cut, kept_below: u64, failures: &mut Vec<String>) {
     let b = built();
     let last = b.segments.last().unwrap();
     let (_t, dir) = fresh_copy();
+    checkpoint_before_the_tail(&dir);
     damage_tail(&copy_of(&dir, last), at, how);
     if let Err(e) = check_open_and_go_on(&dir, opts(), &before(kept_below)) {
         failures.push(format!("last segment cut at {at} ({how:?}): {e}"));
@@ -492,4 +511,195 @@ fn pristine_copy_opens_with_every_record() {
     // The harness itself: an undamaged copy delivers everything.
     let (_t, dir) = fresh_copy();
     check_open_and_go_on(&dir, opts(), &built().expected).unwrap();
+}
+
+// ---------- damage that loses messages: reported, never silent ----------
+
+/// Opens `dir` in Strict mode and dequeues until the end or an error: the messages
+/// delivered, and the error (of the open or of a dequeue) if any.
+fn strict_read(dir: &Path) -> (Vec<(u64, Vec<u8>)>, Option<Error>) {
+    let q = match Queue::open_with(dir, opts()) {
+        Ok(q) => q,
+        Err(e) => return (Vec::new(), Some(e)),
+    };
+    let mut got = Vec::new();
+    loop {
+        match q.dequeue() {
+            Ok(Some(m)) => got.push((m.id(), m.payload().to_vec())),
+            Ok(None) => return (got, None),
+            Err(e) => return (got, Some(e)),
+        }
+    }
+}
+
+/// The enqueued messages whose IDs are not in `lost`.
+fn all_but(lost: std::ops::Range<u64>) -> Vec<(u64, Vec<u8>)> {
+    built()
+        .expected
+        .iter()
+        .filter(|r| !lost.contains(&r.0))
+        .cloned()
+        .collect()
+}
+
+/// The base ID of a segment file, from its name.
+fn base_of(path: &Path) -> u64 {
+    path.file_stem().unwrap().to_str().unwrap().parse().unwrap()
+}
+
+/// Strict mode: every message before `lost` is delivered, then `Corrupt` naming `path`
+/// at `offset` and the missing range.
+fn expect_strict_corrupt(dir: &Path, lost: std::ops::Range<u64>, path: &Path, offset: u64) {
+    let (got, err) = strict_read(dir);
+    assert_eq!(
+        got,
+        before(lost.start),
+        "messages before the damage, in order"
+    );
+    match err {
+        Some(Error::Corrupt {
+            path: p,
+            offset: o,
+            reason,
+        }) => {
+            assert_eq!(
+                fs::canonicalize(&p).ok(),
+                fs::canonicalize(path).ok(),
+                "{reason}"
+            );
+            assert_eq!(o, offset, "{reason}");
+            let range = format!("IDs {}..{}", lost.start, lost.end);
+            assert!(reason.contains(&range), "{reason} does not name {range}");
+        }
+        other => panic!("expected Corrupt naming IDs {lost:?}, got {other:?}"),
+    }
+}
+
+/// Skip mode: every other message is delivered and the damage is counted.
+fn expect_skipped(dir: &Path, lost: std::ops::Range<u64>) {
+    let q = Queue::open_with(dir, opts().recovery_mode(RecoveryMode::Skip)).unwrap();
+    let mut got = Vec::new();
+    while let Some(m) = q.dequeue().unwrap() {
+        got.push((m.id(), m.payload().to_vec()));
+    }
+    assert_eq!(got, all_but(lost.clone()), "every message outside {lost:?}");
+    assert!(q.stats().corrupt_skipped >= 1, "{:?}", q.stats());
+    let id = q.enqueue(b"after the damage").unwrap();
+    assert!(
+        id > built().expected.last().unwrap().0,
+        "new ID {id} reused an old one"
+    );
+    assert_eq!(q.dequeue().unwrap().unwrap().id(), id);
+}
+
+/// `verify` reports the damage as corruption at `path`/`offset`.
+fn expect_verify_corrupt(dir: &Path, path: &Path, offset: u64) {
+    let r = ledgerq_recovery::verify(dir).unwrap();
+    assert!(!r.is_clean(), "{r}");
+    assert!(
+        r.corruption.iter().any(|c| {
+            fs::canonicalize(&c.path).ok() == fs::canonicalize(path).ok() && c.offset == offset
+        }),
+        "no corruption at {}:{offset} in\n{r}",
+        path.display()
+    );
+}
+
+#[test]
+fn missing_middle_segment_is_reported_not_skipped_silently() {
+    let b = built();
+    let (gone, after) = (&b.segments[1], &b.segments[2]);
+    let lost = base_of(gone)..base_of(after);
+    for mode in [RecoveryMode::Strict, RecoveryMode::Skip] {
+        let (_t, dir) = fresh_copy();
+        fs::remove_file(copy_of(&dir, gone)).unwrap();
+        expect_verify_corrupt(&dir, &copy_of(&dir, after), 16);
+        match mode {
+            RecoveryMode::Strict => {
+                expect_strict_corrupt(&dir, lost.clone(), &copy_of(&dir, after), 16)
+            }
+            _ => expect_skipped(&dir, lost.clone()),
+        }
+    }
+}
+
+#[test]
+fn missing_first_segment_with_unconsumed_messages_is_reported() {
+    let b = built();
+    let lost = 1..base_of(&b.segments[1]);
+    for mode in [RecoveryMode::Strict, RecoveryMode::Skip] {
+        let (_t, dir) = fresh_copy();
+        fs::remove_file(copy_of(&dir, &b.segments[0])).unwrap();
+        expect_verify_corrupt(&dir, &dir.join("consumer.default.state"), 16);
+        match mode {
+            RecoveryMode::Strict => match Queue::open_with(&dir, opts()) {
+                Err(Error::Corrupt { path, reason, .. }) => {
+                    assert_eq!(path, dir);
+                    let range = format!("IDs {}..{}", lost.start, lost.end);
+                    assert!(reason.contains(&range), "{reason}");
+                }
+                other => panic!("expected Corrupt at open, got {:?}", other.map(|_| ())),
+            },
+            _ => expect_skipped(&dir, lost.clone()),
+        }
+    }
+}
+
+#[test]
+fn zeroed_commit_word_in_an_old_segment_is_reported_not_taken_as_its_end() {
+    let b = built();
+    let n = b.segments.len();
+    // The oldest segment and the one before the last (neither is scanned at open).
+    for seg in [0, n - 2] {
+        let recs = records(&b.segments[seg]);
+        let r = recs[recs.len() / 2];
+        let next_base = base_of(&b.segments[seg + 1]);
+        for mode in [RecoveryMode::Strict, RecoveryMode::Skip] {
+            let (_t, dir) = fresh_copy();
+            let path = copy_of(&dir, &b.segments[seg]);
+            let mut bytes = fs::read(&path).unwrap();
+            bytes[r.offset as usize..r.offset as usize + 4].fill(0);
+            fs::write(&path, &bytes).unwrap();
+            expect_verify_corrupt(&dir, &path, r.offset);
+            match mode {
+                // The rest of the segment is not read past the slot in Strict mode.
+                RecoveryMode::Strict => {
+                    expect_strict_corrupt(&dir, r.id..next_base, &path, r.offset)
+                }
+                // Skip mode loses only the zeroed record.
+                _ => expect_skipped(&dir, r.id..r.id + 1),
+            }
+        }
+    }
+}
+
+#[test]
+fn flipped_byte_in_the_last_record_of_a_cleanly_closed_queue_is_corruption() {
+    let b = built();
+    let last = b.segments.last().unwrap();
+    let r = *records(last).last().unwrap();
+    for mode in [RecoveryMode::Strict, RecoveryMode::Skip] {
+        let (_t, dir) = fresh_copy();
+        let path = copy_of(&dir, last);
+        let mut bytes = fs::read(&path).unwrap();
+        // A payload byte (see `flip_in_segment`).
+        bytes[(r.offset + 60) as usize] ^= 0x5a;
+        fs::write(&path, &bytes).unwrap();
+        let report = ledgerq_recovery::verify(&dir).unwrap();
+        assert!(report.torn.is_empty(), "not a torn tail:\n{report}");
+        expect_verify_corrupt(&dir, &path, r.offset);
+        match mode {
+            RecoveryMode::Strict => match Queue::open_with(&dir, opts()) {
+                Err(e) => check_corrupt_error(&e, &path, r).unwrap(),
+                Ok(_) => panic!("the damaged record was cut as a torn tail"),
+            },
+            _ => {
+                expect_skipped(&dir, r.id..r.id + 1);
+                // Its ID is not given to a new message either (expect_skipped enqueued
+                // one; it was the next after the last enqueued before the damage).
+                let q = Queue::open_with(&dir, opts()).unwrap();
+                assert!(q.stats().next_id > r.id + 1, "{:?}", q.stats());
+            }
+        }
+    }
 }

@@ -34,9 +34,16 @@
 //! the tail and are scanned record by record (torn tails cut, holes marked), however
 //! many segments were created after the checkpoint. The checkpointed segment is
 //! scanned from its start, not from the checkpointed offset: one segment at most, and
-//! a record below the offset that is zeroed or torn (which no power loss produces, but
-//! an edited file can) is then cut like any torn tail instead of leaving a reader
-//! waiting on a slot that will never be committed.
+//! a record below the offset that is damaged, zeroed or missing (which no power loss
+//! produces, since it was flushed, but a damaged disk or an edited file can) is then
+//! found at open and reported as corruption (`RecoveryMode::Skip`: dropped and
+//! counted, and its ID is never given out again) instead of being cut as a torn tail or
+//! leaving a reader waiting on a slot that will never be committed.
+//!
+//! Where the scan of a segment before the last ends below the next segment's base ID
+//! (IDs lost in a crash before they were committed), open tags the segment's end
+//! marker (`proto::END_GAP`) so that readers accept the gap; any other gap between
+//! segments is reported by the reader that meets it.
 //!
 //! A checkpoint written by a clean close (every reservation committed and flushed,
 //! appends stopped) records the exact end of the journal: its segment is the last one
@@ -352,9 +359,11 @@ impl Checkpointer {
             )
         });
         // A tail that was longer than one segment (or had no checkpoint) is recorded
-        // at once, so that the next open does not scan it again.
+        // at once, so that the next open does not scan it again; so is a durable end
+        // that moved back (Skip mode dropped damaged records below it), so that the
+        // next open does not report them again.
         let urgent = match (recovered, written) {
-            (Some(r), Some((w, _))) => r.base != w.base,
+            (Some(r), Some((w, _))) => r.base != w.base || r.offset < w.offset,
             (Some(_), None) => true,
             (None, _) => false,
         };
@@ -922,19 +931,33 @@ mod tests {
     }
 
     /// Damage inside the checked window (here a byte of the last record) fails the
-    /// check: the whole segment is scanned as after a crash, and the damaged last
-    /// record is cut like a torn tail.
+    /// check: the whole segment is scanned as after a crash. The damaged record lies
+    /// below the offset the checkpoint recorded as flushed, so it is no torn write:
+    /// Strict mode reports it; Skip mode drops it, counts it, and never gives its ID
+    /// to a new record.
     #[test]
-    fn damage_near_a_clean_end_sends_the_segment_to_the_full_scan() {
+    fn damage_near_a_clean_end_is_corruption_not_a_torn_tail() {
         let (t, o) = big_journal(2000);
         let cp = read_file(t.path());
         let last = segment_files(t.path()).pop().unwrap();
         flip(&last, cp.offset as usize - 100);
-        let j = Journal::open(t.path(), o).unwrap();
+        match Journal::open(t.path(), o.clone()) {
+            Err(Error::Corrupt { path, offset, .. }) => {
+                assert_eq!((path, offset), (last.clone(), u64::from(cp.offset) - 360));
+            }
+            other => panic!("expected Corrupt at open, got {other:?}"),
+        }
+        let j = Journal::open(t.path(), o.clone().recovery_mode(RecoveryMode::Skip)).unwrap();
         let info = j.recovery_info().unwrap();
         assert!(!info.clean_close);
-        assert_eq!(info.truncated, 1);
+        assert_eq!((info.truncated, info.skipped), (1, 1));
+        assert_eq!(j.skipped_damage(), 1);
         assert_eq!(count(&j).unwrap(), 1999);
+        assert_eq!(j.append(&RecordIn::new(b"after")).unwrap(), 2001);
+        j.close().unwrap();
+        // Once skipped, the damage is gone: Strict mode opens.
+        let j = Journal::open(t.path(), o).unwrap();
+        assert_eq!(count(&j).unwrap(), 2000);
     }
 
     /// Records zeroed before the window of a clean end (an edited file) are reported
@@ -1134,20 +1157,32 @@ mod tests {
     }
 
     #[test]
-    fn a_torn_record_below_the_checkpointed_offset_is_cut_not_waited_on() {
+    fn records_zeroed_below_the_checkpointed_offset_are_corruption_not_waited_on() {
         let t = journal(100);
         let last = segment_files(t.path()).pop().unwrap();
         let cp = read_file(t.path());
         // Zero the last 3 records' bytes (below the checkpointed offset): no power loss
-        // does that, an edited file can; readers must not wait on them forever.
+        // does that (they were flushed), an edited file can. Reported at open, never
+        // cut silently nor waited on.
         let from = cp.offset as usize - 3 * 360;
         edit_file(&last, |b| b[from..cp.offset as usize].fill(0));
-        let j = Journal::open(t.path(), opts()).unwrap();
-        let kept = count(&j).unwrap();
-        assert!((90..100).contains(&kept), "{kept}");
-        let id = j.append(&RecordIn::new(b"after")).unwrap();
-        assert_eq!(count(&j).unwrap(), kept + 1);
-        assert!(id > kept);
+        match Journal::open(t.path(), opts()) {
+            Err(Error::Corrupt {
+                path,
+                offset,
+                reason,
+            }) => {
+                assert_eq!((path, offset), (last.clone(), from as u64));
+                assert!(reason.contains("never committed"), "{reason}");
+            }
+            other => panic!("expected Corrupt at open, got {other:?}"),
+        }
+        let j = Journal::open(t.path(), opts().recovery_mode(RecoveryMode::Skip)).unwrap();
+        assert_eq!(j.recovery_info().unwrap().skipped, 1);
+        assert_eq!(count(&j).unwrap(), 97);
+        // The lost IDs are not given out again.
+        assert_eq!(j.append(&RecordIn::new(b"after")).unwrap(), 101);
+        assert_eq!(count(&j).unwrap(), 98);
     }
 
     #[test]

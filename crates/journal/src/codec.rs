@@ -41,7 +41,9 @@
 //!
 //! A hole marker (written by recovery over a never-committed reservation) is
 //! `KIND_HOLE`, CRC over bytes 8..16, `len` (the bytes to skip, >= 16) at 8..12, zero.
-//! The end marker is the commit word `KIND_END` at the first unreserved offset.
+//! The end marker is the commit word `KIND_END` at the first unreserved offset; its
+//! bytes 4..8 are zero, or `END_GAP` when recovery at open accepted that IDs are
+//! missing between this segment and the next (see `proto::END_GAP`).
 //! `56 + headers_len + dedup_len + payload_len == len` for every valid record.
 
 use crate::error::Error;

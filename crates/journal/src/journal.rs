@@ -207,6 +207,9 @@ pub(crate) struct Inner {
     lock: Mutex<Option<File>>,
     /// Writes the checkpoint (writer only; set by `open`).
     ckpt: OnceLock<Arc<Checkpointer>>,
+    /// Damage readers passed over in `RecoveryMode::Skip` (segment base, offset), each
+    /// counted once however many cursors meet it.
+    skipped: Mutex<std::collections::BTreeSet<(u64, u32)>>,
 }
 
 /// How far ahead of its own reservation an appender asks the CPU to bring the
@@ -504,8 +507,9 @@ fn open_segment(
     ))
 }
 
-/// Writes (and flushes) an end marker at `end_off` of a segment being opened, so
-/// that the next segment may start at any later base ID.
+/// Writes (and flushes) an end marker tagged [`proto::END_GAP`] at `end_off` of a
+/// segment being opened (or tags the marker already there), so that the next segment
+/// may start at any later base ID: readers accept the IDs missing in between.
 fn seal_at_open(
     seg: &Segment,
     end_off: u32,
@@ -521,6 +525,12 @@ fn seal_at_open(
             "cannot seal a segment mapped read-only",
         ));
     }
+    // SAFETY: exclusive access at open; `end_off + 8 <= capacity` (checked above), so
+    // bytes 4..8 of the marker are inside the mapping. The tag is written before the
+    // marker's commit word is stored (Release).
+    unsafe {
+        std::ptr::write_unaligned(seg.ptr(end_off + 4).cast::<u32>(), proto::END_GAP.to_le())
+    };
     proto::mark_end(seg, end_off);
     // SAFETY: exclusive access at open; `end_off + 8 <= capacity` (checked above).
     let bytes = unsafe { seg.slice(end_off, proto::END_MARKER_LEN) };
@@ -751,8 +761,18 @@ impl Journal {
                     next_id: c.next_id,
                     check_from: c.check_from,
                 });
-            let scan =
-                recover::scan_and_repair(&segs[i], opts.recovery_mode, &*storage, known_end)?;
+            // The records below the checkpointed offset were flushed: damage there is
+            // not a torn write.
+            let durable_end = cp
+                .filter(|c| c.segment_base == segs[i].base_id && c.segment_salt == segs[i].salt)
+                .map_or(0, |c| c.offset);
+            let scan = recover::scan_and_repair(
+                &segs[i],
+                opts.recovery_mode,
+                &*storage,
+                known_end,
+                durable_end,
+            )?;
             info.clean_close |= scan.at_known_end;
             if let Some(next) = segs.get(i + 1) {
                 if scan.next_id > next.base_id {
@@ -761,6 +781,12 @@ impl Journal {
                         u64::from(scan.end_off),
                         "segment overlaps the next one",
                     ));
+                }
+                // IDs reserved here but lost in the crash (a torn tail, or a removed
+                // segment whose header never reached the disk): the end marker says so,
+                // and readers accept the gap.
+                if scan.next_id < next.base_id {
+                    seal_at_open(&segs[i], scan.end_off, &*storage)?;
                 }
                 // Make the recovered segment durable before a checkpoint can name a
                 // later one (after a kill its records may be in the page cache only).
@@ -824,14 +850,15 @@ impl Journal {
                 }
                 durable = scan.next_id;
                 let room = u64::from(last.capacity) - u64::from(scan.end_off);
-                if scan.next_id < opts.min_next_id {
-                    // IDs must continue from `min_next_id`: seal the tail here (an end
-                    // marker, made durable before the next segment exists) and start
-                    // the next segment at `min_next_id`.
-                    if !scan.sealed {
-                        seal_at_open(last, scan.end_off, &*storage)?;
-                    }
-                    need_new = Some(opts.min_next_id);
+                // IDs never go back below one already flushed (the checkpoint's), even
+                // if Skip mode dropped its record.
+                let min_next = opts.min_next_id.max(cp.map_or(0, |c| c.next_id));
+                if scan.next_id < min_next {
+                    // IDs must continue from `min_next`: seal the tail here (a tagged end
+                    // marker, made durable before the next segment exists) and start the
+                    // next segment at `min_next`.
+                    seal_at_open(last, scan.end_off, &*storage)?;
+                    need_new = Some(min_next);
                 } else if scan.sealed || room < 64 {
                     need_new = Some(scan.next_id);
                 } else {
@@ -1155,6 +1182,18 @@ impl Journal {
         }
         let seg = inner.active_seg(&guard);
         seg.base_id + u64::from(proto::count_of(seg.word.load(Ordering::Acquire)))
+    }
+
+    /// Damaged or missing spans passed over in [`RecoveryMode::Skip`] since open: those
+    /// the open-time scan skipped ([`RecoveryInfo::skipped`]) and those readers met
+    /// (records failing their checksum, records never committed and IDs missing in
+    /// segments nobody appends to), each counted once.
+    ///
+    /// [`RecoveryMode::Skip`]: crate::RecoveryMode::Skip
+    pub fn skipped_damage(&self) -> u64 {
+        let at_open = self.recovery_info().map_or(0, |i| i.skipped);
+        let by_readers = lock_ignore_poison(&self.inner.skipped).len();
+        (at_open + by_readers) as u64
     }
 
     /// The lowest ID still retained (the first segment's base ID).
@@ -1536,6 +1575,7 @@ impl Inner {
             closed: AtomicBool::new(false),
             lock: Mutex::new(lock),
             ckpt: OnceLock::new(),
+            skipped: Mutex::new(std::collections::BTreeSet::new()),
         }))
     }
 
@@ -1563,6 +1603,11 @@ impl Inner {
     /// What to do with a damaged record met by a reader.
     pub(crate) fn recovery_mode(&self) -> crate::options::RecoveryMode {
         self.opts.recovery_mode
+    }
+
+    /// A reader passed over damage at `offset` of the segment `base` (Skip mode).
+    pub(crate) fn note_skipped(&self, base: u64, offset: u32) {
+        lock_ignore_poison(&self.skipped).insert((base, offset));
     }
 
     #[inline]

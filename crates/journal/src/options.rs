@@ -22,14 +22,16 @@ pub enum Durability {
     Sync,
 }
 
-/// What opening does about corruption that is not a torn tail or a hole.
+/// What opening, and readers, do about corruption that is not a torn tail or a hole
+/// (including IDs missing where nothing explains them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RecoveryMode {
     /// Fail with [`Error::Corrupt`] naming the file and offset.
     #[default]
     Strict,
-    /// Mark the damaged bytes as a hole, skip them and count them. Damaged records
-    /// are lost.
+    /// Mark the damaged bytes as a hole, skip them and count them
+    /// ([`Journal::skipped_damage`](crate::Journal::skipped_damage)). Damaged records,
+    /// and records whose IDs are found missing, are lost.
     Skip,
 }
 

@@ -37,6 +37,14 @@ pub const KIND_HOLE: u32 = 0x4C4F_4802;
 pub const KIND_END: u32 = 0x444E_4503;
 /// Bytes an end marker needs.
 pub const END_MARKER_LEN: u32 = 8;
+/// Bytes 4..8 of an end marker written by recovery at open where the next segment
+/// does not continue the IDs of this one: the IDs in between were lost before they
+/// were committed (a crash cut this segment's tail, or removed a segment whose header
+/// never reached the disk), or skipped so that IDs continue above the owner's
+/// consumed watermark. Readers accept that gap. An end marker written by a roll has
+/// zeros there: the next segment's base ID is then the ID after this segment's last
+/// reservation, and a reader that finds IDs missing at that boundary reports them.
+pub const END_GAP: u32 = 0x0450_4147; // "GAP\x04" little endian
 
 /// The sealed bit of the reservation word.
 pub const SEALED: u64 = 1 << 63;

@@ -110,11 +110,19 @@ fn zeros_after(s: &[u8], off: u32) -> bool {
 /// segment). Readers take a nonzero commit word past the end for a record, hence the
 /// zeros; garbage there (an edited or damaged file) sends the scan on, as without a
 /// known end, which zeroes it.
+///
+/// `durable_end` is the offset up to which the checkpoint recorded the segment as
+/// flushed (0 if it names another segment). Below it no write can have been torn nor a
+/// reservation left uncommitted: a record there that is damaged, zeroed or missing is
+/// corruption, reported in [`RecoveryMode::Strict`] and skipped (and counted in
+/// [`Scan::skipped`]) in [`RecoveryMode::Skip`], never cut as a torn tail or marked as
+/// a hole without a word.
 pub(crate) fn scan_and_repair(
     seg: &Segment,
     mode: RecoveryMode,
     storage: &dyn Storage,
     known_end: Option<KnownEnd>,
+    durable_end: u32,
 ) -> Result<Scan, Error> {
     if let Some(scan) = known_end.and_then(|k| clean_window(seg, k)) {
         return Ok(scan);
@@ -144,7 +152,28 @@ pub(crate) fn scan_and_repair(
         if u64::from(off) + 8 > u64::from(cap) {
             break;
         }
-        match examine(s, off, next_id, seg, max_records, known_end) {
+        let flushed = off < durable_end;
+        let found = match examine(s, off, next_id, seg, max_records, known_end) {
+            // Below the flushed offset an end marker is damage too: the segment went
+            // on past it.
+            Found::Sealed if flushed => Found::Damage {
+                commit: KIND_END,
+                reason: "end marker",
+                next: find_next_valid(s, off, seg.salt, next_id, seg.base_id, max_records),
+            },
+            found => found,
+        };
+        let durable_damage = |bad: &str| {
+            Error::corrupt(
+                &seg.path,
+                u64::from(off),
+                format!(
+                    "{bad}, below offset {durable_end} up to which the checkpoint recorded \
+                     the segment as flushed (flushed records are damaged or missing)"
+                ),
+            )
+        };
+        match found {
             Found::Sealed => {
                 scan.sealed = true;
                 break;
@@ -160,7 +189,15 @@ pub(crate) fn scan_and_repair(
                 next_id = id + 1;
             }
             Found::Hole { len } => off += len,
-            Found::Damage { next: None, .. } => {
+            Found::Damage {
+                reason, next: None, ..
+            } => {
+                if flushed {
+                    if mode == RecoveryMode::Strict {
+                        return Err(durable_damage(reason));
+                    }
+                    scan.skipped += 1;
+                }
                 // Torn tail: nothing valid after `off`. Zero the rest.
                 if let Some((lo, hi)) = nonzero_range(&s[off as usize..]) {
                     let (lo, hi) = (off + lo, off + hi);
@@ -186,8 +223,13 @@ pub(crate) fn scan_and_repair(
                 reason,
                 next: Some(next),
             } => {
-                if commit != 0 && mode == RecoveryMode::Strict {
-                    return Err(Error::corrupt(&seg.path, u64::from(off), reason));
+                if mode == RecoveryMode::Strict {
+                    if flushed {
+                        return Err(durable_damage(reason));
+                    }
+                    if commit != 0 {
+                        return Err(Error::corrupt(&seg.path, u64::from(off), reason));
+                    }
                 }
                 writable(seg, off)?;
                 let marker = codec::hole_marker(next - off, seg.salt);
@@ -196,7 +238,7 @@ pub(crate) fn scan_and_repair(
                     std::ptr::copy_nonoverlapping(marker.as_ptr(), seg.ptr(off), marker.len())
                 };
                 dirty = Some(widen(dirty, off, off + HOLE_MIN_LEN));
-                if commit == 0 {
+                if commit == 0 && !flushed {
                     scan.holes += 1;
                 } else {
                     scan.skipped += 1;

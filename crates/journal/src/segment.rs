@@ -220,12 +220,14 @@ impl Segment {
         unsafe { std::slice::from_raw_parts(self.ptr(offset), len as usize) }
     }
 
-    /// Reads the u32 at `offset` of a committed record (non-atomic; after Acquire).
+    /// Reads the u32 at `offset` of a committed record or end marker (non-atomic; after
+    /// Acquire).
     #[inline]
     fn read_u32(&self, offset: u32) -> u32 {
         debug_assert!(offset as usize + 4 <= self.map.len());
         // SAFETY: in bounds (checked by callers against capacity), and the bytes are
-        // part of a committed record whose commit word was loaded with Acquire.
+        // part of a committed record or end marker whose commit word was loaded with
+        // Acquire; such bytes are never written again.
         unsafe { std::ptr::read_unaligned(self.ptr(offset) as *const u32) }.to_le()
     }
 
@@ -286,6 +288,25 @@ impl Segment {
             max_records,
         );
         Some(next.unwrap_or(limit))
+    }
+
+    /// Bytes 4..8 of the end marker at `offset` ([`proto::END_GAP`] or zero), or zero
+    /// if there is no end marker there (the segment is full, or ends at a slot that was
+    /// never committed).
+    pub(crate) fn end_tag(&self, offset: u32) -> u32 {
+        if u64::from(offset) + u64::from(proto::END_MARKER_LEN) > u64::from(self.capacity) {
+            return 0;
+        }
+        // Acquire: pairs with the Release store of the marker (`proto::mark_end`), which
+        // follows the write of its bytes 4..8.
+        if self
+            .commit_word(offset)
+            .load(crate::sync::Ordering::Acquire)
+            != proto::KIND_END
+        {
+            return 0;
+        }
+        self.read_u32(offset + 4)
     }
 
     /// Whether the committed record of `len` bytes at `offset` matches its salted

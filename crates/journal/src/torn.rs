@@ -134,6 +134,17 @@ pub(crate) fn at_damage(
                 }
             }
         };
+        // Below the offset the checkpoint records as flushed, damage is not a torn
+        // write: a writable open reports it, and so does this reader.
+        let durable_end = match crate::checkpoint::read(dir) {
+            crate::checkpoint::Found::Valid(c)
+                if c.segment_base == seg.base_id && c.segment_salt == seg.salt =>
+            {
+                c.offset
+            }
+            _ => 0,
+        };
+        let torn = torn.filter(|t| t.offset >= durable_end);
         seg.set_torn(torn);
         return Ok(torn.filter(|t| t.offset <= offset));
     }

@@ -149,14 +149,16 @@ fn a_torn_tail_is_the_end_for_a_read_only_journal_and_nothing_is_written() {
 }
 
 /// `n` records, the last of them torn in its body: its commit word reached the disk,
-/// part of its body did not (a power loss), so a valid commit word sits over a
-/// checksum that does not match.
+/// part of its body did not (a power loss before that record was flushed), so a valid
+/// commit word sits over a checksum that does not match. The checkpoint goes too: it
+/// would record the record as flushed, and damage there is corruption, not a torn tail.
 fn torn_record_journal(dir: &Path, n: u64) {
     journal_with(dir, n);
     let seg = segments(dir).pop().unwrap();
     let (recs, _) = records(&seg);
     let last = *recs.last().unwrap();
     patch(&seg, last.offset + last.len - 16, &[0u8; 16]);
+    std::fs::remove_file(dir.join(CHECKPOINT_FILE)).unwrap();
 }
 
 #[test]
@@ -323,4 +325,56 @@ fn without_a_lock_file_the_torn_tail_is_read_from_a_copy_and_none_is_created() {
     drop(ro);
     assert!(!d.path().join(LOCK_FILE).exists());
     assert!(snapshot(d.path()) == before, "a read-only open wrote");
+}
+
+#[test]
+fn damage_below_the_checkpointed_offset_is_reported_not_taken_for_a_torn_tail() {
+    let d = tempfile::tempdir().unwrap();
+    journal_with(d.path(), 5);
+    // The last record, flushed and recorded by the checkpoint, loses bytes of its body.
+    let seg = segments(d.path()).pop().unwrap();
+    let (recs, _) = records(&seg);
+    let last = *recs.last().unwrap();
+    patch(&seg, last.offset + last.len - 16, &[0u8; 16]);
+    let ro = Journal::open_read_only(d.path(), opts()).unwrap();
+    let mut c = ro.cursor(1).unwrap();
+    let (got, end) = read_from(&ro, &mut c);
+    assert_eq!(got, expected(1..=4));
+    assert!(
+        matches!(end, Err(Error::Corrupt { offset, .. }) if offset == last.offset),
+        "{end:?}"
+    );
+    // As a writable open says.
+    drop(ro);
+    assert!(matches!(
+        Journal::open(d.path(), opts()),
+        Err(Error::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn a_slot_never_committed_in_an_older_segment_waits_while_a_writer_lives() {
+    let d = tempfile::tempdir().unwrap();
+    // Enough records for four segments: the first is outside what a writer's open
+    // scans (it starts at the checkpointed segment).
+    let n = 2_000;
+    journal_with(d.path(), n);
+    let first = segments(d.path()).remove(0);
+    assert!(segments(d.path()).len() >= 4);
+    let (recs, _) = records(&first);
+    let victim = recs[recs.len() / 2];
+    // Its commit word zeroed: as a reservation of a live writer that rolled before it
+    // committed looks to a reader in another process.
+    patch(&first, victim.offset, &[0u8; 4]);
+    let w = Journal::open(d.path(), opts()).unwrap();
+    let ro = Journal::open_read_only(d.path(), opts()).unwrap();
+    let mut c = ro.cursor(1).unwrap();
+    let (got, end) = read_from(&ro, &mut c);
+    end.unwrap();
+    assert_eq!(got.len(), recs.len() / 2, "stops before the slot, no error");
+    // No writer: the slot can never be committed, and the missing IDs are reported.
+    w.close().unwrap();
+    let (more, end) = read_from(&ro, &mut c);
+    assert!(more.is_empty(), "{more:?}");
+    assert!(matches!(end, Err(Error::Corrupt { .. })), "{end:?}");
 }

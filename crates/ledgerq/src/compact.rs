@@ -124,6 +124,10 @@ impl Inner {
         if !self.grace.wait(GRACE_WAIT) {
             return Ok(CompactionReport::default());
         }
+        // The watermark that makes these segments removable reaches the disk before
+        // they go: after a power loss, an older one below the first segment left would
+        // read as unconsumed messages gone missing.
+        self.flush_state()?;
         let n = self.journal.remove_segments_below(segs[k].base_id)?;
         Ok(CompactionReport {
             segments_removed: n as u64,
@@ -155,6 +159,9 @@ impl Inner {
         if !self.grace.wait(GRACE_WAIT) {
             return Ok(false);
         }
+        // The raised watermark reaches the disk before the segment goes (see
+        // `compact_pass`).
+        self.flush_state()?;
         Ok(self.journal.remove_segments_below(below)? > 0)
     }
 }

@@ -114,6 +114,8 @@ pub(crate) struct Inner {
     pub(crate) expired: AtomicU64,
     pub(crate) dropped: AtomicU64,
     pub(crate) dead_letter_failures: AtomicU64,
+    /// Missing ranges at the front of the journal skipped at open (Skip mode): 0 or 1.
+    front_skipped: u64,
     /// Serialises compaction passes (the maintenance thread, `compact`, overflow).
     pub(crate) compaction: Mutex<()>,
 }
@@ -218,9 +220,33 @@ impl Queue {
         let priorities = state.flags() & FLAG_PRIORITIES != 0;
         let first = journal.first_id();
         let end = journal.next_id();
+        // Every ID at or above the watermark is still to be consumed, and segments are
+        // removed only once wholly below it (compaction, retention and `DropOldest` move
+        // it first and make it durable before they remove anything). A first segment
+        // that starts above it means segment files holding unconsumed messages are
+        // missing. (A state file created by this open knows nothing.)
+        let recorded = state.watermark().load(Ordering::SeqCst);
+        let mut front_skipped = 0;
+        if !state.is_new() && recorded.max(1) < first {
+            let from = recorded.max(1);
+            if opts.recovery_mode == crate::RecoveryMode::Strict {
+                return Err(Error::Corrupt {
+                    path: dir,
+                    offset: 0,
+                    reason: format!(
+                        "IDs {from}..{first} are missing: they were not consumed (the consumed \
+                         watermark is {recorded}), but the first segment file starts at ID \
+                         {first} (the segment files that held them are missing)"
+                    ),
+                });
+            }
+            observe::event!(warn, dir = %dir.display(), from, to = first,
+                "segment files holding unconsumed messages are missing; skipped");
+            front_skipped = 1;
+        }
         // `min_next_id` keeps `end` at or above the watermark; the clamp only matters if
         // the state file changed between the peek and the lock.
-        let w = state.watermark().load(Ordering::SeqCst).max(first).min(end);
+        let w = recorded.max(first).min(end);
         state.set_watermark(w);
         let acked_in_window = if opts.ack_mode == AckMode::Manual || priorities {
             (w..end.min(w + WINDOW))
@@ -258,6 +284,7 @@ impl Queue {
             expired: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             dead_letter_failures: AtomicU64::new(0),
+            front_skipped,
             compaction: Mutex::new(()),
             dispatch: Dispatch::new(
                 opts.ring_capacity,
@@ -946,6 +973,7 @@ impl Inner {
             dedup_evicted: inner.dedup.evicted(),
             dropped: inner.dropped.load(Ordering::Relaxed),
             dead_letter_failures: inner.dead_letter_failures.load(Ordering::Relaxed),
+            corrupt_skipped: inner.journal.skipped_damage() + inner.front_skipped,
             oldest_pending_age: if pending == 0 {
                 None
             } else {
@@ -1771,13 +1799,19 @@ impl Inner {
     fn sync(&self) -> Result<()> {
         let t = Some(Instant::now());
         self.journal.sync()?;
-        let r = self.state.flush().map_err(|e| {
+        let r = self.flush_state();
+        observe::record(self, observe::Op::Flush, t);
+        r
+    }
+
+    /// Makes the consumer state durable (before segments below the watermark are
+    /// removed: see `Queue::open_with`). A failure latches the queue.
+    pub(crate) fn flush_state(&self) -> Result<()> {
+        self.state.flush().map_err(|e| {
             let cause = Arc::new(e);
             self.latch(cause.clone());
             Error::Poisoned { cause }
-        });
-        observe::record(self, observe::Op::Flush, t);
-        r
+        })
     }
 
     /// Latches a failed flush of the consumer state: every later write fails.

@@ -39,6 +39,10 @@ impl Queue {
     pub fn seek_to_id(&self, id: u64) -> Result<()> {
         let inner = &self.inner;
         inner.check_open()?;
+        // No compaction removes segments between the check below and the move of the
+        // watermark: a watermark below the first segment would read as messages gone
+        // missing at the next open.
+        let _compaction = crate::queue::lock(&inner.compaction);
         let first = inner.journal.first_id();
         let next = inner.journal.next_id();
         if id < first || id > next {

@@ -34,6 +34,11 @@ pub struct Stats {
     /// message stayed in the queue and was delivered again (see
     /// [`Queue::nack`](crate::Queue::nack)).
     pub dead_letter_failures: u64,
+    /// Damaged or missing parts of the journal passed over in
+    /// [`RecoveryMode::Skip`](crate::RecoveryMode::Skip) since open, each counted once:
+    /// damaged spans repaired at open, damaged records and missing ID ranges met by
+    /// readers, and missing segment files at the front of the journal.
+    pub corrupt_skipped: u64,
     /// How long the oldest pending message has waited, if any is pending.
     pub oldest_pending_age: Option<std::time::Duration>,
 }

@@ -9,7 +9,14 @@
 //!
 //! Which segments count as the tail (where a torn write after a crash is expected, and
 //! reported as a torn tail rather than corruption) is decided as at open: from the
-//! segment named by a valid `CHECKPOINT` on, else the last two segments.
+//! segment named by a valid `CHECKPOINT` on, else the last two segments. Below the
+//! offset the checkpoint recorded as flushed, damage is corruption even in the tail.
+//!
+//! IDs missing between valid records are listed as gaps; those that nothing explains
+//! (holes and damage passed, a torn tail open repairs, an end marker tagged
+//! `END_GAP`), as readers check them, are corruption too: a missing segment file, a
+//! record zeroed in a segment open does not scan. So is a first segment that starts
+//! above the consumer state's watermark (segment files of unconsumed messages gone).
 
 use std::fmt;
 use std::fs;
@@ -20,9 +27,10 @@ use ledgerq_journal::format::{
     check_hole as validate_hole, check_record as validate_record, checkpoint as decode_checkpoint,
     checkpoint_tail_start, segment_header as decode_header,
 };
-use ledgerq_journal::proto::{KIND_END, KIND_HOLE, KIND_RECORD};
+use ledgerq_journal::proto::{END_GAP, KIND_END, KIND_HOLE, KIND_RECORD};
 use ledgerq_journal::{
-    Checkpoint, CHECKPOINT_FILE, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, SEGMENT_HEADER_LEN,
+    Checkpoint, CHECKPOINT_FILE, MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, RECORD_HEADER_LEN,
+    SEGMENT_HEADER_LEN,
 };
 
 /// Name of the default consumer group's state file.
@@ -215,9 +223,10 @@ pub struct Report {
 
 impl Report {
     /// No corruption, no torn tail and a readable consumer state: the directory opens
-    /// in strict mode without repairs that lose data. Holes and ID gaps are normal
-    /// after crashes and do not count, nor does a missing or unusable checkpoint (open
-    /// then scans more, and loses nothing).
+    /// in strict mode without repairs that lose data. Holes, and ID gaps that crashes
+    /// explain (hole markers, torn tails, end markers recovery tagged), are normal and
+    /// do not count, nor does a missing or unusable checkpoint (open then scans more,
+    /// and loses nothing). IDs missing otherwise are [`Report::corruption`].
     pub fn is_clean(&self) -> bool {
         self.corruption.is_empty()
             && self.torn.is_empty()
@@ -431,13 +440,84 @@ fn find_next_valid(s: &[u8], off: usize, salt: u32, next_id: u64) -> Option<usiz
     None
 }
 
+/// What the scan carries from record to record, and from one segment to the next, to
+/// tell IDs lost in a crash (explained) from IDs whose records vanished (corruption),
+/// by the rule readers apply: missing IDs must be explained by the bytes of holes and
+/// damage passed since the last valid record (each ID took at least a record header),
+/// or follow an end marker tagged `END_GAP`, or a torn tail that open repairs (and then
+/// tags).
+#[derive(Default)]
+struct Flow {
+    /// The ID the next valid record should have, barring holes (`None` before the
+    /// first segment).
+    expect: Option<u64>,
+    /// Bytes of holes and damage passed since the last valid record.
+    passed: u64,
+    /// Any gap up to the next valid record is accepted (or was reported already).
+    accepted: bool,
+    /// The previous segment ended at a slot never committed, here.
+    uncommitted_end: Option<(PathBuf, u64)>,
+}
+
+impl Flow {
+    /// IDs missing before `id` that nothing explains, as `from..to`.
+    fn missing_before(&self, id: u64) -> Option<(u64, u64)> {
+        let e = self.expect?;
+        (id > e && !self.accepted && id - e > self.passed / u64::from(RECORD_HEADER_LEN))
+            .then_some((e, id))
+    }
+
+    /// A valid record `id` was read.
+    fn record(&mut self, id: u64) {
+        *self = Flow {
+            expect: Some(id + 1),
+            ..Flow::default()
+        };
+    }
+}
+
+/// Reports IDs missing between the segments read so far and the segment `base` at
+/// `path`, and starts that segment in `flow`.
+fn enter_segment(base: u64, path: &Path, flow: &mut Flow, r: &mut Report) {
+    if let Some((from, to)) = flow.missing_before(base) {
+        let c = match flow.uncommitted_end.take() {
+            Some((p, offset)) => Corruption {
+                path: p,
+                offset,
+                reason: format!(
+                    "record never committed in a segment followed by another: IDs \
+                     {from}..{to} are missing (a record was zeroed or the segment was cut)"
+                ),
+            },
+            None => Corruption {
+                path: path.to_path_buf(),
+                offset: 16,
+                reason: format!(
+                    "segment starts at ID {to}, but the IDs before it end at {}: IDs \
+                     {from}..{to} are missing (a segment file is missing)",
+                    from - 1
+                ),
+            },
+        };
+        r.corruption.push(c);
+    }
+    *flow = Flow {
+        expect: Some(flow.expect.map_or(base, |e| e.max(base))),
+        ..Flow::default()
+    };
+}
+
 /// Scans one segment; `tail` says whether open scans it (where a torn write is
-/// expected after a crash rather than corruption).
+/// expected after a crash rather than corruption). `durable_end` is the offset below
+/// which the checkpoint recorded the segment as flushed (0 if it names another one):
+/// damage there is corruption even in the tail.
 fn scan_segment(
     base: u64,
     path: &Path,
     tail: bool,
+    durable_end: u64,
     next_expected: &mut Option<u64>,
+    flow: &mut Flow,
     r: &mut Report,
 ) -> Result<(), Error> {
     let s = fs::read(path).map_err(io_err("read segment", path))?;
@@ -473,6 +553,7 @@ fn scan_segment(
             reason: "segment header never written whole (removed at next open)".into(),
         });
         r.segments.push(seg);
+        flow.accepted = true;
         return Ok(());
     }
     let salt = match decode_header(&s) {
@@ -506,6 +587,7 @@ fn scan_segment(
     };
     let Some(salt) = salt else {
         r.segments.push(seg);
+        flow.accepted = true;
         return Ok(());
     };
     seg.header_ok = true;
@@ -513,14 +595,28 @@ fn scan_segment(
     let mut next_id = base;
     while off + 8 <= s.len() {
         let commit = rd_u32(&s, off);
+        let flushed = (off as u64) < durable_end;
         let bad: String = match commit {
+            KIND_END if flushed => "end marker".to_string(),
             KIND_END => {
                 seg.sealed = true;
+                flow.accepted |= rd_u32(&s, off + 4) == END_GAP;
                 off += 8;
                 break;
             }
             KIND_RECORD => match validate_record(&s, off, salt) {
                 Ok((len, id)) if id >= next_id => {
+                    if let Some((from, to)) = flow.missing_before(id) {
+                        corrupt(
+                            r,
+                            off as u64,
+                            format!(
+                                "IDs {from}..{to} are missing before this record (a record \
+                                 was zeroed or overwritten)"
+                            ),
+                        );
+                    }
+                    flow.record(id);
                     if let Some(n) = *next_expected {
                         if id > n {
                             r.gaps.push(IdGap { from: n, to: id });
@@ -546,6 +642,7 @@ fn scan_segment(
                         marked: true,
                     });
                     seg.hole_markers += 1;
+                    flow.passed += len;
                     off += len as usize;
                     continue;
                 }
@@ -554,32 +651,61 @@ fn scan_segment(
             0 => "record reserved but never committed".to_string(),
             w => format!("unknown commit word {w:#010x}"),
         };
+        let below_durable = || {
+            format!(
+                "{bad}, below offset {durable_end} up to which the checkpoint recorded the \
+                 segment as flushed (flushed records are damaged or missing)"
+            )
+        };
         match find_next_valid(&s, off, salt, next_id) {
             Some(next) => {
-                if commit == 0 {
+                if flushed {
+                    corrupt(r, off as u64, below_durable());
+                } else if commit != 0 {
+                    corrupt(r, off as u64, bad);
+                } else if !tail {
+                    // Open marks holes only in the tail: in a segment before it every
+                    // reservation was committed before the checkpoint moved past it.
+                    corrupt(
+                        r,
+                        off as u64,
+                        format!("{bad} in a segment that open does not scan (a record was zeroed)"),
+                    );
+                } else {
                     r.holes.push(HoleMarker {
                         path: path.to_path_buf(),
                         offset: off as u64,
                         len: (next - off) as u64,
                         marked: false,
                     });
-                } else {
-                    corrupt(r, off as u64, bad);
                 }
+                flow.passed += (next - off) as u64;
                 off = next;
             }
             None => {
-                if let Some(last) = s[off..].iter().rposition(|&b| b != 0) {
-                    if tail {
+                let nonzero = s[off..].iter().rposition(|&b| b != 0);
+                if flushed {
+                    corrupt(r, off as u64, below_durable());
+                    flow.accepted = true;
+                } else if tail {
+                    if let Some(last) = nonzero {
                         r.torn.push(TornTail {
                             path: path.to_path_buf(),
                             offset: off as u64,
                             len: last as u64 + 1,
                             reason: bad,
                         });
-                    } else {
-                        corrupt(r, off as u64, format!("{bad} (nothing valid follows)"));
                     }
+                    // Open cuts it and tags the end: the IDs reserved there are lost in
+                    // the crash, not missing.
+                    flow.accepted = true;
+                } else if nonzero.is_some() {
+                    corrupt(r, off as u64, format!("{bad} (nothing valid follows)"));
+                    flow.accepted = true;
+                } else {
+                    // Zeros to the end: the segment ends here (an end marker is not
+                    // always flushed), and the next one must continue its IDs.
+                    flow.uncommitted_end = Some((path.to_path_buf(), off as u64));
                 }
                 break;
             }
@@ -708,7 +834,15 @@ pub fn verify(dir: &Path) -> Result<Report, Error> {
     };
     let (checkpoint, tail_from) = read_checkpoint(dir, &found)?;
     r.tail_from = found.get(tail_from).map(|f| f.0);
+    // The checkpointed segment (when open uses the checkpoint) and how far it was
+    // flushed.
+    let durable = checkpoint
+        .as_ref()
+        .filter(|c| c.problem.is_none())
+        .and_then(|c| c.checkpoint)
+        .map(|cp| (cp.segment_base, u64::from(cp.offset)));
     let mut next_expected = None;
+    let mut flow = Flow::default();
     for (i, (base, path)) in found.iter().enumerate() {
         if let Some(next) = next_expected {
             if *base < next {
@@ -722,7 +856,19 @@ pub fn verify(dir: &Path) -> Result<Report, Error> {
                 });
             }
         }
-        scan_segment(*base, path, i >= tail_from, &mut next_expected, &mut r)?;
+        enter_segment(*base, path, &mut flow, &mut r);
+        let durable_end = durable
+            .filter(|(b, _)| b == base)
+            .map_or(0, |(_, offset)| offset);
+        scan_segment(
+            *base,
+            path,
+            i >= tail_from,
+            durable_end,
+            &mut next_expected,
+            &mut flow,
+            &mut r,
+        )?;
     }
     r.checkpoint = checkpoint.map(|mut c| {
         if let (Some(cp), None) = (c.checkpoint, &c.problem) {
@@ -735,6 +881,22 @@ pub fn verify(dir: &Path) -> Result<Report, Error> {
         c
     });
     r.consumer = read_consumer_state(&dir.join(CONSUMER_STATE_FILE))?;
+    // Segments are removed only once wholly below the consumed watermark, which is
+    // made durable first: a first segment above it means unconsumed messages are gone.
+    if let (Some(c), Some(first)) = (&r.consumer, r.segments.first()) {
+        if let Some(w) = c.watermark.filter(|&w| w.max(1) < first.base_id) {
+            let (from, to) = (w.max(1), first.base_id);
+            r.corruption.push(Corruption {
+                path: c.path.clone(),
+                offset: 16,
+                reason: format!(
+                    "IDs {from}..{to} are missing: they were not consumed (the consumed \
+                     watermark is {w}), but the first segment file starts at ID {to} (the \
+                     segment files that held them are missing)"
+                ),
+            });
+        }
+    }
     Ok(r)
 }
 
@@ -831,9 +993,16 @@ mod tests {
         assert!(text.trim_end().ends_with("NOT CLEAN"), "{text}");
     }
 
+    /// Removes the checkpoint, as after a crash before one covered the last records:
+    /// damage among them is then a torn write, not damage to flushed records.
+    fn forget_checkpoint(dir: &Path) {
+        fs::remove_file(dir.join(CHECKPOINT_FILE)).unwrap();
+    }
+
     #[test]
     fn torn_tail_is_reported_and_left_alone() {
         let t = journal(10);
+        forget_checkpoint(t.path());
         let last = segs(t.path()).pop().unwrap();
         let mut b = fs::read(&last).unwrap();
         // Garbage in place of the last record (it starts at 64 + 9 * 256).
@@ -864,6 +1033,7 @@ mod tests {
     #[test]
     fn uncommitted_reservation_then_hole_marker() {
         let t = journal(10);
+        forget_checkpoint(t.path());
         let last = segs(t.path()).pop().unwrap();
         let mut b = fs::read(&last).unwrap();
         // The fifth record was reserved but never committed: its commit word is 0.
@@ -1011,6 +1181,14 @@ mod tests {
         assert!(
             r.to_string().contains("recorded as flushed are missing"),
             "{r}"
+        );
+        // Flushed records gone: corruption at the first of them, not a torn tail.
+        assert!(!r.is_clean(), "{r}");
+        assert!(r.torn.is_empty(), "{r}");
+        assert_eq!(r.corruption.len(), 1, "{r}");
+        assert_eq!(
+            (&r.corruption[0].path, r.corruption[0].offset),
+            (&last, cut as u64)
         );
     }
 
