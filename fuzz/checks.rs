@@ -183,13 +183,36 @@ pub fn decode_record(data: &[u8]) {
 }
 
 /// `recover_segment`: arbitrary bytes as a segment file (optionally behind a valid
-/// header, optionally padded to full size), optionally with a consumer state file,
-/// then `Queue::open`: a typed error, or a queue that delivers every record before the
-/// first invalid byte (above the consumer watermark) and goes on.
+/// header, optionally padded to full size), optionally with a consumer state file and
+/// a checkpoint file (arbitrary bytes, or a valid checkpoint naming the segment with
+/// arbitrary offsets, next ID and clean flag), then `Queue::open`: a typed error, or a
+/// queue that delivers every record before the first invalid byte (above the consumer
+/// watermark) and goes on.
 pub fn recover_segment(data: &[u8]) {
     let mut b = Bytes(data);
     let flags = b.u8();
     let watermark = b.u64();
+    let checkpoint: Vec<u8> = match flags >> 4 & 3 {
+        1 => (0..ledgerq_journal::CHECKPOINT_LEN)
+            .map(|_| b.u8())
+            .collect(),
+        2 => {
+            let (offset, next_id, check_from) = (b.u64(), b.u64(), b.u64());
+            ledgerq_journal::Checkpoint {
+                segment_base: BASE,
+                segment_salt: SALT,
+                offset: offset as u32,
+                next_id,
+                extra: (flags & 0x80 != 0).then_some(watermark),
+                written_ns: 1,
+                clean: flags & 0x40 != 0,
+                check_from: check_from as u32,
+            }
+            .encode()
+            .to_vec()
+        }
+        _ => Vec::new(),
+    };
     let body = b.rest();
     let mut img = Vec::new();
     if flags & 1 != 0 {
@@ -202,6 +225,9 @@ pub fn recover_segment(data: &[u8]) {
     let t = scratch_dir();
     let dir = t.path();
     fs::write(dir.join(SEGMENT_NAME), &img).unwrap();
+    if !checkpoint.is_empty() {
+        fs::write(dir.join(ledgerq_journal::CHECKPOINT_FILE), &checkpoint).unwrap();
+    }
     let mut w = 0;
     match flags >> 2 & 3 {
         1 => {
