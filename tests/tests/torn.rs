@@ -703,3 +703,48 @@ fn flipped_byte_in_the_last_record_of_a_cleanly_closed_queue_is_corruption() {
         }
     }
 }
+
+#[test]
+fn missing_last_segment_is_reported_not_skipped_silently() {
+    let b = built();
+    let gone = b.segments.last().unwrap();
+    let lost = base_of(gone)..b.expected.last().unwrap().0 + 1;
+    for mode in [RecoveryMode::Strict, RecoveryMode::Skip] {
+        let (_t, dir) = fresh_copy();
+        let gone = copy_of(&dir, gone);
+        fs::remove_file(&gone).unwrap();
+        let range = format!("IDs {}..{}", lost.start, lost.end);
+        let r = ledgerq_recovery::verify(&dir).unwrap();
+        assert!(
+            !r.is_clean()
+                && r.corruption
+                    .iter()
+                    .any(|c| c.path == gone && c.reason.contains(&range)),
+            "{r}"
+        );
+        match mode {
+            RecoveryMode::Strict => match Queue::open_with(&dir, opts()) {
+                Err(Error::Corrupt { path, reason, .. }) => {
+                    assert_eq!(path, gone);
+                    assert!(reason.contains(&range), "{reason}");
+                }
+                other => panic!("expected Corrupt at open, got {:?}", other.map(|_| ())),
+            },
+            _ => expect_skipped(&dir, lost.clone()),
+        }
+    }
+}
+
+#[test]
+fn every_segment_file_missing_is_reported() {
+    let b = built();
+    let (_t, dir) = fresh_copy();
+    for s in &b.segments {
+        fs::remove_file(copy_of(&dir, s)).unwrap();
+    }
+    match Queue::open_with(&dir, opts()) {
+        Err(Error::Corrupt { reason, .. }) => assert!(reason.contains("missing"), "{reason}"),
+        other => panic!("expected Corrupt at open, got {:?}", other.map(|_| ())),
+    }
+    assert!(!ledgerq_recovery::verify(&dir).unwrap().is_clean());
+}

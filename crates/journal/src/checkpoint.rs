@@ -283,6 +283,11 @@ pub(crate) struct Durable {
 pub struct RecoveryInfo {
     /// The checkpoint found at open and used to choose the segments to scan.
     pub checkpoint: Option<Checkpoint>,
+    /// A valid checkpoint naming a segment after every segment file (or with no
+    /// segment file left): the records it recorded as flushed beyond the files are
+    /// missing, reported ([`RecoveryMode::Strict`](crate::RecoveryMode::Strict)) or
+    /// counted in `skipped`.
+    pub checkpoint_ahead: Option<Checkpoint>,
     /// Why there was no usable checkpoint (missing, damaged, not matching the
     /// segments); then the last two segments were scanned.
     pub checkpoint_problem: Option<String>,
@@ -1077,6 +1082,36 @@ mod tests {
     }
 
     #[test]
+    fn a_checkpoint_ahead_of_the_files_reports_the_missing_records() {
+        let t = journal(1000);
+        let good = read_file(t.path());
+        let ahead = Checkpoint {
+            segment_base: good.next_id + 500,
+            next_id: good.next_id + 600,
+            ..good
+        };
+        fs::write(t.path().join(CHECKPOINT_FILE), ahead.encode()).unwrap();
+        match Journal::open(t.path(), opts()) {
+            Err(Error::Corrupt { path, reason, .. }) => {
+                assert_eq!(
+                    path,
+                    t.path()
+                        .join(crate::journal::segment_name(ahead.segment_base))
+                );
+                let range = format!("IDs {}..{}", good.next_id, ahead.next_id);
+                assert!(reason.contains(&range), "{reason}");
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        // Skip mode: counted, and IDs go on after the missing ones.
+        let j = Journal::open(t.path(), opts().recovery_mode(RecoveryMode::Skip)).unwrap();
+        assert_eq!(j.skipped_damage(), 1);
+        assert_eq!(count(&j).unwrap(), 1000);
+        assert!(j.append(&RecordIn::new(b"x")).unwrap() >= ahead.next_id);
+        j.close().unwrap();
+    }
+
+    #[test]
     fn damaged_or_mismatched_checkpoints_fall_back_to_the_last_two_segments() {
         let t = journal(1000);
         let good = read_file(t.path());
@@ -1084,9 +1119,12 @@ mod tests {
         let torn = good.encode()[..20].to_vec();
         let mut flipped = good.encode().to_vec();
         flipped[30] ^= 1;
+        // Naming a segment after the files that held no flushed record (one with a
+        // higher `next_id` records flushed records that are missing: see
+        // `a_checkpoint_ahead_of_the_files_reports_the_missing_records`).
         let ahead = Checkpoint {
-            segment_base: good.segment_base + 10_000,
-            next_id: good.segment_base + 10_000,
+            segment_base: good.next_id,
+            next_id: good.next_id,
             ..good
         }
         .encode()

@@ -304,7 +304,7 @@ pub(crate) fn now_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-fn segment_name(base: u64) -> String {
+pub(crate) fn segment_name(base: u64) -> String {
     format!("{base:020}.seg")
 }
 
@@ -607,6 +607,10 @@ fn checkpointed_tail(
             return (None, None);
         }
     };
+    info.checkpoint_ahead = found
+        .last()
+        .is_none_or(|(last, _)| c.segment_base > *last)
+        .then_some(c);
     let bases: Vec<u64> = found.iter().map(|(b, _)| *b).collect();
     // The named file must be the one the checkpoint was written for (same salt).
     let r = checkpoint::tail_start(&c, &bases, |k| read_salt(&found[k].1));
@@ -819,6 +823,27 @@ impl Journal {
             last_scan = Some(scan);
         }
         info.tail_from = segs.get(tail_from).map(|s| s.base_id);
+        // A checkpoint naming a segment after every file: that segment, and maybe
+        // others, are gone with records the checkpoint recorded as flushed.
+        let have = last_scan.map_or(1, |s| s.next_id);
+        let lost_to = info.checkpoint_ahead.map_or(0, |c| c.next_id);
+        if lost_to > have {
+            let c = info.checkpoint_ahead.expect("set when lost_to > 1");
+            if opts.recovery_mode == crate::options::RecoveryMode::Strict {
+                return Err(Error::corrupt(
+                    dir.join(segment_name(c.segment_base)),
+                    0,
+                    format!(
+                        "missing: the checkpoint records this segment as flushed up to ID \
+                         {}, but the segment files end at ID {}: IDs {have}..{lost_to} are \
+                         missing (segment files were removed)",
+                        lost_to - 1,
+                        have.saturating_sub(1)
+                    ),
+                ));
+            }
+            info.skipped += 1;
+        }
         let recovered = match (segs.last(), last_scan) {
             (Some(l), Some(scan)) => Some(Durable {
                 base: l.base_id,
@@ -852,7 +877,10 @@ impl Journal {
                 let room = u64::from(last.capacity) - u64::from(scan.end_off);
                 // IDs never go back below one already flushed (the checkpoint's), even
                 // if Skip mode dropped its record.
-                let min_next = opts.min_next_id.max(cp.map_or(0, |c| c.next_id));
+                let min_next = opts
+                    .min_next_id
+                    .max(cp.map_or(0, |c| c.next_id))
+                    .max(lost_to);
                 if scan.next_id < min_next {
                     // IDs must continue from `min_next`: seal the tail here (a tagged end
                     // marker, made durable before the next segment exists) and start the
@@ -880,7 +908,7 @@ impl Journal {
                     };
                 }
             }
-            _ => need_new = Some(opts.min_next_id.max(1)),
+            _ => need_new = Some(opts.min_next_id.max(1).max(lost_to)),
         }
         let min_gap = if opts.durability == Durability::Buffered {
             opts.flush_interval.max(checkpoint::MIN_CHECKPOINT_GAP)

@@ -880,6 +880,25 @@ pub fn verify(dir: &Path) -> Result<Report, Error> {
         }
         c
     });
+    // A checkpoint naming a segment after every file: records it recorded as flushed
+    // are gone with that segment (as open reports).
+    if let Some(cp) = r.checkpoint.as_ref().and_then(|c| c.checkpoint) {
+        let last = r.segments.last();
+        let have = last.map_or(1, |s| s.last_id.map_or(s.base_id, |l| l + 1));
+        if last.is_none_or(|s| cp.segment_base > s.base_id) && cp.next_id > have {
+            r.corruption.push(Corruption {
+                path: dir.join(format!("{:020}.seg", cp.segment_base)),
+                offset: 0,
+                reason: format!(
+                    "missing: the checkpoint records this segment as flushed up to ID {}, \
+                     but the segment files end at ID {}: IDs {have}..{} are missing",
+                    cp.next_id - 1,
+                    have - 1,
+                    cp.next_id
+                ),
+            });
+        }
+    }
     r.consumer = read_consumer_state(&dir.join(CONSUMER_STATE_FILE))?;
     // Segments are removed only once wholly below the consumed watermark, which is
     // made durable first: a first segment above it means unconsumed messages are gone.
