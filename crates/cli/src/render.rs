@@ -376,6 +376,10 @@ struct JsonConsumer {
     path: String,
     watermark: Option<u64>,
     problem: Option<String>,
+    acknowledged: u64,
+    delivered: u64,
+    max_deliveries: u64,
+    dead_lettering: u64,
 }
 
 /// The recovery report as one JSON object.
@@ -434,6 +438,10 @@ pub fn report_json(r: &Report) -> String {
             path: p(&c.path),
             watermark: c.watermark,
             problem: c.problem.clone(),
+            acknowledged: c.acknowledged,
+            delivered: c.delivered,
+            max_deliveries: c.max_deliveries,
+            dead_lettering: c.dead_lettering,
         }),
     };
     serde_json::to_string_pretty(&j).unwrap_or_default()

@@ -533,3 +533,40 @@ fn abandon_stops_like_a_kill_and_the_directory_reopens() {
         q.close().unwrap();
     }
 }
+
+#[test]
+fn verify_reports_acknowledged_and_delivered_messages_above_the_watermark() {
+    let d = tempfile::tempdir().unwrap();
+    {
+        let q = Queue::open_with(d.path(), small().ack_mode(AckMode::Manual)).unwrap();
+        q.enqueue_batch((0..5u8).map(|i| [i])).unwrap();
+        // The first stays leased, the second is acknowledged, the third nacked and
+        // delivered again.
+        let _first = q.dequeue().unwrap().unwrap();
+        let b = q.dequeue().unwrap().unwrap();
+        let c = q.dequeue().unwrap().unwrap();
+        q.ack(b.id()).unwrap();
+        q.nack(c.id(), "again").unwrap();
+        let c = q.dequeue().unwrap().unwrap();
+        assert_eq!(c.delivery_count(), 2);
+        q.close().unwrap();
+    }
+    let r = ledgerq_recovery::verify(d.path()).unwrap();
+    let c = r.consumer.clone().unwrap();
+    assert_eq!(c.watermark, Some(1), "{r}");
+    assert_eq!(
+        (
+            c.acknowledged,
+            c.delivered,
+            c.max_deliveries,
+            c.dead_lettering
+        ),
+        (1, 2, 2, 0),
+        "{r}"
+    );
+    assert!(
+        r.to_string()
+            .contains("1 acknowledged, 2 delivered and not acknowledged (at most 2 time(s))"),
+        "{r}"
+    );
+}

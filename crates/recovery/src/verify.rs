@@ -177,6 +177,17 @@ pub struct ConsumerState {
     pub watermark: Option<u64>,
     /// A problem with the file (format, size), if any.
     pub problem: Option<String>,
+    /// Of the messages at or above the watermark with a recorded state (manual
+    /// acknowledgement, or priority delivery): how many are acknowledged (or consumed)
+    /// and wait for the watermark to pass them.
+    pub acknowledged: u64,
+    /// How many were delivered and not acknowledged: leased now, or delivered before a
+    /// restart (each is delivered again, its count one higher).
+    pub delivered: u64,
+    /// The highest delivery count among those.
+    pub max_deliveries: u64,
+    /// How many were being moved to the dead-letter queue.
+    pub dead_lettering: u64,
 }
 
 /// The checkpoint file (`CHECKPOINT`): the durable position recorded after a flush,
@@ -377,6 +388,13 @@ impl fmt::Display for Report {
                             f,
                             "consumer state: watermark {w} (IDs below are consumed), {pending} ID(s) at or above it"
                         )?;
+                        if c.acknowledged + c.delivered + c.dead_lettering > 0 {
+                            writeln!(
+                                f,
+                                "consumer state: above it {} acknowledged, {} delivered and not acknowledged (at most {} time(s)), {} being dead-lettered",
+                                c.acknowledged, c.delivered, c.max_deliveries, c.dead_lettering
+                            )?;
+                        }
                         if self.last_id().is_some_and(|l| w > l + 1) {
                             writeln!(
                                 f,
@@ -726,6 +744,10 @@ fn read_consumer_state(path: &Path) -> Result<Option<ConsumerState>, Error> {
         path: path.to_path_buf(),
         watermark: None,
         problem: None,
+        acknowledged: 0,
+        delivered: 0,
+        max_deliveries: 0,
+        dead_lettering: 0,
     };
     if b.len() < 24 {
         st.problem = Some(format!("file is {} bytes, too short for a header", b.len()));
@@ -752,6 +774,29 @@ fn read_consumer_state(path: &Path) -> Result<Option<ConsumerState>, Error> {
             "file is {} bytes, which does not match a window of {bits} bits",
             b.len()
         ));
+        return Ok(Some(st));
+    }
+    // The entries (byte map in the queue's `state` module): `(lap + 1) << 8 | state`
+    // for the message `lap << bits | index`; state 0xFF acknowledged, 0xFE being
+    // dead-lettered, 1..=253 delivered that many times. Entries of messages below the
+    // watermark (earlier laps included) are settled and left out.
+    let w = rd_u64(&b, 16);
+    for (index, e) in b[STATE_HEADER as usize..].chunks_exact(8).enumerate() {
+        let e = u64::from_le_bytes(e.try_into().expect("8 bytes"));
+        let lap = (e >> 8).wrapping_sub(1);
+        let id = lap.checked_shl(bits).map(|l| l | index as u64);
+        if e == 0 || id.is_none_or(|id| id < w) {
+            continue;
+        }
+        match e & 0xFF {
+            0xFF => st.acknowledged += 1,
+            0xFE => st.dead_lettering += 1,
+            n @ 1..=253 => {
+                st.delivered += 1;
+                st.max_deliveries = st.max_deliveries.max(n);
+            }
+            _ => {}
+        }
     }
     Ok(Some(st))
 }
