@@ -88,13 +88,17 @@ fn rd_u64(b: &[u8], at: usize) -> u64 {
 }
 
 /// The records before the first invalid byte of a segment image (independent of the
-/// journal's own scan): `(id, payload)` in order.
+/// journal's own scan): `(id, payload)` in order. A record whose ID skips IDs that the
+/// hole markers passed since the previous record cannot explain (at least a record
+/// header of hole bytes per missing ID) ends it too: the records that held those IDs
+/// were lost, which readers report.
 fn valid_prefix(s: &[u8]) -> Vec<(u64, Vec<u8>)> {
     let mut out = Vec::new();
     if s.len() < 64 || s[..64] != segment_header() {
         return out;
     }
     let (mut off, mut next_id) = (64usize, BASE);
+    let mut hole_bytes = 0u64;
     let max_records = (s.len() / 8) as u64;
     while off + 16 <= s.len() {
         let commit = rd_u32(s, off);
@@ -105,6 +109,7 @@ fn valid_prefix(s: &[u8]) -> Vec<(u64, Vec<u8>)> {
                 break;
             }
             off += len;
+            hole_bytes += len as u64;
             continue;
         }
         if commit != KIND_RECORD || off + 56 > s.len() {
@@ -127,11 +132,12 @@ fn valid_prefix(s: &[u8]) -> Vec<(u64, Vec<u8>)> {
             break;
         }
         let id = rd_u64(s, off + 16);
-        if id < next_id || id - BASE >= max_records {
+        if id < next_id || id - BASE >= max_records || id - next_id > hole_bytes / 56 {
             break;
         }
         out.push((id, s[off + len - p..off + len].to_vec()));
         next_id = id + 1;
+        hole_bytes = 0;
         off += alen;
     }
     out
