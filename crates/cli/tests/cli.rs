@@ -586,6 +586,20 @@ fn damage_in_the_middle_of_the_last_segment_fails_every_reader() {
     );
 }
 
+/// Writes 40 bytes of half-written garbage after the last record of the closed queue in
+/// `dir`, as a crash mid-write leaves; returns the offset where they start.
+fn tear_after_the_last_record(dir: &Path) -> usize {
+    let report = ledgerq::inspect::verify(dir).unwrap();
+    let last = report.segments.last().unwrap();
+    let at = last.bytes_used as usize;
+    let mut b = fs::read(&last.path).unwrap();
+    for (i, x) in b[at..at + 40].iter_mut().enumerate() {
+        *x = (i as u8).wrapping_mul(13) | 1;
+    }
+    fs::write(&last.path, &b).unwrap();
+    at
+}
+
 #[test]
 fn verify_reports_a_torn_tail() {
     let _serial = serial();
@@ -595,15 +609,7 @@ fn verify_reports_a_torn_tail() {
         q.enqueue([1u8; 100]).unwrap();
     }
     q.close().unwrap();
-    let report = ledgerq::inspect::verify(t.path()).unwrap();
-    let last = report.segments.last().unwrap();
-    let at = last.bytes_used as usize;
-    // Half-written garbage after the last record, as a crash mid-write leaves.
-    let mut b = fs::read(&last.path).unwrap();
-    for (i, x) in b[at..at + 40].iter_mut().enumerate() {
-        *x = (i as u8).wrapping_mul(13) | 1;
-    }
-    fs::write(&last.path, &b).unwrap();
+    let at = tear_after_the_last_record(t.path());
     ledgerq()
         .arg("verify")
         .arg(t.path())
@@ -641,16 +647,8 @@ fn read_only_commands_show_the_records_before_a_torn_tail_and_change_nothing() {
         q.enqueue(format!("order {i}")).unwrap();
     }
     q.close().unwrap();
-    let report = ledgerq::inspect::verify(t.path()).unwrap();
-    let last = report.segments.last().unwrap();
-    let at = last.bytes_used as usize;
-    // Half-written garbage after the last record, as a crash mid-write leaves; the
-    // queue has not been opened since (which would cut it).
-    let mut b = fs::read(&last.path).unwrap();
-    for (i, x) in b[at..at + 40].iter_mut().enumerate() {
-        *x = (i as u8).wrapping_mul(13) | 1;
-    }
-    fs::write(&last.path, &b).unwrap();
+    // The queue has not been opened since (which would cut the torn tail).
+    let at = tear_after_the_last_record(t.path());
     let before = snapshot(t.path());
     let d = t.path();
     let stats = run_ok("stats", d, &[]);
