@@ -161,15 +161,22 @@ fn torn_record_journal(dir: &Path, n: u64) {
     std::fs::remove_file(dir.join(CHECKPOINT_FILE)).unwrap();
 }
 
-#[test]
-fn a_record_torn_in_its_body_is_the_end_until_a_writer_repaired_it() {
-    let d = tempfile::tempdir().unwrap();
-    torn_record_journal(d.path(), 5);
-    let ro = Journal::open_read_only(d.path(), opts()).unwrap();
+/// A read-only journal over [`torn_record_journal`] of 5 records, and a cursor that
+/// has read the four before the torn one.
+fn read_to_the_torn_record(dir: &Path) -> (Journal, Cursor) {
+    torn_record_journal(dir, 5);
+    let ro = Journal::open_read_only(dir, opts()).unwrap();
     let mut c = ro.cursor(1).unwrap();
     let (got, end) = read_from(&ro, &mut c);
     end.unwrap();
     assert_eq!(got, expected(1..=4));
+    (ro, c)
+}
+
+#[test]
+fn a_record_torn_in_its_body_is_the_end_until_a_writer_repaired_it() {
+    let d = tempfile::tempdir().unwrap();
+    let (ro, mut c) = read_to_the_torn_record(d.path());
     assert!(c.next(&ro, |_| ()).unwrap().is_none());
     // A writer cuts the torn record and appends where it was.
     let w = Journal::open(d.path(), opts()).unwrap();
@@ -192,12 +199,7 @@ fn a_record_torn_in_its_body_is_the_end_until_a_writer_repaired_it() {
 #[test]
 fn a_record_torn_in_its_body_is_read_past_once_the_writer_rolled() {
     let d = tempfile::tempdir().unwrap();
-    torn_record_journal(d.path(), 5);
-    let ro = Journal::open_read_only(d.path(), opts()).unwrap();
-    let mut c = ro.cursor(1).unwrap();
-    let (got, end) = read_from(&ro, &mut c);
-    end.unwrap();
-    assert_eq!(got, expected(1..=4));
+    let (ro, mut c) = read_to_the_torn_record(d.path());
     let w = Journal::open(d.path(), opts()).unwrap();
     assert_eq!(w.append(&RecordIn::new(&payload(5))).unwrap(), 5);
     // A later segment exists only after the writer's open repaired the torn tail: the
