@@ -56,7 +56,9 @@ fn priority_dequeue(c: &mut Criterion) {
     g.finish();
 }
 
-/// A duplicate enqueue (a lookup that writes nothing) with the table holding N keys.
+/// A duplicate enqueue (a lookup that writes nothing) with the table holding N keys, and
+/// an enqueue with a new key when the table is at its bound of N keys (the insert evicts
+/// the entry expiring first).
 fn dedup_check(c: &mut Criterion) {
     let mut g = c.benchmark_group("dedup_duplicate_check");
     g.sample_size(10).measurement_time(Duration::from_secs(3));
@@ -67,7 +69,7 @@ fn dedup_check(c: &mut Criterion) {
             dir.path(),
             Options::new()
                 .segment_size(256 << 20)
-                .max_dedup_entries(2_000_000)
+                .max_dedup_entries(tracked as usize)
                 .dedup_window(Duration::from_secs(3600)),
         )
         .unwrap();
@@ -94,6 +96,18 @@ fn dedup_check(c: &mut Criterion) {
                 assert!(e.is_duplicate());
             })
         });
+        let mut n = 0u64;
+        g.bench_function(BenchmarkId::new("new_key_at_bound", tracked), |b| {
+            b.iter(|| {
+                n += 1;
+                let key = format!("new-{n}");
+                let e = q
+                    .enqueue_with(PAYLOAD, &EnqueueOptions::new().dedup_key(key.as_bytes()))
+                    .unwrap();
+                assert!(!e.is_duplicate());
+            })
+        });
+        assert_eq!(q.stats().dedup_tracked, tracked);
     }
     g.finish();
 }

@@ -1,31 +1,36 @@
-//! The deduplication table: key → (original ID, expiry), bounded, O(log n) per call
-//! whatever the windows.
+//! The deduplication table: key → (original ID, expiry), bounded; O(1) per call when
+//! messages share a window, O(log n) at worst whatever the windows.
 //!
-//! One mutex guards a hash map (key → entry) and a min-heap of (expiry, generation, key)
-//! holding one item per committed entry. Windows may differ per message, so entries are
-//! not inserted in expiry order; the heap keeps the next entry to expire on top at
-//! O(log n) per push or pop, independent of how many distinct windows are in use (one
-//! FIFO per window would make every call scan all windows, quadratic when each message
-//! brings its own). The key bytes are shared between map and heap (`Arc<[u8]>`).
+//! One mutex guards a hash map (key → entry) and an expiry queue holding one item per
+//! committed entry, (expiry, generation, key), with the next entry to expire at its
+//! front. The queue is two parts ([`Expiries`]): a FIFO for items that arrive in expiry
+//! order (at or after the FIFO's last expiry), and a min-heap for the rest. Messages that
+//! share a window (the queue's `dedup_window`, the common case) commit in expiry order
+//! but for races between producers, so their items go to the FIFO: O(1) per push and pop.
+//! An item that would break the FIFO's order (a per-message window shorter than the
+//! last one, or a producer that lost a race) goes to the heap at O(log n). The front is
+//! the lesser of the two fronts. One FIFO per window would make every call scan all
+//! windows, quadratic when each message brings its own; a single heap would make every
+//! call O(log n). The key bytes are shared between map and queue (`Arc<[u8]>`).
 //!
 //! - Lookup: one map probe. An expired entry met on lookup is replaced (lazily purged).
 //! - Purge: every reservation pops at most [`PURGE_BUDGET`] expired or stale items from
-//!   the top, so a mass expiry never stalls one producer; each item is pushed once and
-//!   popped once (amortised O(log n) per insert).
-//! - Bound: over `max_entries` committed entries, the top of the heap goes: the entry
-//!   with the oldest expiry. An expired one is a purge, a live one an eviction (counted).
+//!   the front, so a mass expiry never stalls one producer; each item is pushed once and
+//!   popped once.
+//! - Bound: over `max_entries` committed entries, the front goes: the entry with the
+//!   oldest expiry. An expired one is a purge, a live one an eviction (counted).
 //! - Stale items: an entry replaced or removed without popping its item leaves a stale
-//!   item behind, recognised by its generation and dropped when it reaches the top; if
-//!   stale items ever outnumber live ones (by more than a slack), the heap is rebuilt
+//!   item behind, recognised by its generation and dropped when it reaches the front; if
+//!   stale items ever outnumber live ones (by more than a slack), both parts are rebuilt
 //!   from the live entries (O(n), once per at least n inserts: amortised O(1)).
 //!
 //! The table is one lock, not shards: the bound is exact over the whole table (the key
 //! expiring first anywhere is the one evicted), and the critical sections are a hash
-//! probe and a heap operation, short beside the append they guard.
+//! probe and a FIFO or heap operation, short beside the append they guard.
 //!
 //! The lock is never held across an append: a producer *reserves* its key (an entry
-//! without an ID yet, not in the heap, so never purged nor evicted), appends, then
-//! commits the ID. A producer that finds the key reserved by another waits for that
+//! without an ID yet, not in the expiry queue, so never purged nor evicted), appends,
+//! then commits the ID. A producer that finds the key reserved by another waits for that
 //! commit (and then reports a duplicate of it), or for the reservation's release if
 //! that append failed. Only single enqueues wait while holding no reservation; a batch
 //! that meets a reserved key releases its own reservations before waiting, so no cycle
@@ -35,18 +40,73 @@
 //! the records in the window (see `Inner::rebuild_dedup`).
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-/// Most expired or stale heap items one reservation removes.
+/// Most expired or stale expiry items one reservation removes.
 const PURGE_BUDGET: usize = 32;
 
-/// Stale heap items tolerated beyond the live ones before the heap is rebuilt.
+/// Stale expiry items tolerated beyond the live ones before the expiry queue is rebuilt.
 const STALE_SLACK: usize = 64;
 
-/// A heap item: (expiry ns, generation, key), least expiry on top.
-type Item = Reverse<(u64, u64, Arc<[u8]>)>;
+/// An expiry item: (expiry ns, generation, key).
+type Item = (u64, u64, Arc<[u8]>);
+
+/// The expiry queue: items in expiry order in `fifo`, the others in `heap`; the front
+/// is the least of both fronts. Ties go to the FIFO, so equal expiries pop in insertion
+/// order there.
+#[derive(Default)]
+struct Expiries {
+    /// Non-decreasing expiries, front to back.
+    fifo: VecDeque<Item>,
+    /// Items that arrived with an expiry below the FIFO's last; least on top.
+    heap: BinaryHeap<Reverse<Item>>,
+}
+
+impl Expiries {
+    fn len(&self) -> usize {
+        self.fifo.len() + self.heap.len()
+    }
+
+    fn push(&mut self, item: Item) {
+        if self.fifo.back().is_none_or(|b| b.0 <= item.0) {
+            self.fifo.push_back(item);
+        } else {
+            self.heap.push(Reverse(item));
+        }
+    }
+
+    /// Whether the front is the FIFO's (else the heap's, or there is none).
+    fn front_in_fifo(&self) -> bool {
+        match (self.fifo.front(), self.heap.peek()) {
+            (Some(f), Some(Reverse(h))) => f.0 <= h.0,
+            (f, _) => f.is_some(),
+        }
+    }
+
+    fn peek(&self) -> Option<&Item> {
+        if self.front_in_fifo() {
+            self.fifo.front()
+        } else {
+            self.heap.peek().map(|Reverse(i)| i)
+        }
+    }
+
+    fn pop(&mut self) -> Option<Item> {
+        if self.front_in_fifo() {
+            self.fifo.pop_front()
+        } else {
+            self.heap.pop().map(|Reverse(i)| i)
+        }
+    }
+
+    /// Keeps the items `keep` says to keep, in both parts (the FIFO stays in order).
+    fn retain(&mut self, mut keep: impl FnMut(&Item) -> bool) {
+        self.fifo.retain(&mut keep);
+        self.heap.retain(|Reverse(i)| keep(i));
+    }
+}
 
 struct Entry {
     /// `None` while reserved by a producer whose append has not returned.
@@ -59,11 +119,13 @@ struct Entry {
 struct Table {
     map: HashMap<Arc<[u8]>, Entry>,
     /// One item per committed entry, plus stale items not yet dropped.
-    heap: BinaryHeap<Item>,
+    expiries: Expiries,
     next_gen: u64,
     /// Committed entries (what `len` reports and the bound applies to).
     committed: usize,
-    /// Heap items examined (popped, peeked or kept by a rebuild): the work done.
+    /// Producers waiting on the condition variable for a reservation to end.
+    waiters: usize,
+    /// Expiry items examined (popped, peeked or kept by a rebuild): the work done.
     #[cfg(test)]
     visits: u64,
 }
@@ -88,7 +150,7 @@ impl Table {
         let committed = entry.id.is_some();
         if let Some(old) = self.map.insert(Arc::clone(&k), entry) {
             if old.id.is_some() {
-                // Its heap item is stale now.
+                // Its expiry item is stale now.
                 self.committed -= 1;
             }
         }
@@ -113,19 +175,18 @@ impl Table {
     }
 
     fn push(&mut self, expires: u64, gen: u64, key: Arc<[u8]>) {
-        self.heap.push(Reverse((expires, gen, key)));
-        if self.heap.len() > 2 * self.committed + STALE_SLACK {
+        self.expiries.push((expires, gen, key));
+        if self.expiries.len() > 2 * self.committed + STALE_SLACK {
             let map = &self.map;
-            self.heap
-                .retain(|Reverse((_, g, k))| Self::is_live(map, *g, k));
+            self.expiries.retain(|(_, g, k)| Self::is_live(map, *g, k));
             #[cfg(test)]
             {
-                self.visits += self.heap.len() as u64;
+                self.visits += self.expiries.len() as u64;
             }
         }
     }
 
-    /// Removes `key`'s committed entry if it has one (its heap item goes stale).
+    /// Removes `key`'s committed entry if it has one (its expiry item goes stale).
     fn remove_committed(&mut self, key: &[u8]) {
         if self.map.get(key).is_some_and(|e| e.id.is_some()) {
             self.map.remove(key);
@@ -133,14 +194,14 @@ impl Table {
         }
     }
 
-    /// Drops up to `budget` stale or expired items from the top of the heap.
+    /// Drops up to `budget` stale or expired items from the front of the expiry queue.
     fn purge_expired(&mut self, now: u64, budget: usize) {
         for _ in 0..budget {
             #[cfg(test)]
             {
                 self.visits += 1;
             }
-            let Some(Reverse((expires, gen, key))) = self.heap.peek() else {
+            let Some((expires, gen, key)) = self.expiries.peek() else {
                 return;
             };
             if Self::is_live(&self.map, *gen, key) {
@@ -150,14 +211,14 @@ impl Table {
                 self.map.remove(&key[..]);
                 self.committed -= 1;
             }
-            self.heap.pop();
+            self.expiries.pop();
         }
     }
 
     /// Removes the committed entry with the oldest expiry: `Some(true)` if it was still
     /// live at `now` (an eviction), `Some(false)` if expired, `None` if there is none.
     fn remove_oldest(&mut self, now: u64) -> Option<bool> {
-        while let Some(Reverse((expires, gen, key))) = self.heap.pop() {
+        while let Some((expires, gen, key)) = self.expiries.pop() {
             #[cfg(test)]
             {
                 self.visits += 1;
@@ -215,8 +276,7 @@ impl Reservation<'_> {
         }
         t.enforce_bound(&mut g, self.now);
         t.publish(&g);
-        drop(g);
-        t.cv.notify_all();
+        t.wake(g);
     }
 }
 
@@ -228,11 +288,10 @@ impl Drop for Reservation<'_> {
         let t = self.table;
         let mut g = t.lock();
         if g.map.get(&self.key[..]).is_some_and(|e| e.gen == self.gen) {
-            // Reserved entries have no heap item: nothing else to undo.
+            // Reserved entries have no expiry item: nothing else to undo.
             g.map.remove(&self.key[..]);
         }
-        drop(g);
-        t.cv.notify_all();
+        t.wake(g);
     }
 }
 
@@ -279,15 +338,34 @@ impl DedupTable {
         self.len.store(g.committed, Ordering::Relaxed);
     }
 
+    /// Releases the lock and wakes the producers waiting for a reservation, if any. A
+    /// waiter counts itself in `waiters` under the lock before it waits, after checking
+    /// its key under the same lock, so one that is not counted yet will see this change
+    /// when it checks: skipping the notification then loses nothing (and saves the
+    /// `futex` call a notification makes even with nobody waiting).
+    fn wake(&self, g: MutexGuard<'_, Table>) {
+        let waiting = g.waiters > 0;
+        drop(g);
+        if waiting {
+            self.cv.notify_all();
+        }
+    }
+
+    /// Waits on the condition variable, counted in `waiters`.
+    fn wait<'a>(&self, mut g: MutexGuard<'a, Table>) -> MutexGuard<'a, Table> {
+        g.waiters += 1;
+        let mut g = self.cv.wait(g).unwrap_or_else(|p| p.into_inner());
+        g.waiters -= 1;
+        g
+    }
+
     /// Looks `key` up at `now` (ns): a duplicate of a tracked key, or a reservation for
     /// `window` ns. Waits while another producer holds the key's reservation.
     pub(crate) fn begin(&self, key: &[u8], now: u64, window: u64) -> Begin<'_> {
         let mut g = self.lock();
         loop {
             match g.map.get(key) {
-                Some(e) if e.id.is_none() => {
-                    g = self.cv.wait(g).unwrap_or_else(|p| p.into_inner());
-                }
+                Some(e) if e.id.is_none() => g = self.wait(g),
                 Some(e) if e.expires > now => return Begin::Duplicate(e.id.unwrap_or(0)),
                 _ => return Begin::Reserved(self.reserve(&mut g, key, now, window)),
             }
@@ -309,7 +387,7 @@ impl DedupTable {
     pub(crate) fn wait_unreserved(&self, key: &[u8]) {
         let mut g = self.lock();
         while g.map.get(key).is_some_and(|e| e.id.is_none()) {
-            g = self.cv.wait(g).unwrap_or_else(|p| p.into_inner());
+            g = self.wait(g);
         }
     }
 
@@ -488,14 +566,17 @@ mod tests {
         let before = t.lock().visits;
         add(&t, b"late", 1000, 2 * S, S);
         let visits = t.lock().visits - before;
-        assert!(visits <= PURGE_BUDGET as u64, "{visits} heap items visited");
+        assert!(
+            visits <= PURGE_BUDGET as u64,
+            "{visits} expiry items visited"
+        );
         assert_eq!(t.len(), 1001 - PURGE_BUDGET);
         // ...and the following ones finish the purge.
         for i in 0..1000u64 {
             add(&t, &(10_000 + i).to_le_bytes(), i, 2 * S, S);
         }
         assert_eq!(t.len(), 1001);
-        assert!(t.lock().heap.len() <= 1001 + PURGE_BUDGET);
+        assert!(t.lock().expiries.len() <= 1001 + PURGE_BUDGET);
     }
 
     /// Every message with its own window: the work per insert stays constant (a table
@@ -510,15 +591,15 @@ mod tests {
             add(&t, &i.to_le_bytes(), i, i * S / 1000, S + i * 1000);
         }
         let g = t.lock();
-        assert!(g.visits <= 3 * n, "{} heap items visited", g.visits);
+        assert!(g.visits <= 3 * n, "{} expiry items visited", g.visits);
         assert!(g.committed <= 1000);
-        assert!(g.heap.len() <= 2 * g.committed + STALE_SLACK);
+        assert!(g.expiries.len() <= 2 * g.committed + STALE_SLACK);
     }
 
     #[test]
-    fn stale_heap_items_stay_bounded() {
-        // Replacing the same keys again and again at rebuild leaves a stale heap item
-        // each time; the heap is rebuilt before they outnumber the live ones.
+    fn stale_expiry_items_stay_bounded() {
+        // Replacing the same keys again and again at rebuild leaves a stale expiry item
+        // each time; the queue is rebuilt before they outnumber the live ones.
         let t = DedupTable::new(100);
         for round in 0..1000u64 {
             for k in 0..10u64 {
@@ -527,9 +608,84 @@ mod tests {
         }
         let g = t.lock();
         assert_eq!(g.committed, 10);
-        assert!(g.heap.len() <= 2 * 10 + STALE_SLACK, "{}", g.heap.len());
+        assert!(
+            g.expiries.len() <= 2 * 10 + STALE_SLACK,
+            "{}",
+            g.expiries.len()
+        );
         drop(g);
         assert_eq!(dup(&t, &3u64.to_le_bytes(), 2), Some(999));
+    }
+
+    /// One window for every message (the common case): every item goes through the
+    /// FIFO, none through the heap, so each insert, purge and eviction is O(1).
+    #[test]
+    fn a_shared_window_never_uses_the_heap() {
+        let t = DedupTable::new(1000);
+        for i in 0..20_000u64 {
+            add(&t, &i.to_le_bytes(), i, i * S / 1000, S);
+        }
+        let g = t.lock();
+        assert!(
+            g.expiries.heap.is_empty(),
+            "{} in the heap",
+            g.expiries.heap.len()
+        );
+        assert!(g.committed <= 1000);
+        drop(g);
+        // Entries still expire and are evicted in expiry order.
+        assert_eq!(dup(&t, &19_999u64.to_le_bytes(), 20 * S), Some(19_999));
+        assert_eq!(dup(&t, &18_000u64.to_le_bytes(), 20 * S), None);
+    }
+
+    /// Windows that go up and down: evictions still take the oldest expiry, whichever
+    /// part of the expiry queue holds it (checked against a brute-force model).
+    #[test]
+    fn mixed_windows_evict_the_oldest_expiry_first() {
+        let max = 64;
+        let t = DedupTable::new(max);
+        let mut model: Vec<(u64, u64)> = Vec::new(); // (expiry, key)
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for i in 0..5_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let window = S + (x % 1000) * (S / 100);
+            let now = i * 1000; // far below every window: nothing expires
+            add(&t, &i.to_le_bytes(), i, now, window);
+            model.push((now + window, i));
+            if model.len() > max {
+                let oldest = (0..model.len()).min_by_key(|&j| model[j]).unwrap_or(0);
+                model.swap_remove(oldest);
+            }
+        }
+        let mut live: Vec<u64> = (0..5_000u64)
+            .filter(|i| dup(&t, &i.to_le_bytes(), 0).is_some())
+            .collect();
+        live.sort_unstable();
+        let mut want: Vec<u64> = model.iter().map(|&(_, k)| k).collect();
+        want.sort_unstable();
+        assert_eq!(live, want);
+        let g = t.lock();
+        assert!(!g.expiries.heap.is_empty() && !g.expiries.fifo.is_empty());
+    }
+
+    #[test]
+    fn a_released_reservation_wakes_a_producer_waiting_for_the_key() {
+        let t = DedupTable::new(10);
+        let r = match t.begin(b"k", 0, S) {
+            Begin::Reserved(r) => r,
+            Begin::Duplicate(_) => unreachable!(),
+        };
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| matches!(t.begin(b"k", 0, S), Begin::Reserved(_)));
+            while t.lock().waiters == 0 {
+                std::thread::yield_now();
+            }
+            drop(r); // the append failed: the waiter must get the key
+            assert!(waiter.join().unwrap_or(false));
+        });
+        assert_eq!(t.lock().waiters, 0);
     }
 
     #[test]
