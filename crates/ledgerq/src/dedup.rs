@@ -11,7 +11,9 @@
 //! last one, or a producer that lost a race) goes to the heap at O(log n). The front is
 //! the lesser of the two fronts. One FIFO per window would make every call scan all
 //! windows, quadratic when each message brings its own; a single heap would make every
-//! call O(log n). The key bytes are shared between map and queue (`Arc<[u8]>`).
+//! call O(log n). A key of up to [`INLINE`] bytes is stored inline in the map's bucket
+//! and the queue's item (a lookup then touches no memory beyond the bucket); a longer
+//! one is shared between map and queue (`Arc<[u8]>`).
 //!
 //! - Lookup: one map probe. An expired entry met on lookup is replaced (lazily purged).
 //! - Purge: every reservation pops at most [`PURGE_BUDGET`] expired or stale items from
@@ -39,8 +41,10 @@
 //! The table is not persisted: the queue rebuilds it at open from the dedup fields of
 //! the records in the window (see `Inner::rebuild_dedup`).
 
+use std::borrow::Borrow;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
@@ -50,8 +54,74 @@ const PURGE_BUDGET: usize = 32;
 /// Stale expiry items tolerated beyond the live ones before the expiry queue is rebuilt.
 const STALE_SLACK: usize = 64;
 
+/// The longest key stored inline (a `Key` is 24 bytes either way).
+const INLINE: usize = 22;
+
+/// A tracked key's bytes: inline up to [`INLINE`] bytes, else shared.
+#[derive(Clone)]
+enum Key {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Shared(Arc<[u8]>),
+}
+
+impl Key {
+    fn new(key: &[u8]) -> Key {
+        match u8::try_from(key.len()) {
+            Ok(len) if key.len() <= INLINE => {
+                let mut bytes = [0; INLINE];
+                bytes[..key.len()].copy_from_slice(key);
+                Key::Inline { len, bytes }
+            }
+            _ => Key::Shared(key.into()),
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Key::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Key::Shared(b) => b,
+        }
+    }
+}
+
+// `Hash` and `Eq` are those of the bytes, as `Borrow<[u8]>` requires, so the map can be
+// probed with a `&[u8]`.
+impl Borrow<[u8]> for Key {
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Key {}
+
+// Items in the heap order by (expiry, generation) first, and generations are unique, so
+// the key's order only has to be a total order.
+impl Ord for Key {
+    fn cmp(&self, other: &Key) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Key) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 /// An expiry item: (expiry ns, generation, key).
-type Item = (u64, u64, Arc<[u8]>);
+type Item = (u64, u64, Key);
 
 /// The expiry queue: items in expiry order in `fifo`, the others in `heap`; the front
 /// is the least of both fronts. Ties go to the FIFO, so equal expiries pop in insertion
@@ -117,7 +187,7 @@ struct Entry {
 
 #[derive(Default)]
 struct Table {
-    map: HashMap<Arc<[u8]>, Entry>,
+    map: HashMap<Key, Entry>,
     /// One item per committed entry, plus stale items not yet dropped.
     expiries: Expiries,
     next_gen: u64,
@@ -131,7 +201,7 @@ struct Table {
 }
 
 impl Table {
-    fn is_live(map: &HashMap<Arc<[u8]>, Entry>, gen: u64, key: &[u8]) -> bool {
+    fn is_live(map: &HashMap<Key, Entry>, gen: u64, key: &[u8]) -> bool {
         map.get(key).is_some_and(|e| e.gen == gen && e.id.is_some())
     }
 
@@ -142,13 +212,13 @@ impl Table {
     }
 
     /// Sets `key`'s entry, replacing any; the shared key.
-    fn set(&mut self, key: &[u8], entry: Entry) -> Arc<[u8]> {
-        let k: Arc<[u8]> = match self.map.get_key_value(key) {
-            Some((k, _)) => Arc::clone(k),
-            None => key.into(),
+    fn set(&mut self, key: &[u8], entry: Entry) -> Key {
+        let k = match self.map.get_key_value(key) {
+            Some((k, _)) => k.clone(),
+            None => Key::new(key),
         };
         let committed = entry.id.is_some();
-        if let Some(old) = self.map.insert(Arc::clone(&k), entry) {
+        if let Some(old) = self.map.insert(k.clone(), entry) {
             if old.id.is_some() {
                 // Its expiry item is stale now.
                 self.committed -= 1;
@@ -174,11 +244,12 @@ impl Table {
         self.push(expires, gen, k);
     }
 
-    fn push(&mut self, expires: u64, gen: u64, key: Arc<[u8]>) {
+    fn push(&mut self, expires: u64, gen: u64, key: Key) {
         self.expiries.push((expires, gen, key));
         if self.expiries.len() > 2 * self.committed + STALE_SLACK {
             let map = &self.map;
-            self.expiries.retain(|(_, g, k)| Self::is_live(map, *g, k));
+            self.expiries
+                .retain(|(_, g, k)| Self::is_live(map, *g, k.as_bytes()));
             #[cfg(test)]
             {
                 self.visits += self.expiries.len() as u64;
@@ -204,11 +275,11 @@ impl Table {
             let Some((expires, gen, key)) = self.expiries.peek() else {
                 return;
             };
-            if Self::is_live(&self.map, *gen, key) {
+            if Self::is_live(&self.map, *gen, key.as_bytes()) {
                 if *expires > now {
                     return;
                 }
-                self.map.remove(&key[..]);
+                self.map.remove(key.as_bytes());
                 self.committed -= 1;
             }
             self.expiries.pop();
@@ -223,8 +294,8 @@ impl Table {
             {
                 self.visits += 1;
             }
-            if Self::is_live(&self.map, gen, &key) {
-                self.map.remove(&key[..]);
+            if Self::is_live(&self.map, gen, key.as_bytes()) {
+                self.map.remove(key.as_bytes());
                 self.committed -= 1;
                 return Some(expires > now);
             }
@@ -245,7 +316,7 @@ pub(crate) enum Begin<'a> {
 /// A key reserved for one producer's append.
 pub(crate) struct Reservation<'a> {
     table: &'a DedupTable,
-    key: Arc<[u8]>,
+    key: Key,
     gen: u64,
     /// When the reservation was made (ns).
     now: u64,
@@ -259,7 +330,7 @@ impl Reservation<'_> {
         self.done = true;
         let t = self.table;
         let mut g = t.lock();
-        let mine = match g.map.get_mut(&self.key[..]) {
+        let mine = match g.map.get_mut(self.key.as_bytes()) {
             Some(e) if e.gen == self.gen && e.id.is_none() => {
                 e.id = Some(id);
                 true
@@ -268,11 +339,11 @@ impl Reservation<'_> {
         };
         if mine {
             g.committed += 1;
-            let key = Arc::clone(&self.key);
+            let key = self.key.clone();
             g.push(self.expires, self.gen, key);
         } else {
             // Gone meanwhile (cannot happen while reserved): track it anew.
-            g.put_committed(&self.key, id, self.expires);
+            g.put_committed(self.key.as_bytes(), id, self.expires);
         }
         t.enforce_bound(&mut g, self.now);
         t.publish(&g);
@@ -287,9 +358,12 @@ impl Drop for Reservation<'_> {
         }
         let t = self.table;
         let mut g = t.lock();
-        if g.map.get(&self.key[..]).is_some_and(|e| e.gen == self.gen) {
+        if g.map
+            .get(self.key.as_bytes())
+            .is_some_and(|e| e.gen == self.gen)
+        {
             // Reserved entries have no expiry item: nothing else to undo.
-            g.map.remove(&self.key[..]);
+            g.map.remove(self.key.as_bytes());
         }
         t.wake(g);
     }
@@ -472,6 +546,24 @@ mod tests {
         // The expired entry is purged by the next reservation.
         add(&t, b"other", 8, 11 * S, S);
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn inline_and_shared_keys_are_told_apart_by_their_bytes() {
+        assert_eq!(std::mem::size_of::<Key>(), 24);
+        let t = DedupTable::new(100);
+        let long = [7u8; INLINE + 1];
+        let edge = [7u8; INLINE];
+        let keys: [&[u8]; 6] = [b"", b"a", b"a\0", &edge, &long, b"order-123"];
+        for (i, k) in keys.iter().enumerate() {
+            add(&t, k, i as u64, 0, S);
+        }
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(dup(&t, k, 1), Some(i as u64), "{k:?}");
+        }
+        assert!(matches!(Key::new(&edge), Key::Inline { .. }));
+        assert!(matches!(Key::new(&long), Key::Shared(_)));
+        assert_eq!(dup(&t, b"a\0\0", 1), None);
     }
 
     #[test]
