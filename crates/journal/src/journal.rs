@@ -642,20 +642,16 @@ fn last_mark_before(seg: &Segment, t_ns: u64) -> Option<u64> {
 /// Gives each of `segs` its marks from the `SEEK` file of `dir` (those of the same
 /// base ID and salt).
 fn load_seek_marks<'a>(dir: &Path, segs: impl Iterator<Item = &'a Segment>) {
-    let file = seek::read(dir);
+    let mut file = seek::read(dir);
     if file.is_empty() {
         return;
     }
     for seg in segs {
         if let Some(m) = file
-            .iter()
+            .iter_mut()
             .find(|m| (m.base, m.salt) == (seg.base_id, seg.salt))
         {
-            for &(id, off) in &m.marks {
-                if off < seg.capacity {
-                    seg.marks.note(id, off);
-                }
-            }
+            seg.marks.load(std::mem::take(&mut m.marks), seg.capacity);
         }
     }
 }
