@@ -318,7 +318,10 @@ mod tests {
     #[test]
     fn load_keeps_the_marks_below_the_capacity_and_merges_with_known_ones() {
         let m = Marks::default();
-        m.load(vec![(1024, 100), (1500, 150), (2048, 200), (3072, 300)], 300);
+        m.load(
+            vec![(1024, 100), (1500, 150), (2048, 200), (3072, 300)],
+            300,
+        );
         assert_eq!(m.all(), vec![(1024, 100), (2048, 200)]);
         // Marks already learned are kept; the file's others are added in order.
         let m = Marks::default();
