@@ -393,8 +393,14 @@ impl Checkpointer {
         }
     }
 
-    /// Starts the background writer.
+    /// Starts the background writer, unless it runs already or `finish` was called.
     pub(crate) fn start(self: &Arc<Self>) -> io::Result<()> {
+        // `finish` sets `stop` before it takes `thread`: a writer started here is
+        // either seen (and joined) by it, or not started at all.
+        let mut t = lock(&self.thread);
+        if t.is_some() || lock(&self.state).stop {
+            return Ok(());
+        }
         let me = self.clone();
         let h = std::thread::Builder::new()
             .name("ledgerq-checkpoint".into())
@@ -402,8 +408,15 @@ impl Checkpointer {
                 crate::storage::lower_background_priority();
                 me.run()
             })?;
-        *lock(&self.thread) = Some(h);
+        *t = Some(h);
         Ok(())
+    }
+
+    /// Whether the file lags the position recovery ended at (no clean close): the
+    /// writer, which writes a first checkpoint at once, then starts at open rather
+    /// than with the first append.
+    pub(crate) fn due_now(&self) -> bool {
+        self.pending(&lock(&self.state)).is_some()
     }
 
     fn extra(&self) -> Option<u64> {

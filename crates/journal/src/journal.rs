@@ -207,6 +207,13 @@ pub(crate) struct Inner {
     lock: Mutex<Option<File>>,
     /// Writes the checkpoint (writer only; set by `open`).
     ckpt: OnceLock<Arc<Checkpointer>>,
+    /// This journal, for the background threads `start_background` spawns.
+    me: std::sync::Weak<Inner>,
+    /// When `open` created it: the preparer's grace after open runs from here.
+    opened_at: std::time::Instant,
+    /// The preparer and flusher threads (writers), started by the first reservation
+    /// or [`Journal::start_background`], joined by `shutdown`.
+    background: Mutex<Background>,
     /// Damage readers passed over in `RecoveryMode::Skip` (segment base, offset), each
     /// counted once however many cursors meet it.
     skipped: Mutex<std::collections::BTreeSet<(u64, u32)>>,
@@ -271,8 +278,17 @@ impl GroupStats {
 /// What `Journal::shutdown` still has to do.
 #[derive(Debug)]
 struct ShutdownState {
-    threads: Vec<JoinHandle<()>>,
     done: bool,
+}
+
+/// The background threads of a writer: none until the first reservation of the
+/// session or [`Journal::start_background`] (an open that only reads starts none).
+#[derive(Debug, Default)]
+struct Background {
+    preparer: Option<JoinHandle<()>>,
+    flusher: Option<JoinHandle<()>>,
+    /// Set by `shutdown`: nothing is started after it.
+    stopped: bool,
 }
 
 /// A segmented, memory-mapped append journal. `Send + Sync`; share it by reference.
@@ -642,20 +658,16 @@ fn last_mark_before(seg: &Segment, t_ns: u64) -> Option<u64> {
 /// Gives each of `segs` its marks from the `SEEK` file of `dir` (those of the same
 /// base ID and salt).
 fn load_seek_marks<'a>(dir: &Path, segs: impl Iterator<Item = &'a Segment>) {
-    let file = seek::read(dir);
+    let mut file = seek::read(dir);
     if file.is_empty() {
         return;
     }
     for seg in segs {
         if let Some(m) = file
-            .iter()
+            .iter_mut()
             .find(|m| (m.base, m.salt) == (seg.base_id, seg.salt))
         {
-            for &(id, off) in &m.marks {
-                if off < seg.capacity {
-                    seg.marks.note(id, off);
-                }
-            }
+            seg.marks.load(std::mem::take(&mut m.marks), seg.capacity);
         }
     }
 }
@@ -670,7 +682,10 @@ fn read_salt(path: &Path) -> Option<u32> {
 
 impl Journal {
     /// Opens (creating if needed) the journal in `dir` as its single writer: takes the
-    /// lock file, recovers the tail, starts the preparer and flusher threads.
+    /// lock file and recovers the tail. The background threads (preparer, flusher,
+    /// checkpoint writer) start with the first append, or at
+    /// [`Journal::start_background`] (the checkpoint writer at once if recovery left a
+    /// checkpoint to write).
     ///
     /// # Errors
     /// [`Error::Locked`] if another writer has it, [`Error::Corrupt`] for damage that
@@ -956,36 +971,17 @@ impl Journal {
                 .active
                 .store(Arc::as_ptr(last).cast_mut(), Ordering::Release);
         }
-        let mut threads = Vec::new();
-        let i2 = inner.clone();
-        threads.push(
-            std::thread::Builder::new()
-                .name("ledgerq-prepare".into())
-                // At normal priority: what it does (creating and pre-faulting segments)
-                // the appenders would otherwise do themselves, on their own time.
-                .spawn(move || i2.preparer())
-                .map_err(|e| Error::io("spawn preparer", dir, e))?,
-        );
-        if inner.opts.durability == Durability::Buffered {
-            let i3 = inner.clone();
-            threads.push(
-                std::thread::Builder::new()
-                    .name("ledgerq-flush".into())
-                    .spawn(move || {
-                        crate::storage::lower_background_priority();
-                        i3.flusher()
-                    })
-                    .map_err(|e| Error::io("spawn flusher", dir, e))?,
-            );
+        // The background threads start at the first reservation of this session (or
+        // when the owner asks, `start_background`): an open that only reads starts
+        // none. Only a checkpoint that is due at once (the tail recovered differs from
+        // what the file records) starts its writer here.
+        if ckpt.due_now() {
+            ckpt.start()
+                .map_err(|e| Error::io("spawn checkpoint writer", dir, e))?;
         }
-        ckpt.start()
-            .map_err(|e| Error::io("spawn checkpoint writer", dir, e))?;
         Ok(Journal {
             inner,
-            shutdown: Mutex::new(ShutdownState {
-                threads,
-                done: false,
-            }),
+            shutdown: Mutex::new(ShutdownState { done: false }),
         })
     }
 
@@ -1021,10 +1017,7 @@ impl Journal {
         }
         let j = Journal {
             inner,
-            shutdown: Mutex::new(ShutdownState {
-                threads: Vec::new(),
-                done: false,
-            }),
+            shutdown: Mutex::new(ShutdownState { done: false }),
         };
         j.refresh()?;
         {
@@ -1492,7 +1485,12 @@ impl Journal {
             p.stop = true;
         }
         inner.prep_cv.notify_all();
-        for t in st.threads.drain(..) {
+        let (preparer, flusher) = {
+            let mut b = lock_ignore_poison(&inner.background);
+            b.stopped = true;
+            (b.preparer.take(), b.flusher.take())
+        };
+        for t in [preparer, flusher].into_iter().flatten() {
             let _ = t.join();
         }
     }
@@ -1515,6 +1513,21 @@ impl Journal {
             c.finish(false, None);
         }
         drop(lock_ignore_poison(&inner.lock).take());
+    }
+
+    /// Starts the background threads (the preparer, the flusher with
+    /// [`Durability::Buffered`], the checkpoint writer) now rather than at the first
+    /// append of the session. An open that only reads needs none of them; an owner
+    /// that expects appends soon calls this a little after open, off its open path,
+    /// so that the next segment is ready when they come (the queue does, 20 ms after
+    /// opening). The preparer still waits for the first append or 20 ms after open.
+    /// Does nothing for a read-only journal or after [`Journal::shutdown`].
+    ///
+    /// # Errors
+    /// [`Error::Io`] if a thread cannot be spawned (the next call, or the next
+    /// append, tries again).
+    pub fn start_background(&self) -> Result<(), Error> {
+        self.inner.start_background()
     }
 
     pub(crate) fn inner(&self) -> &Inner {
@@ -1573,7 +1586,7 @@ impl Inner {
     ) -> Result<Arc<Inner>, Error> {
         let max_in_segment = u32::try_from(opts.segment_size - u64::from(SEGMENT_HEADER_LEN))
             .map_err(|_| Error::InvalidOptions("segment_size too large".into()))?;
-        Ok(Arc::new(Inner {
+        Ok(Arc::new_cyclic(|me| Inner {
             dir: dir.to_path_buf(),
             read_only: lock.is_none(),
             table: Atomic::new(Table {
@@ -1603,6 +1616,9 @@ impl Inner {
             closed: AtomicBool::new(false),
             lock: Mutex::new(lock),
             ckpt: OnceLock::new(),
+            me: me.clone(),
+            opened_at: std::time::Instant::now(),
+            background: Mutex::new(Background::default()),
             skipped: Mutex::new(std::collections::BTreeSet::new()),
         }))
     }
@@ -1732,6 +1748,13 @@ impl Inner {
     #[cold]
     fn first_reservation(&self) -> Result<(), Error> {
         let mut clean = lock_ignore_poison(&self.clean_on_disk);
+        // Relaxed: read under `clean_on_disk`, under which it is cleared.
+        if !self.first_pending.load(Ordering::Relaxed) {
+            return Ok(()); // another appender did it while this one waited
+        }
+        // A failure leaves `first_pending` set: the next append tries again, and no
+        // append succeeds before the flusher runs.
+        self.start_background()?;
         if let (Some(c), Some(ckpt)) = (*clean, self.checkpointer()) {
             ckpt.unmark_clean(&c)
                 .map_err(|e| Error::io("write checkpoint", self.dir.join(CHECKPOINT_FILE), e))?;
@@ -1741,6 +1764,52 @@ impl Inner {
         self.first_pending.store(false, Ordering::Release);
         drop(clean);
         self.wake_preparer();
+        Ok(())
+    }
+
+    /// Starts the background threads that are not running yet (writers; nothing
+    /// after `shutdown`): the preparer, the flusher (`Durability::Buffered`) and the
+    /// checkpoint writer.
+    fn start_background(&self) -> Result<(), Error> {
+        if self.read_only {
+            return Ok(());
+        }
+        let Some(me) = self.me.upgrade() else {
+            return Ok(());
+        };
+        let dir = &self.dir;
+        let mut b = lock_ignore_poison(&self.background);
+        if b.stopped {
+            return Ok(());
+        }
+        if b.preparer.is_none() {
+            let i = me.clone();
+            b.preparer = Some(
+                std::thread::Builder::new()
+                    .name("ledgerq-prepare".into())
+                    // At normal priority: what it does (creating and pre-faulting
+                    // segments) the appenders would otherwise do themselves, on their
+                    // own time.
+                    .spawn(move || i.preparer())
+                    .map_err(|e| Error::io("spawn preparer", dir, e))?,
+            );
+        }
+        if b.flusher.is_none() && self.opts.durability == Durability::Buffered {
+            let i = me.clone();
+            b.flusher = Some(
+                std::thread::Builder::new()
+                    .name("ledgerq-flush".into())
+                    .spawn(move || {
+                        crate::storage::lower_background_priority();
+                        i.flusher()
+                    })
+                    .map_err(|e| Error::io("spawn flusher", dir, e))?,
+            );
+        }
+        if let Some(c) = self.ckpt.get() {
+            c.start()
+                .map_err(|e| Error::io("spawn checkpoint writer", dir, e))?;
+        }
         Ok(())
     }
 
@@ -2175,7 +2244,7 @@ impl Inner {
         {
             // The first reservation, or a short grace after open (so that an open
             // followed by appends a little later finds the next segment ready).
-            let until = std::time::Instant::now() + PREPARE_GRACE;
+            let until = self.opened_at + PREPARE_GRACE;
             let mut p = lock_ignore_poison(&self.prep);
             // Relaxed: read under `prep`, which `wake_preparer` takes before notifying.
             while self.prep_idle.load(Ordering::Relaxed) && !p.stop {

@@ -62,6 +62,24 @@ impl Marks {
         }
     }
 
+    /// Gives a segment that has no marks yet the marks read from the file (`marks`
+    /// in increasing order of both ID and offset, as `decode` checks), keeping those
+    /// below `capacity`, in one step; a segment that already has marks (something
+    /// walked it first) keeps them and takes the others one by one.
+    pub(crate) fn load(&self, mut marks: Vec<(u64, u32)>, capacity: u32) {
+        marks.truncate(marks.partition_point(|m| m.1 < capacity));
+        marks.retain(|m| m.0 % STRIDE == 0);
+        let mut v = self.lock();
+        if v.is_empty() {
+            *v = marks;
+            return;
+        }
+        drop(v);
+        for (id, off) in marks {
+            self.note(id, off);
+        }
+    }
+
     /// The last mark at or below `id`.
     pub(crate) fn at_or_below(&self, id: u64) -> Option<(u64, u32)> {
         let v = self.lock();
@@ -133,7 +151,8 @@ fn decode(b: &[u8]) -> Option<Vec<SegmentMarks>> {
         return None;
     }
     let mut out: Vec<SegmentMarks> = Vec::new();
-    for e in b[12..body].chunks_exact(ENTRY_LEN) {
+    let entries = &b[12..body];
+    for (k, e) in entries.chunks_exact(ENTRY_LEN).enumerate() {
         let (base, salt) = (rd_u64(e, 0), rd_u32(e, 8));
         let (off, id) = (rd_u32(e, 12), rd_u64(e, 16));
         if off < SEGMENT_HEADER_LEN || off % 8 != 0 || id < base {
@@ -146,11 +165,16 @@ fn decode(b: &[u8]) -> Option<Vec<SegmentMarks>> {
                 }
                 s.marks.push((id, off));
             }
-            _ => out.push(SegmentMarks {
-                base,
-                salt,
-                marks: vec![(id, off)],
-            }),
+            _ => {
+                // The segment's entries follow one another: sized once.
+                let run = entries[k * ENTRY_LEN..]
+                    .chunks_exact(ENTRY_LEN)
+                    .take_while(|f| f[..12] == e[..12])
+                    .count();
+                let mut marks = Vec::with_capacity(run);
+                marks.push((id, off));
+                out.push(SegmentMarks { base, salt, marks });
+            }
         }
     }
     Some(out)
@@ -289,6 +313,21 @@ mod tests {
         }
         let end = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(all[4999].1 + 1);
         assert_eq!(j.seek_time(end).unwrap(), 5001);
+    }
+
+    #[test]
+    fn load_keeps_the_marks_below_the_capacity_and_merges_with_known_ones() {
+        let m = Marks::default();
+        m.load(
+            vec![(1024, 100), (1500, 150), (2048, 200), (3072, 300)],
+            300,
+        );
+        assert_eq!(m.all(), vec![(1024, 100), (2048, 200)]);
+        // Marks already learned are kept; the file's others are added in order.
+        let m = Marks::default();
+        m.note(2048, 208);
+        m.load(vec![(1024, 100), (2048, 200), (3072, 300)], 1000);
+        assert_eq!(m.all(), vec![(1024, 100), (2048, 208), (3072, 300)]);
     }
 
     #[test]

@@ -228,3 +228,53 @@ fn open_removes_the_temporary_files_an_interrupted_session_left() {
     assert_eq!(segment_files(dir.path()).unwrap().len(), 1);
     j.close().unwrap();
 }
+
+fn prepared_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            let n = e.as_ref().unwrap().file_name();
+            n.to_string_lossy().starts_with("prepared-")
+        })
+        .count()
+}
+
+/// The background threads start with the first append (or `start_background`), not
+/// at open: an open that only reads prepares no segment, and the first append's
+/// record is still flushed by the flusher within the interval, and kept by a reopen.
+#[test]
+fn background_threads_start_with_the_first_append() {
+    let d = tempfile::tempdir().unwrap();
+    let o = opts().flush_interval(std::time::Duration::from_millis(10));
+    Journal::open(d.path(), o.clone()).unwrap().close().unwrap();
+    let j = Journal::open(d.path(), o.clone()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(80));
+    assert_eq!(prepared_files(d.path()), 0, "no preparer before an append");
+    let id = j.append(&RecordIn::new(b"first")).unwrap();
+    let t = std::time::Instant::now();
+    while j.durable_id() <= id {
+        assert!(t.elapsed().as_secs() < 10, "the flusher never flushed");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    // The preparer runs too: it makes the spare segment.
+    while prepared_files(d.path()) == 0 {
+        assert!(t.elapsed().as_secs() < 10, "the preparer never prepared");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    j.close().unwrap();
+    let j = Journal::open(d.path(), o.clone()).unwrap();
+    assert_eq!(read_all(&j, 1), vec![(id, b"first".to_vec())]);
+    // Asked for by the owner, without an append: the spare is prepared as well.
+    j.start_background().unwrap();
+    j.start_background().unwrap(); // idempotent
+    let t = std::time::Instant::now();
+    while prepared_files(d.path()) == 0 {
+        assert!(t.elapsed().as_secs() < 10, "the preparer never prepared");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    j.shutdown().unwrap();
+    j.start_background().unwrap(); // after shutdown: nothing is started
+    j.close().unwrap();
+    let j = Journal::open(d.path(), o).unwrap();
+    assert_eq!(read_all(&j, 1), vec![(id, b"first".to_vec())]);
+}

@@ -14,6 +14,8 @@
 //! - A handle the ring refuses (full) is kept by the feeder state and pushed first next
 //!   time, so the source never loses one.
 
+use std::sync::OnceLock;
+
 use ledgerq_ring::Ring;
 
 use crate::sync::Mutex;
@@ -27,8 +29,15 @@ pub(crate) struct Feeder<S, T> {
 }
 
 /// The ring and the feeder role.
+///
+/// The ring is allocated by the first feed (under the feeder role, so never by two
+/// threads at once): a queue that is only written to, or only peeked at, never pays
+/// for its slots (24 KiB to 32 KiB of memory at the default capacity). Before that,
+/// every pop finds it empty, which it is.
 pub(crate) struct Dispatch<S, T> {
-    ring: Ring<T>,
+    ring: OnceLock<Ring<T>>,
+    /// The ring's capacity (a power of two), known before it exists.
+    capacity: usize,
     feeder: Mutex<Feeder<S, T>>,
 }
 
@@ -51,8 +60,16 @@ where
 impl<S, T: Copy> Dispatch<S, T> {
     /// A dispatcher with a ring of `capacity` (rounded up to a power of two).
     pub(crate) fn new(capacity: usize, source: S) -> Self {
+        let ring = OnceLock::new();
+        // Under loom the ring exists from the start: the models check the hand-off,
+        // and `OnceLock` is not one of loom's primitives.
+        #[cfg(ledgerq_loom)]
+        let _ = ring.set(Ring::with_capacity(capacity));
         Dispatch {
-            ring: Ring::with_capacity(capacity),
+            ring,
+            capacity: capacity
+                .checked_next_power_of_two()
+                .expect("capacity overflow"),
             feeder: Mutex::new(Feeder {
                 source,
                 stash: None,
@@ -62,19 +79,32 @@ impl<S, T: Copy> Dispatch<S, T> {
 
     /// The ring's capacity.
     pub(crate) fn capacity(&self) -> usize {
-        self.ring.capacity()
+        self.capacity
     }
 
     /// Handles waiting in the ring (racy).
     pub(crate) fn len(&self) -> usize {
-        self.ring.len()
+        self.ring.get().map_or(0, Ring::len)
+    }
+
+    /// Pops a handle; none before the first feed allocated the ring.
+    #[inline]
+    fn ring_pop(&self) -> Option<T> {
+        // `OnceLock::get` is an Acquire load, paired with the Release of the feeder's
+        // `get_or_init`: a ring seen here is fully built.
+        self.ring.get().and_then(Ring::pop)
+    }
+
+    /// The ring, allocated by the first feed (callers hold the feeder role).
+    fn ring_for_feeder(&self) -> &Ring<T> {
+        self.ring.get_or_init(|| Ring::with_capacity(self.capacity))
     }
 
     /// Pops the next handle, feeding the ring from the source if it is empty.
     /// `Ok(None)` means the source had nothing committed beyond what was delivered.
     pub(crate) fn pop<E>(&self, fill: &impl Fill<S, T, E>) -> Result<Option<T>, E> {
-        if let Some(x) = self.ring.pop() {
-            if self.ring.len() < self.ring.capacity() / 4 {
+        if let Some(x) = self.ring_pop() {
+            if self.len() < self.capacity / 4 {
                 if let Ok(mut f) = self.feeder.try_lock() {
                     // `x` is already claimed and must reach the caller: a feed error here
                     // is not returned (that would drop `x`); the source reports it again
@@ -85,11 +115,11 @@ impl<S, T: Copy> Dispatch<S, T> {
             return Ok(Some(x));
         }
         let mut f = self.feeder.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(x) = self.ring.pop() {
+        if let Some(x) = self.ring_pop() {
             return Ok(Some(x));
         }
         self.feed(&mut f, fill)?;
-        Ok(self.ring.pop())
+        Ok(self.ring_pop())
     }
 
     /// With the feeder role held: pops up to `max` handles waiting in the ring (or the
@@ -103,12 +133,13 @@ impl<S, T: Copy> Dispatch<S, T> {
         max: usize,
         take: impl FnOnce(&mut S) -> R,
     ) -> Option<R> {
-        if self.ring.pop_batch(out, max) > 0 {
+        let pop_batch = |out: &mut Vec<T>| self.ring.get().map_or(0, |r| r.pop_batch(out, max));
+        if pop_batch(out) > 0 {
             return None;
         }
         let mut f = self.feeder.lock().unwrap_or_else(|p| p.into_inner());
         // Only the feeder role pushes: with it held, an empty pop means an empty ring.
-        if self.ring.pop_batch(out, max) > 0 {
+        if pop_batch(out) > 0 {
             return None;
         }
         if let Some(x) = f.stash.take() {
@@ -124,22 +155,22 @@ impl<S, T: Copy> Dispatch<S, T> {
     pub(crate) fn reset<R>(&self, f: impl FnOnce(&mut S) -> R) -> R {
         let mut g = self.feeder.lock().unwrap_or_else(|p| p.into_inner());
         g.stash = None;
-        while self.ring.pop().is_some() {}
+        while self.ring_pop().is_some() {}
         f(&mut g.source)
     }
 
     fn feed<E>(&self, f: &mut Feeder<S, T>, fill: &impl Fill<S, T, E>) -> Result<(), E> {
+        let ring = self.ring_for_feeder();
         if let Some(x) = f.stash.take() {
-            if let Err(x) = self.ring.push(x) {
+            if let Err(x) = ring.push(x) {
                 f.stash = Some(x);
                 return Ok(());
             }
         }
-        let room = self.ring.capacity().saturating_sub(self.ring.len());
+        let room = ring.capacity().saturating_sub(ring.len());
         if room == 0 {
             return Ok(());
         }
-        let ring = &self.ring;
         let stash = &mut f.stash;
         fill.fill(&mut f.source, room, &mut |x| match ring.push(x) {
             Ok(()) => true,
@@ -289,5 +320,55 @@ mod loom_models {
             producer.join().unwrap();
             check(&d, &fill, consumers);
         });
+    }
+}
+
+#[cfg(all(test, not(ledgerq_loom)))]
+mod tests {
+    use super::*;
+
+    /// Feeds `0..upto` from `s.0`, at most `room` at a time.
+    fn fill(
+        upto: usize,
+    ) -> impl Fn(&mut (usize,), usize, &mut dyn FnMut(usize) -> bool) -> Result<(), ()> {
+        move |s, room, push| {
+            let mut n = 0;
+            while s.0 < upto && n < room {
+                let x = s.0;
+                s.0 += 1;
+                // A refused handle is kept in the dispatcher's stash.
+                if !push(x) {
+                    break;
+                }
+                n += 1;
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_ring_is_allocated_by_the_first_feed_and_delivers_in_order() {
+        let d: Dispatch<(usize,), usize> = Dispatch::new(3, (0,));
+        assert_eq!(d.capacity(), 4);
+        assert_eq!(d.len(), 0);
+        assert!(d.ring.get().is_none(), "no ring before anything was fed");
+        // A batch pop with nothing fed takes from the source directly: still no ring.
+        let mut out = Vec::new();
+        assert_eq!(d.pop_or_take(&mut out, 8, |s| s.0), Some(0));
+        assert!(d.ring.get().is_none());
+        d.reset(|_| ());
+        assert!(d.ring.get().is_none());
+        let f = fill(10);
+        let mut got = Vec::new();
+        while let Some(x) = d.pop(&f).unwrap() {
+            got.push(x);
+        }
+        assert_eq!(got, (0..10).collect::<Vec<_>>());
+        assert_eq!(d.ring.get().map(Ring::capacity), Some(4));
+        // Fed again after a reset, from where the source was moved.
+        let f = fill(12);
+        d.reset(|s| s.0 = 11);
+        assert_eq!(d.pop(&f).unwrap(), Some(11));
+        assert_eq!(d.pop(&f).unwrap(), None);
     }
 }

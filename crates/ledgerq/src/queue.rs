@@ -929,6 +929,10 @@ impl Sink for Inner {
     }
 }
 
+/// How long after open the maintenance thread starts the journal's background threads
+/// (the preparer's own grace after open is the same).
+const JOURNAL_THREADS_AFTER: Duration = Duration::from_millis(20);
+
 impl Inner {
     /// A snapshot of the queue's counters.
     pub(crate) fn stats(&self) -> Stats {
@@ -1832,6 +1836,26 @@ impl Inner {
             .min(Duration::from_millis(50));
         let mut last_flush = Instant::now();
         let mut last_compact = Instant::now();
+        // The journal starts its background threads at the first append; a queue
+        // expects appends, so it starts them a little after open (not on the open
+        // path, and not competing with the caller's first reads), and the next
+        // segment is ready when appends come a little later.
+        {
+            let g = lock(&self.park.lock);
+            if !self.closed.load(Ordering::SeqCst) {
+                let _ = self
+                    .park
+                    .maintenance_cv
+                    .wait_timeout(g, JOURNAL_THREADS_AFTER.min(tick));
+            }
+        }
+        if !self.closed.load(Ordering::SeqCst) {
+            if let Err(_e) = self.journal.start_background() {
+                // The first append tries again and reports it.
+                observe::event!(warn, dir = %self.dir.display(), error = %_e,
+                    "starting the journal's background threads failed");
+            }
+        }
         loop {
             {
                 let g = lock(&self.park.lock);
