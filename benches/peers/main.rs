@@ -27,6 +27,7 @@ const NA_IN_MEMORY: &str = "n/a: in memory";
 const NA_NO_SYNC: &str = "n/a: no sync mode";
 const NA_FLOOR: &str = "n/a: Sync rows only";
 const NA_NO_BACKLOG: &str = "n/a: not a queue";
+const NA_NO_BLOCKING: &str = "n/a: no blocking call";
 const MUTEX: &str = "one Mutex";
 
 /// Sizes of every workload; `--quick` shrinks them for the CI smoke pass.
@@ -266,28 +267,39 @@ fn measure(cfg: &Config) -> Vec<Row> {
         }));
     }
 
-    let lat_name = format!("latency at {} msg/s, 1P/1C", cfg.lat_rate);
-    if wants(cfg, &lat_name) {
+    for (wait, label) in [
+        (work::Wait::Block, "blocking consumer"),
+        (work::Wait::Poll, "polling consumer"),
+    ] {
+        let lat_name = format!("latency at {} msg/s, 1P/1C, {label}", cfg.lat_rate);
+        if !wants(cfg, &lat_name) {
+            continue;
+        }
         let t = Instant::now();
+        // Which systems take part: all but the floor; a blocking consumer needs a
+        // blocking call, which `ArrayQueue` and queue-file do not have.
+        let na = |s: Sys| match s {
+            Sys::Raw => Some(NA_FLOOR),
+            Sys::ArrayQ | Sys::QueueFile if wait == work::Wait::Block => Some(NA_NO_BLOCKING),
+            _ => None,
+        };
         // Rounds over the systems, as in `row`; each run gives all four percentiles.
         let mut all: Vec<Vec<work::Percentiles>> = vec![Vec::new(); SYSTEMS.len()];
         for _ in 0..cfg.lat_runs.max(1) {
             for (s, out) in SYSTEMS.iter().zip(all.iter_mut()) {
-                if *s != Sys::Raw {
-                    out.push(work::latency(*s, base, cfg.lat_rate, cfg.lat_secs));
+                if na(*s).is_none() {
+                    out.push(work::latency(*s, base, cfg.lat_rate, cfg.lat_secs, wait));
                 }
             }
         }
         eprintln!("  {lat_name}: {:.1} s", t.elapsed().as_secs_f64());
         for (i, q) in ["p50", "p99", "p99.9", "max"].iter().enumerate() {
-            let cells = all
+            let cells = SYSTEMS
                 .iter()
-                .map(|runs| {
-                    if runs.is_empty() {
-                        Cell::Na(NA_FLOOR)
-                    } else {
-                        Cell::Val(median(runs.iter().map(|p| p[i]).collect()), None)
-                    }
+                .zip(&all)
+                .map(|(s, runs)| match na(*s) {
+                    Some(why) => Cell::Na(why),
+                    None => Cell::Val(median(runs.iter().map(|p| p[i]).collect()), None),
                 })
                 .collect();
             rows.push(Row {

@@ -6,7 +6,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::sync_channel;
+use std::sync::mpsc::{sync_channel, TryRecvError};
 use std::sync::{Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -570,11 +570,22 @@ pub fn sync_producers(sys: Sys, base: &Path, threads: usize, secs: f64, payload:
 /// Latency percentiles of enqueue-to-dequeue, in microseconds: p50, p99, p99.9, max.
 pub type Percentiles = [f64; 4];
 
+/// How the consumer of the latency workload waits for the next message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// In the system's blocking call (LedgerQ `dequeue_timeout`, `recv`), off the CPU.
+    Block,
+    /// Polling the non-blocking call, yielding the CPU between empty polls.
+    Poll,
+}
+
 /// One producer sends `rate` messages per second for `secs` seconds on a fixed schedule
 /// while one consumer takes them. Each message carries its sequence number; its latency
 /// is measured from its *scheduled* send time, so a stalled producer does not hide the
-/// delay of the messages it should have sent (no coordinated omission).
-pub fn latency(sys: Sys, base: &Path, rate: u64, secs: f64) -> Percentiles {
+/// delay of the messages it should have sent (no coordinated omission). The consumer
+/// waits as `wait` says; `ArrayQueue` and queue-file have no blocking call (callers
+/// only ask for `Wait::Poll` from them).
+pub fn latency(sys: Sys, base: &Path, rate: u64, secs: f64, wait: Wait) -> Percentiles {
     let dir = scratch(base);
     let n = (rate as f64 * secs) as u64;
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
@@ -638,15 +649,22 @@ pub fn latency(sys: Sys, base: &Path, rate: u64, secs: f64) -> Percentiles {
                 });
                 let start = start_of();
                 let mut got = 0;
-                // The consumer waits the way a LedgerQ consumer does: parked until a
-                // message is committed (as yaque's and sync_channel's `recv` wait).
+                // Blocking: parked until a message is committed (as yaque's and
+                // sync_channel's `recv` wait). Polling: `dequeue`, yielding when empty.
                 while got < n {
-                    let m = q
-                        .dequeue_timeout(Duration::from_millis(100))
-                        .or_die("LedgerQ dequeue_timeout");
-                    if let Some(m) = m {
-                        record(&mut hist, start, m.payload());
-                        got += 1;
+                    let m = match wait {
+                        Wait::Block => q
+                            .dequeue_timeout(Duration::from_millis(100))
+                            .or_die("LedgerQ dequeue_timeout"),
+                        Wait::Poll => q.dequeue().or_die("LedgerQ dequeue"),
+                    };
+                    match m {
+                        Some(m) => {
+                            record(&mut hist, start, m.payload());
+                            got += 1;
+                        }
+                        None if wait == Wait::Poll => thread::yield_now(),
+                        None => {}
                     }
                 }
             });
@@ -681,9 +699,23 @@ pub fn latency(sys: Sys, base: &Path, rate: u64, secs: f64) -> Percentiles {
             thread::scope(|s| {
                 s.spawn(|| produce(&mut |p| tx.send(p.to_vec()).or_die("sync_channel send")));
                 let start = start_of();
-                for _ in 0..n {
-                    let v = rx.recv().or_die("sync_channel recv");
-                    record(&mut hist, start, &v);
+                let mut got = 0;
+                while got < n {
+                    let v = match wait {
+                        Wait::Block => Some(rx.recv().or_die("sync_channel recv")),
+                        Wait::Poll => match rx.try_recv() {
+                            Ok(v) => Some(v),
+                            Err(TryRecvError::Empty) => None,
+                            Err(e) => die("sync_channel try_recv", e),
+                        },
+                    };
+                    match v {
+                        Some(v) => {
+                            record(&mut hist, start, &v);
+                            got += 1;
+                        }
+                        None => thread::yield_now(),
+                    }
                 }
             });
         }
@@ -692,10 +724,24 @@ pub fn latency(sys: Sys, base: &Path, rate: u64, secs: f64) -> Percentiles {
             thread::scope(|s| {
                 s.spawn(|| produce(&mut |p| block_on(tx.send(p)).or_die("yaque send")));
                 let start = start_of();
-                for _ in 0..n {
-                    let g = block_on(rx.recv()).or_die("yaque recv");
-                    record(&mut hist, start, &g);
-                    g.commit().or_die("yaque commit");
+                let mut got = 0;
+                while got < n {
+                    let g = match wait {
+                        Wait::Block => Some(block_on(rx.recv()).or_die("yaque recv")),
+                        Wait::Poll => match rx.try_recv() {
+                            Ok(g) => Some(g),
+                            Err(yaque::TryRecvError::QueueEmpty) => None,
+                            Err(yaque::TryRecvError::Io(e)) => die("yaque try_recv", e),
+                        },
+                    };
+                    match g {
+                        Some(g) => {
+                            record(&mut hist, start, &g);
+                            g.commit().or_die("yaque commit");
+                            got += 1;
+                        }
+                        None => thread::yield_now(),
+                    }
                 }
             });
         }
