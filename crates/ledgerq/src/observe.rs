@@ -124,8 +124,8 @@ pub(crate) fn record(q: &Inner, op: Op, start: Option<Instant>) {
 
 impl Inner {
     #[cfg(feature = "metrics")]
-    fn label(&self) -> String {
-        self.dir.display().to_string()
+    fn label(&self) -> metrics::SharedString {
+        self.metrics_label.clone()
     }
 }
 

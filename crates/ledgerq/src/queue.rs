@@ -68,6 +68,10 @@ pub struct Queue {
 
 pub(crate) struct Inner {
     pub(crate) dir: PathBuf,
+    /// The `queue` label of this queue's metrics (the directory), made once: cloning it
+    /// is a reference count, not an allocation.
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics_label: metrics::SharedString,
     pub(crate) opts: Options,
     pub(crate) journal: Journal,
     dispatch: Dispatch<FeedSource, Position>,
@@ -312,6 +316,8 @@ impl Queue {
             latched: OnceLock::new(),
             deferred_failed: AtomicBool::new(false),
             deferred_failure: Mutex::new(None),
+            #[cfg(feature = "metrics")]
+            metrics_label: std::sync::Arc::<str>::from(dir.display().to_string()).into(),
             dir,
             opts,
             journal,
