@@ -1848,6 +1848,10 @@ impl Inner {
         // segment is ready when appends come a little later.
         {
             let g = lock(&self.park.lock);
+            // SeqCst (this load and the ones below): pairs with the SeqCst swap in
+            // `stop_background`, which then takes `park.lock` before it notifies
+            // `maintenance_cv`; checked under that lock, a close cannot fall between
+            // this check and the wait.
             if !self.closed.load(Ordering::SeqCst) {
                 let _ = self
                     .park
