@@ -592,6 +592,20 @@ fn expect_skipped(dir: &Path, lost: std::ops::Range<u64>) {
     assert_eq!(q.dequeue().unwrap().unwrap().id(), id);
 }
 
+/// Strict mode: the open itself fails with `Corrupt` at `path`, naming the IDs `lost`.
+fn expect_corrupt_at_open(dir: &Path, path: &Path, lost: std::ops::Range<u64>) {
+    match Queue::open_with(dir, opts()) {
+        Err(Error::Corrupt {
+            path: p, reason, ..
+        }) => {
+            assert_eq!(p, path);
+            let range = format!("IDs {}..{}", lost.start, lost.end);
+            assert!(reason.contains(&range), "{reason}");
+        }
+        other => panic!("expected Corrupt at open, got {:?}", other.map(|_| ())),
+    }
+}
+
 /// `verify` reports the damage as corruption at `path`/`offset`.
 fn expect_verify_corrupt(dir: &Path, path: &Path, offset: u64) {
     let r = ledgerq_recovery::verify(dir).unwrap();
@@ -632,14 +646,7 @@ fn missing_first_segment_with_unconsumed_messages_is_reported() {
         fs::remove_file(copy_of(&dir, &b.segments[0])).unwrap();
         expect_verify_corrupt(&dir, &dir.join("consumer.default.state"), 16);
         match mode {
-            RecoveryMode::Strict => match Queue::open_with(&dir, opts()) {
-                Err(Error::Corrupt { path, reason, .. }) => {
-                    assert_eq!(path, dir);
-                    let range = format!("IDs {}..{}", lost.start, lost.end);
-                    assert!(reason.contains(&range), "{reason}");
-                }
-                other => panic!("expected Corrupt at open, got {:?}", other.map(|_| ())),
-            },
+            RecoveryMode::Strict => expect_corrupt_at_open(&dir, &dir, lost.clone()),
             _ => expect_skipped(&dir, lost.clone()),
         }
     }
@@ -723,13 +730,7 @@ fn missing_last_segment_is_reported_not_skipped_silently() {
             "{r}"
         );
         match mode {
-            RecoveryMode::Strict => match Queue::open_with(&dir, opts()) {
-                Err(Error::Corrupt { path, reason, .. }) => {
-                    assert_eq!(path, gone);
-                    assert!(reason.contains(&range), "{reason}");
-                }
-                other => panic!("expected Corrupt at open, got {:?}", other.map(|_| ())),
-            },
+            RecoveryMode::Strict => expect_corrupt_at_open(&dir, &gone, lost.clone()),
             _ => expect_skipped(&dir, lost.clone()),
         }
     }
