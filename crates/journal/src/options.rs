@@ -15,6 +15,13 @@ use crate::storage::{FileStorage, Storage};
 pub enum Durability {
     /// Page cache only; a background flusher syncs the committed prefix every
     /// `flush_interval`. Power loss can lose up to one interval of appends.
+    ///
+    /// Segments are mapped with transparent huge pages where the kernel offers them
+    /// for files (a flush then write-protects one page-table entry per 2 MiB, not one
+    /// per 4 KiB page), so the write-back works in 2 MiB units: an explicit
+    /// [`Journal::sync`](crate::Journal::sync) writes up to 2 MiB however little was
+    /// appended since the last one. A program that needs each append durable should
+    /// choose [`Durability::Sync`], which caches the appended part in single pages.
     #[default]
     Buffered,
     /// Each append returns after a flush that covers it (group commit: concurrent

@@ -168,6 +168,13 @@ impl Segment {
         }
     }
 
+    /// Transparent huge pages for the mapping (best effort; see `Map::advise_huge`).
+    pub(crate) fn advise_huge(&self) {
+        if self.map.is_writable() {
+            let _ = self.map.advise_huge();
+        }
+    }
+
     /// Back to default readahead once sealed (best effort; see `Map::advise_reads`).
     pub(crate) fn advise_reads(&self) {
         let _ = self.map.advise_reads();

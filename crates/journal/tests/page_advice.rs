@@ -2,8 +2,10 @@
 //! With `Durability::Sync`, the part of a segment that appends write is mapped with
 //! `MADV_RANDOM` (cached in single pages, so a flush does not write back a 2 MiB folio
 //! for one record); sealed segments go back to normal readahead; `Buffered` journals
-//! keep the default. Read from the mappings' `VmFlags` in `/proc/self/smaps` (`rr`:
-//! random-read advice).
+//! keep the default readahead and map segments with transparent huge pages
+//! (`MADV_HUGEPAGE`: one page-table entry per 2 MiB for the flush to write-protect).
+//! Read from the mappings' `VmFlags` in `/proc/self/smaps` (`rr`: random-read advice,
+//! `hg`: huge-page advice).
 
 use std::path::{Path, PathBuf};
 
@@ -11,8 +13,9 @@ use ledgerq_journal::*;
 
 const SEG: u64 = 256 * 1024;
 
-/// The mappings of `file` in this process: (start, end, random-read advice), by address.
-fn mappings_of(file: &Path) -> Vec<(u64, u64, bool)> {
+/// The mappings of `file` in this process: (start, end, random-read advice, huge-page
+/// advice), by address.
+fn mappings_of(file: &Path) -> Vec<(u64, u64, bool, bool)> {
     let file = file.canonicalize().unwrap();
     let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
     let mut out = Vec::new();
@@ -30,11 +33,18 @@ fn mappings_of(file: &Path) -> Vec<(u64, u64, bool)> {
                 ));
             }
         } else if let (Some((a, b)), Some(flags)) = (current, line.strip_prefix("VmFlags:")) {
-            out.push((a, b, flags.split_whitespace().any(|f| f == "rr")));
+            let has = |flag: &str| flags.split_whitespace().any(|f| f == flag);
+            out.push((a, b, has("rr"), has("hg")));
         }
     }
     out.sort_unstable();
     out
+}
+
+/// Whether this kernel has transparent huge pages (without them `MADV_HUGEPAGE` is
+/// refused and the advice is, as documented, best effort).
+fn thp() -> bool {
+    Path::new("/sys/kernel/mm/transparent_hugepage/enabled").exists()
 }
 
 fn opts(d: Durability) -> JournalOptions {
@@ -64,6 +74,46 @@ fn buffered_journals_keep_the_default_readahead() {
     let maps = mappings_of(&segs[0]);
     assert!(!maps.is_empty());
     assert!(maps.iter().all(|m| !m.2), "{maps:?}");
+    assert!(
+        !thp() || maps.iter().all(|m| m.3),
+        "advised huge pages: {maps:?}"
+    );
+    j.close().unwrap();
+}
+
+#[test]
+fn sync_journals_do_not_ask_for_huge_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path(), opts(Durability::Sync)).unwrap();
+    j.append(&RecordIn::new(b"one")).unwrap();
+    let segs = segment_files(dir.path()).unwrap();
+    let maps = mappings_of(&segs[0]);
+    assert!(!maps.is_empty());
+    assert!(maps.iter().all(|m| !m.3), "{maps:?}");
+    j.close().unwrap();
+}
+
+#[test]
+fn buffered_segments_made_after_a_roll_and_a_reopened_tail_ask_for_huge_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let payload = vec![7u8; 4000];
+    {
+        let j = Journal::open(dir.path(), opts(Durability::Buffered)).unwrap();
+        while segment_files(dir.path()).unwrap().len() < 2 {
+            j.append(&RecordIn::new(&payload)).unwrap();
+        }
+        for seg in segment_files(dir.path()).unwrap() {
+            let maps = mappings_of(&seg);
+            assert!(!maps.is_empty(), "{seg:?}");
+            assert!(!thp() || maps.iter().all(|m| m.3), "{seg:?}: {maps:?}");
+        }
+        j.close().unwrap();
+    }
+    let j = Journal::open(dir.path(), opts(Durability::Buffered)).unwrap();
+    let segs = segment_files(dir.path()).unwrap();
+    let tail = mappings_of(segs.last().unwrap());
+    assert!(!tail.is_empty());
+    assert!(!thp() || tail.iter().all(|m| m.3), "{tail:?}");
     j.close().unwrap();
 }
 
