@@ -280,6 +280,25 @@ pub(crate) fn max_records(bytes: u32) -> u64 {
     u64::from(bytes / 8)
 }
 
+/// Whether every byte of `b` is zero. Whole 64-byte blocks are folded with OR (the
+/// compiler turns that into vector instructions); a byte-at-a-time `all` with its early
+/// exit took about a fifth of an open, in the clean-close check of 64 KiB of zeros.
+pub(crate) fn all_zero(b: &[u8]) -> bool {
+    let mut blocks = b.chunks_exact(64);
+    for block in blocks.by_ref() {
+        let mut acc = 0u64;
+        for word in block.chunks_exact(8) {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(word);
+            acc |= u64::from_ne_bytes(a);
+        }
+        if acc != 0 {
+            return false;
+        }
+    }
+    blocks.remainder().iter().all(|&x| x == 0)
+}
+
 #[inline]
 pub(crate) fn rd_u16(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])
@@ -586,6 +605,19 @@ impl<'a> Iterator for Headers<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_zero_finds_a_nonzero_byte_anywhere() {
+        for len in [0usize, 1, 7, 63, 64, 65, 200, 4096] {
+            let mut b = vec![0u8; len];
+            assert!(all_zero(&b), "{len}");
+            for i in 0..len {
+                b[i] = 0x10;
+                assert!(!all_zero(&b), "{len} {i}");
+                b[i] = 0;
+            }
+        }
+    }
     use proptest::prelude::*;
 
     fn encode(rec: &RecordIn<'_>, id: u64, salt: u32) -> Vec<u8> {

@@ -589,7 +589,7 @@ pub(crate) fn is_blank_segment(path: &Path) -> Result<bool, Error> {
     let mut rest = Vec::new();
     f.read_to_end(&mut rest)
         .map_err(|e| Error::io("read segment", path, e))?;
-    Ok(rest.iter().all(|&b| b == 0))
+    Ok(codec::all_zero(&rest))
 }
 
 /// Reads into `buf` until it is full or the file ends; how many bytes were read.

@@ -95,7 +95,7 @@ const KNOWN_END_ZERO_CHECK: usize = 64 * 1024;
 fn zeros_after(s: &[u8], off: u32) -> bool {
     let from = off as usize;
     let upto = from.saturating_add(KNOWN_END_ZERO_CHECK).min(s.len());
-    s[from..upto].iter().all(|&b| b == 0)
+    codec::all_zero(&s[from..upto])
 }
 
 /// Scans `seg` from its first record, repairing it in place (if writable).
