@@ -229,7 +229,8 @@ const PREFETCH_AHEAD: u32 = 2048;
 /// Whether the part of a segment that appends write is cached in single pages
 /// (`Map::advise_appends`): with [`Durability::Sync`], where every append is flushed
 /// and a flush writes back whole folios (with large folios, up to 2 MiB for one
-/// record). Otherwise the segment is mapped with huge pages (`Map::advise_huge`):
+/// record). Otherwise the stretches the preparer pre-faults are mapped with huge
+/// pages (`Map::advise_huge_range`):
 /// [`Durability::Buffered`] flushes in the background, about once per interval, huge
 /// pages make the page cache's allocation of fresh pages cheaper (in a run of the
 /// append loop, single pages cost about an eighth of the 100-byte rate and half of
@@ -238,6 +239,19 @@ const PREFETCH_AHEAD: u32 = 2048;
 /// other threads.
 fn single_pages(opts: &JournalOptions) -> bool {
     opts.durability == Durability::Sync
+}
+
+/// Whether the preparer pre-faults the next stretch with huge pages
+/// (`Map::advise_huge_range`): not with single pages (see [`single_pages`]), and only
+/// while the pre-fault window is at its base size, that is while the appenders are not
+/// outrunning the preparer. Faulting a 2 MiB folio zeroes all of it first: when the
+/// appenders catch up with the preparer they would wait for each block it is making
+/// (or make it themselves), where with single pages they fault only what they write,
+/// beside the preparer. A burst of appends gets single pages; at a steady rate the
+/// preparer keeps ahead and the page cache holds the segment in huge pages, whose
+/// flush costs one TLB shootdown per 2 MiB.
+fn huge_ahead(opts: &JournalOptions, window: u32) -> bool {
+    !single_pages(opts) && window <= POPULATE_AHEAD
 }
 
 /// The pre-fault window after a doubling: at most the segment (and never below
@@ -916,8 +930,6 @@ impl Journal {
                     last.opened_end = scan.end_off;
                     if single_pages(&opts) {
                         last.advise_appends(scan.end_off);
-                    } else {
-                        last.advise_huge();
                     }
                     progress = FlushProgress {
                         seg_base: last.base_id,
@@ -1892,16 +1904,22 @@ impl Inner {
         let mut populated_to = 0;
         let map = match Map::writable(&file, len, false) {
             Ok(m) => {
-                // Before any page is cached (best effort).
+                let populate = populate && self.opts.prefault;
+                let window = self.populate_window.load(Ordering::Relaxed);
+                let ahead = window.min(m.len() as u32);
+                // Before any page is cached, so before the header is written (best
+                // effort). Huge pages for what is pre-faulted here, and at least the
+                // first block (which holds the header: a page cached in it before the
+                // advice would keep the whole block in single pages).
                 let _ = if single_pages(&self.opts) {
                     m.advise_appends(0)
+                } else if populate && huge_ahead(&self.opts, window) {
+                    m.advise_huge_range(0, ahead as usize)
                 } else {
-                    m.advise_huge()
+                    m.advise_huge_range(0, 1)
                 };
-                if populate && self.opts.prefault {
+                if populate {
                     // Best effort: without it appenders just take page faults.
-                    let window = self.populate_window.load(Ordering::Relaxed);
-                    let ahead = window.min(m.len() as u32);
                     if m.populate_write_range(0, ahead as usize).is_ok() {
                         populated_to = ahead;
                     }
@@ -1951,13 +1969,10 @@ impl Inner {
             }
         };
         let (file, map) = seg.into_parts();
-        // Pages evicted since its last use come back with the advised page size
-        // (best effort).
-        let _ = if single_pages(&self.opts) {
-            map.advise_appends(0)
-        } else {
-            map.advise_huge()
-        };
+        if single_pages(&self.opts) {
+            // Pages evicted since its last use come back as single pages (best effort).
+            let _ = map.advise_appends(0);
+        }
         let len = u32::try_from(map.len())
             .map_err(|_| Error::InvalidOptions("segment_size too large".into()))?;
         let extent = extent.min(len);
@@ -2243,7 +2258,7 @@ impl Inner {
                 break;
             }
             let step = POPULATE_CHUNK.min(target - from);
-            seg.populate_write_range(from, step);
+            seg.populate_write_range(from, step, huge_ahead(&self.opts, window));
             from += step;
             seg.populated_to.store(from, Ordering::Relaxed);
         }

@@ -36,6 +36,10 @@ use std::io;
 use memmap2::{MmapOptions, MmapRaw};
 
 /// A shared mapping of a whole segment file (see the module docs for the contract).
+/// The size of a transparent huge page on the platforms that have them (x86-64 and
+/// 4 KiB-page arm64): the unit [`Map::advise_huge_range`] advises in.
+pub(crate) const HUGE_PAGE: usize = 2 * 1024 * 1024;
+
 #[derive(Debug)]
 pub(crate) struct Map {
     raw: MmapRaw,
@@ -112,26 +116,37 @@ impl Map {
         }
     }
 
-    /// Asks for transparent huge pages (`MADV_HUGEPAGE`) on the whole mapping, for a
-    /// journal whose flushes run in the background (`Durability::Buffered`). The page
-    /// cache then holds the segment in 2 MiB folios mapped by one page-table entry
-    /// each, and the flush's write-back write-protects one entry per 2 MiB instead of
-    /// one per 4 KiB page. Each write-protected entry costs a TLB shootdown: an
-    /// interrupt, and a wait for it, on every other CPU running one of the process's
-    /// threads. At 20,000 appends a second that was about 750 interrupts per flush, and
-    /// the stall they add up to showed as the 99th percentile of end-to-end latency.
-    /// Fewer, larger page faults also make fresh pages cheaper to map. A flush writes
-    /// back whole folios, so an explicit flush writes up to 2 MiB however little was
-    /// appended since the last one (journals that flush per append advise
-    /// [`Map::advise_appends`] instead). Best effort: kernels or file systems without
-    /// large folios for files ignore it.
-    pub(crate) fn advise_huge(&self) -> io::Result<()> {
+    /// Asks for transparent huge pages (`MADV_HUGEPAGE`) on `offset..offset + len`,
+    /// widened to whole 2 MiB blocks, for a journal whose flushes run in the background
+    /// (`Durability::Buffered`); the preparer asks for each stretch just before it
+    /// pre-faults it. The page cache then holds those blocks in 2 MiB folios mapped by
+    /// one page-table entry each, and the flush's write-back write-protects one entry
+    /// per 2 MiB instead of one per 4 KiB page. Each write-protected entry costs a TLB
+    /// shootdown: an interrupt, and a wait for it, on every other CPU running one of the
+    /// process's threads. At 20,000 appends a second that was about 750 interrupts per
+    /// flush, and the stall they add up to showed as the 99th percentile of end-to-end
+    /// latency. Which stretches are advised is the journal's choice (`huge_ahead`:
+    /// not while appenders outrun the preparer). A flush writes back whole folios, so
+    /// an explicit flush writes up to 2 MiB however little was appended since the last
+    /// one (journals that flush per append advise [`Map::advise_appends`] instead).
+    /// Best effort: kernels or file systems without large folios for files ignore it.
+    pub(crate) fn advise_huge_range(&self, offset: usize, len: usize) -> io::Result<()> {
         #[cfg(target_os = "linux")]
         {
-            self.raw.advise(memmap2::Advice::HugePage)
+            let start = offset & !(HUGE_PAGE - 1);
+            let end = offset
+                .saturating_add(len)
+                .next_multiple_of(HUGE_PAGE)
+                .min(self.len());
+            if start >= end {
+                return Ok(());
+            }
+            self.raw
+                .advise_range(memmap2::Advice::HugePage, start, end - start)
         }
         #[cfg(not(target_os = "linux"))]
         {
+            let _ = (offset, len);
             Ok(())
         }
     }

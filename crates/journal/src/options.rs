@@ -18,7 +18,8 @@ pub enum Durability {
     ///
     /// Segments are mapped with transparent huge pages where the kernel offers them
     /// for files (a flush then write-protects one page-table entry per 2 MiB, not one
-    /// per 4 KiB page), so the write-back works in 2 MiB units: an explicit
+    /// per 4 KiB page; not where appenders outrun the pre-faulting), so the write-back
+    /// works in 2 MiB units: an explicit
     /// [`Journal::sync`](crate::Journal::sync) writes up to 2 MiB however little was
     /// appended since the last one. A program that needs each append durable should
     /// choose [`Durability::Sync`], which caches the appended part in single pages.

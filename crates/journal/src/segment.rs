@@ -153,9 +153,13 @@ impl Segment {
         (self.file, self.map)
     }
 
-    /// Pre-faults `offset..offset + len` writable (best effort).
-    pub(crate) fn populate_write_range(&self, offset: u32, len: u32) {
+    /// Pre-faults `offset..offset + len` writable (best effort), with `huge` in
+    /// transparent huge pages (see `Map::advise_huge_range`).
+    pub(crate) fn populate_write_range(&self, offset: u32, len: u32, huge: bool) {
         if self.map.is_writable() {
+            if huge {
+                let _ = self.map.advise_huge_range(offset as usize, len as usize);
+            }
             let _ = self.map.populate_write_range(offset as usize, len as usize);
         }
     }
@@ -165,13 +169,6 @@ impl Segment {
     pub(crate) fn advise_appends(&self, offset: u32) {
         if self.map.is_writable() {
             let _ = self.map.advise_appends(offset as usize);
-        }
-    }
-
-    /// Transparent huge pages for the mapping (best effort; see `Map::advise_huge`).
-    pub(crate) fn advise_huge(&self) {
-        if self.map.is_writable() {
-            let _ = self.map.advise_huge();
         }
     }
 
