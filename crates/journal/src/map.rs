@@ -78,12 +78,11 @@ impl Map {
         #[cfg(target_os = "linux")]
         {
             let start = offset & !(crate::storage::page_size() - 1);
-            let end = offset.saturating_add(len).min(self.len());
-            if start >= end {
-                return Ok(());
-            }
-            self.raw
-                .advise_range(memmap2::Advice::PopulateWrite, start, end - start)
+            self.advise_span(
+                memmap2::Advice::PopulateWrite,
+                start,
+                offset.saturating_add(len),
+            )
         }
         #[cfg(not(target_os = "linux"))]
         {
@@ -134,21 +133,24 @@ impl Map {
         #[cfg(target_os = "linux")]
         {
             let start = offset & !(HUGE_PAGE - 1);
-            let end = offset
-                .saturating_add(len)
-                .next_multiple_of(HUGE_PAGE)
-                .min(self.len());
-            if start >= end {
-                return Ok(());
-            }
-            self.raw
-                .advise_range(memmap2::Advice::HugePage, start, end - start)
+            let end = offset.saturating_add(len).next_multiple_of(HUGE_PAGE);
+            self.advise_span(memmap2::Advice::HugePage, start, end)
         }
         #[cfg(not(target_os = "linux"))]
         {
             let _ = (offset, len);
             Ok(())
         }
+    }
+
+    /// `advice` for `start..end`, clamped to the mapping (nothing if that is empty).
+    #[cfg(target_os = "linux")]
+    fn advise_span(&self, advice: memmap2::Advice, start: usize, end: usize) -> io::Result<()> {
+        let end = end.min(self.len());
+        if start >= end {
+            return Ok(());
+        }
+        self.raw.advise_range(advice, start, end - start)
     }
 
     /// Restores the default readahead (`MADV_NORMAL`) once nothing more will be

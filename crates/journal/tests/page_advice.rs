@@ -66,28 +66,28 @@ fn sync_appends_map_the_active_segment_for_single_pages() {
     j.close().unwrap();
 }
 
+/// The mappings of the first segment of a new journal with durability `d`, after one
+/// append.
+fn mappings_after_one_append(d: Durability) -> Vec<(u64, u64, bool, bool)> {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path(), opts(d)).unwrap();
+    j.append(&RecordIn::new(b"one")).unwrap();
+    let maps = mappings_of(&segment_files(dir.path()).unwrap()[0]);
+    j.close().unwrap();
+    assert!(!maps.is_empty());
+    maps
+}
+
 #[test]
 fn buffered_journals_keep_the_default_readahead() {
-    let dir = tempfile::tempdir().unwrap();
-    let j = Journal::open(dir.path(), opts(Durability::Buffered)).unwrap();
-    j.append(&RecordIn::new(b"one")).unwrap();
-    let segs = segment_files(dir.path()).unwrap();
-    let maps = mappings_of(&segs[0]);
-    assert!(!maps.is_empty());
+    let maps = mappings_after_one_append(Durability::Buffered);
     assert!(maps.iter().all(|m| !m.2), "{maps:?}");
-    j.close().unwrap();
 }
 
 #[test]
 fn sync_journals_do_not_ask_for_huge_pages() {
-    let dir = tempfile::tempdir().unwrap();
-    let j = Journal::open(dir.path(), opts(Durability::Sync)).unwrap();
-    j.append(&RecordIn::new(b"one")).unwrap();
-    let segs = segment_files(dir.path()).unwrap();
-    let maps = mappings_of(&segs[0]);
-    assert!(!maps.is_empty());
+    let maps = mappings_after_one_append(Durability::Sync);
     assert!(maps.iter().all(|m| !m.3), "{maps:?}");
-    j.close().unwrap();
 }
 
 #[test]
