@@ -1879,9 +1879,9 @@ impl Inner {
             };
             self.install(prepared, base)?
         };
-        if single_pages(&self.opts) {
-            old.advise_reads();
-        }
+        // Sync journals advise the appended part random, Buffered ones their huge-page
+        // blocks: readers of a sealed segment read ahead again.
+        old.advise_reads();
         self.sync_dir_for(&seg)
     }
 
@@ -2239,6 +2239,8 @@ impl Inner {
         let mut from = seg.populated_to.load(Ordering::Relaxed);
         let mut window = self.adapt_populate_window(&seg, from);
         let mut since = proto::offset_of(seg.word.load(Ordering::Relaxed));
+        // Advised for huge pages below this offset in this round.
+        let mut advised_to = 0;
         loop {
             if self.closed.load(Ordering::Relaxed)
                 || !std::ptr::eq(self.active.load(Ordering::Relaxed), &*seg)
@@ -2258,7 +2260,12 @@ impl Inner {
                 break;
             }
             let step = POPULATE_CHUNK.min(target - from);
-            seg.populate_write_range(from, step, huge_ahead(&self.opts, window));
+            if from.saturating_add(step) > advised_to && huge_ahead(&self.opts, window) {
+                // Once for the rest of this round's window, not per chunk: advice
+                // changes the mapping's flags under a lock that page faults wait for.
+                advised_to = seg.advise_huge(from, target - from);
+            }
+            seg.populate_write_range(from, step);
             from += step;
             seg.populated_to.store(from, Ordering::Relaxed);
         }

@@ -134,7 +134,12 @@ impl Map {
         {
             let start = offset & !(HUGE_PAGE - 1);
             let end = offset.saturating_add(len).next_multiple_of(HUGE_PAGE);
-            self.advise_span(memmap2::Advice::HugePage, start, end)
+            self.advise_span(memmap2::Advice::HugePage, start, end)?;
+            // And no readahead there: a huge-page fault then makes exactly its own 2 MiB
+            // folio, where with readahead it makes the next one too and marks it to
+            // read further ahead, at huge-page size, from whichever thread touches it
+            // next (an appender outrunning the preparer zeroed 2 MiB folios itself).
+            self.advise_span(memmap2::Advice::Random, start, end)
         }
         #[cfg(not(target_os = "linux"))]
         {

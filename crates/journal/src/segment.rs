@@ -153,15 +153,23 @@ impl Segment {
         (self.file, self.map)
     }
 
-    /// Pre-faults `offset..offset + len` writable (best effort), with `huge` in
-    /// transparent huge pages (see `Map::advise_huge_range`).
-    pub(crate) fn populate_write_range(&self, offset: u32, len: u32, huge: bool) {
+    /// Pre-faults `offset..offset + len` writable (best effort).
+    pub(crate) fn populate_write_range(&self, offset: u32, len: u32) {
         if self.map.is_writable() {
-            if huge {
-                let _ = self.map.advise_huge_range(offset as usize, len as usize);
-            }
             let _ = self.map.populate_write_range(offset as usize, len as usize);
         }
+    }
+
+    /// Transparent huge pages for `offset..offset + len`, widened to whole 2 MiB
+    /// blocks (best effort; see `Map::advise_huge_range`). Returns the end of the
+    /// advised range.
+    pub(crate) fn advise_huge(&self, offset: u32, len: u32) -> u32 {
+        if self.map.is_writable() {
+            let _ = self.map.advise_huge_range(offset as usize, len as usize);
+        }
+        let huge = crate::map::HUGE_PAGE as u64;
+        let end = (u64::from(offset) + u64::from(len)).next_multiple_of(huge);
+        u32::try_from(end.min(u64::from(self.capacity))).unwrap_or(self.capacity)
     }
 
     /// Caches `offset..` in single pages from now on, for appends (best effort; see
