@@ -605,6 +605,7 @@ impl<'a> Iterator for Headers<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn all_zero_finds_a_nonzero_byte_anywhere() {
@@ -618,7 +619,6 @@ mod tests {
             }
         }
     }
-    use proptest::prelude::*;
 
     fn encode(rec: &RecordIn<'_>, id: u64, salt: u32) -> Vec<u8> {
         let len = encoded_len(rec, 1 << 20).unwrap();

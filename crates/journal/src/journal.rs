@@ -246,8 +246,8 @@ fn single_pages(opts: &JournalOptions) -> bool {
 /// while the pre-fault window is at its base size, that is while the appenders are not
 /// outrunning the preparer. Faulting a 2 MiB folio zeroes all of it first: when the
 /// appenders catch up with the preparer they would wait for each block it is making
-/// (or make it themselves), where with single pages they fault only what they write,
-/// beside the preparer. A burst of appends gets single pages; at a steady rate the
+/// (or make it themselves), where with the default readahead they fault smaller folios
+/// beside the preparer. A burst of appends gets the default; at a steady rate the
 /// preparer keeps ahead and the page cache holds the segment in huge pages, whose
 /// flush costs one TLB shootdown per 2 MiB.
 fn huge_ahead(opts: &JournalOptions, window: u32) -> bool {

@@ -35,11 +35,18 @@ use std::io;
 
 use memmap2::{MmapOptions, MmapRaw};
 
-/// A shared mapping of a whole segment file (see the module docs for the contract).
 /// The size of a transparent huge page on the platforms that have them (x86-64 and
 /// 4 KiB-page arm64): the unit [`Map::advise_huge_range`] advises in.
 pub(crate) const HUGE_PAGE: usize = 2 * 1024 * 1024;
 
+/// Where the huge-page block holding byte `end - 1` ends: the end of what
+/// [`Map::advise_huge_range`] advises for a range ending at `end`, before clamping to
+/// the mapping.
+pub(crate) fn huge_block_end(end: usize) -> usize {
+    end.next_multiple_of(HUGE_PAGE)
+}
+
+/// A shared mapping of a whole segment file (see the module docs for the contract).
 #[derive(Debug)]
 pub(crate) struct Map {
     raw: MmapRaw,
@@ -133,7 +140,7 @@ impl Map {
         #[cfg(target_os = "linux")]
         {
             let start = offset & !(HUGE_PAGE - 1);
-            let end = offset.saturating_add(len).next_multiple_of(HUGE_PAGE);
+            let end = huge_block_end(offset.saturating_add(len));
             self.advise_span(memmap2::Advice::HugePage, start, end)?;
             // And no readahead there: a huge-page fault then makes exactly its own 2 MiB
             // folio, where with readahead it makes the next one too and marks it to

@@ -167,9 +167,8 @@ impl Segment {
         if self.map.is_writable() {
             let _ = self.map.advise_huge_range(offset as usize, len as usize);
         }
-        let huge = crate::map::HUGE_PAGE as u64;
-        let end = (u64::from(offset) + u64::from(len)).next_multiple_of(huge);
-        u32::try_from(end.min(u64::from(self.capacity))).unwrap_or(self.capacity)
+        let end = crate::map::huge_block_end(offset.saturating_add(len) as usize);
+        u32::try_from(end).map_or(self.capacity, |e| e.min(self.capacity))
     }
 
     /// Caches `offset..` in single pages from now on, for appends (best effort; see
