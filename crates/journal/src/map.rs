@@ -124,8 +124,8 @@ impl Map {
 
     /// Asks for transparent huge pages (`MADV_HUGEPAGE`) on `offset..offset + len`,
     /// widened to whole 2 MiB blocks, for a journal whose flushes run in the background
-    /// (`Durability::Buffered`); the preparer asks for each stretch just before it
-    /// pre-faults it. The page cache then holds those blocks in 2 MiB folios mapped by
+    /// (`Durability::Buffered`): the first block of a new segment, and the rest of the
+    /// preparer's window before it pre-faults it. The page cache then holds those blocks in 2 MiB folios mapped by
     /// one page-table entry each, and the flush's write-back write-protects one entry
     /// per 2 MiB instead of one per 4 KiB page. Each write-protected entry costs a TLB
     /// shootdown: an interrupt, and a wait for it, on every other CPU running one of the
