@@ -460,34 +460,34 @@ fn lock_dir(dir: &Path) -> Result<File, Error> {
 /// With `grow_short` (the last segment of a writer), a file shorter than its header says
 /// is a torn tail (the file system lost its end): it is grown back to full size with
 /// zeros, and the tail scan then finds where the valid records end.
+/// Opens and maps the segment file `path` (named for `base`). `head`: the file already
+/// opened with the access `writable` asks for and its first bytes read
+/// ([`SegmentHead::open`]), so that they are not opened and read again.
 fn open_segment(
     base: u64,
     path: &Path,
     writable: bool,
     populate: bool,
     grow_short: bool,
+    head: Option<SegmentHead>,
 ) -> Result<(Segment, SegmentHeader), Error> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(writable)
-        .open(path)
-        .map_err(|e| Error::io("open segment", path, e))?;
+    let head = match head {
+        Some(h) => h,
+        None => SegmentHead::open(path, writable)?,
+    };
+    let file = head.file;
     let len = file
         .metadata()
         .map_err(|e| Error::io("stat segment", path, e))?
         .len();
-    let mut hb = [0u8; SEGMENT_HEADER_LEN as usize];
-    {
-        use std::io::Read;
-        let mut f = &file;
-        if len < u64::from(SEGMENT_HEADER_LEN) || f.read_exact(&mut hb).is_err() {
-            return Err(Error::corrupt(
-                path,
-                0,
-                "file is shorter than a segment header",
-            ));
-        }
+    if len < u64::from(SEGMENT_HEADER_LEN) || head.len < head.bytes.len() {
+        return Err(Error::corrupt(
+            path,
+            0,
+            "file is shorter than a segment header",
+        ));
     }
+    let hb = head.bytes;
     let h = SegmentHeader::decode(&hb).map_err(|r| Error::corrupt(path, 0, r))?;
     let len = if grow_short
         && writable
@@ -586,24 +586,61 @@ fn header_is_blank(path: &Path) -> Result<bool, Error> {
     Ok(hb[..n].iter().all(|&b| b == 0))
 }
 
+/// A segment file, opened, and its first bytes (up to a header's length): read once at
+/// open for the blank check, the checkpoint's salt check and the mapping.
+#[derive(Debug)]
+struct SegmentHead {
+    file: File,
+    bytes: [u8; SEGMENT_HEADER_LEN as usize],
+    /// How many bytes of `bytes` the file had (fewer only if it is shorter).
+    len: usize,
+}
+
+impl SegmentHead {
+    /// Opens `path` (for writing too if `writable`) and reads its first bytes.
+    fn open(path: &Path, writable: bool) -> Result<SegmentHead, Error> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(writable)
+            .open(path)
+            .map_err(|e| Error::io("open segment", path, e))?;
+        let mut bytes = [0u8; SEGMENT_HEADER_LEN as usize];
+        let len =
+            read_up_to(&mut file, &mut bytes).map_err(|e| Error::io("read segment", path, e))?;
+        Ok(SegmentHead { file, bytes, len })
+    }
+
+    /// The salt in the header, if the header is whole and valid.
+    fn salt(&self) -> Option<u32> {
+        if self.len < self.bytes.len() {
+            return None;
+        }
+        SegmentHeader::decode(&self.bytes).ok().map(|h| h.salt)
+    }
+
+    /// Whether the segment is blank (see [`is_blank_segment`]); reads the rest of the
+    /// file only if the header is neither whole and valid nor missing.
+    fn is_blank(&mut self, path: &Path) -> Result<bool, Error> {
+        use std::io::Read;
+        if self.len < self.bytes.len() || self.bytes.iter().all(|&b| b == 0) {
+            return Ok(true);
+        }
+        if SegmentHeader::decode(&self.bytes).is_ok() {
+            return Ok(false); // a valid header (the usual case: nothing more is read)
+        }
+        let mut rest = Vec::new();
+        (&self.file)
+            .read_to_end(&mut rest)
+            .map_err(|e| Error::io("read segment", path, e))?;
+        Ok(codec::all_zero(&rest))
+    }
+}
+
 /// A segment file created whose header never reached the disk whole: shorter than a
 /// header, a header of zeros, or a header that is not valid (torn while being written)
 /// followed by nothing but zeros. It holds no record.
 pub(crate) fn is_blank_segment(path: &Path) -> Result<bool, Error> {
-    use std::io::Read;
-    let mut f = File::open(path).map_err(|e| Error::io("open segment", path, e))?;
-    let mut hb = [0u8; SEGMENT_HEADER_LEN as usize];
-    let n = read_up_to(&mut f, &mut hb).map_err(|e| Error::io("read segment", path, e))?;
-    if n < hb.len() || hb.iter().all(|&b| b == 0) {
-        return Ok(true);
-    }
-    if SegmentHeader::decode(&hb).is_ok() {
-        return Ok(false); // a valid header (the usual case: nothing more is read)
-    }
-    let mut rest = Vec::new();
-    f.read_to_end(&mut rest)
-        .map_err(|e| Error::io("read segment", path, e))?;
-    Ok(codec::all_zero(&rest))
+    SegmentHead::open(path, false)?.is_blank(path)
 }
 
 /// Reads into `buf` until it is full or the file ends; how many bytes were read.
@@ -627,6 +664,7 @@ fn read_up_to(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
 fn checkpointed_tail(
     dir: &Path,
     found: &[(u64, PathBuf)],
+    last: Option<&SegmentHead>,
     info: &mut RecoveryInfo,
 ) -> (Option<checkpoint::Checkpoint>, Option<usize>) {
     let c = match checkpoint::read(dir) {
@@ -646,7 +684,11 @@ fn checkpointed_tail(
         .then_some(c);
     let bases: Vec<u64> = found.iter().map(|(b, _)| *b).collect();
     // The named file must be the one the checkpoint was written for (same salt).
-    let r = checkpoint::tail_start(&c, &bases, |k| read_salt(&found[k].1));
+    // `last`: the last segment's head, already read.
+    let r = checkpoint::tail_start(&c, &bases, |k| match last {
+        Some(h) if k + 1 == found.len() => h.salt(),
+        _ => read_salt(&found[k].1),
+    });
     match r {
         Ok(k) => {
             info.checkpoint = Some(c);
@@ -710,7 +752,10 @@ impl Journal {
     /// [`Error::NoSpace`] / [`Error::Io`].
     pub fn open(dir: &Path, opts: JournalOptions) -> Result<Journal, Error> {
         opts.validate()?;
-        fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+        // One `stat` when the directory exists (the usual case).
+        if !dir.is_dir() {
+            fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+        }
         if !dir.is_dir() {
             return Err(Error::io(
                 "open directory",
@@ -724,20 +769,26 @@ impl Journal {
         for t in tmps {
             let _ = fs::remove_file(&t);
         }
-        // A tail segment whose header was never completely written is removed.
+        // A tail segment whose header was never completely written is removed. The last
+        // segment left stays open (for writing: it is part of the tail) with its header
+        // read, for the checkpoint's check and the mapping below.
+        let mut last_head = None;
         while let Some((_, path)) = found.last() {
-            if is_blank_segment(path)? {
+            let mut head = SegmentHead::open(path, true)?;
+            if head.is_blank(path)? {
+                drop(head);
                 fs::remove_file(path).map_err(|e| Error::io("remove blank segment", path, e))?;
                 storage
                     .sync_dir(dir)
                     .map_err(|e| Error::io("sync directory", dir, e))?;
                 found.pop();
             } else {
+                last_head = Some(head);
                 break;
             }
         }
         let mut info = RecoveryInfo::default();
-        let (cp, tail) = checkpointed_tail(dir, &found, &mut info);
+        let (cp, tail) = checkpointed_tail(dir, &found, last_head.as_ref(), &mut info);
         if let (Some(c), Some(k)) = (cp, tail) {
             // Segments created after the checkpoint whose header never reached the disk
             // hold nothing that was flushed (a flush writes the header with the first
@@ -751,7 +802,9 @@ impl Journal {
             while i > after {
                 i -= 1;
                 let path = found[i].1.clone();
-                if is_blank_segment(&path)? {
+                // The last segment was found not blank above (and stays the last).
+                let known = i + 1 == found.len() && last_head.is_some();
+                if !known && is_blank_segment(&path)? {
                     fs::remove_file(&path)
                         .map_err(|e| Error::io("remove blank segment", &path, e))?;
                     storage
@@ -768,7 +821,10 @@ impl Journal {
         let mut segs: Vec<Segment> = Vec::with_capacity(n + 1);
         for (i, (base, path)) in found.iter().enumerate() {
             let tail = i >= tail_from;
-            let (seg, _) = open_segment(*base, path, tail, false, tail)?;
+            // The last segment is always in the tail (`tail_from < n`): writable, as
+            // its head was opened.
+            let head = if i + 1 == n { last_head.take() } else { None };
+            let (seg, _) = open_segment(*base, path, tail, false, tail, head)?;
             if let Some(prev) = segs.last() {
                 if prev.base_id >= seg.base_id {
                     return Err(Error::corrupt(
@@ -1065,7 +1121,7 @@ impl Journal {
             if last_base.is_some_and(|l| base <= l) {
                 continue;
             }
-            match open_segment(base, &path, false, false, false) {
+            match open_segment(base, &path, false, false, false, None) {
                 Ok((seg, _)) => {
                     segs.push(Arc::new(seg));
                     added += 1;

@@ -104,7 +104,6 @@ impl StateFile {
     pub(crate) fn open(dir: &Path) -> Result<StateFile> {
         let path = dir.join(FILE_NAME);
         let len = HEADER + 8 * (WINDOW as usize);
-        let existed = path.exists();
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -116,7 +115,8 @@ impl StateFile {
             .metadata()
             .map_err(|e| io_err("stat consumer state file", &path, e))?
             .len();
-        let fresh = !existed || size == 0;
+        // Created by this open, or created by one that stopped before sizing it.
+        let fresh = size == 0;
         if fresh {
             let mut header = [0u8; 16];
             header[..8].copy_from_slice(&MAGIC);
@@ -140,8 +140,9 @@ impl StateFile {
             });
         }
         // SAFETY: the file is owned exclusively by this queue (the caller holds the queue's
-        // LOCK file), has its full length, and is never truncated while mapped.
-        let map = unsafe { MmapMut::map_mut(&file) }
+        // LOCK file), has the full length `len` (checked or set just above), and is never
+        // truncated while mapped.
+        let map = unsafe { memmap2::MmapOptions::new().len(len).map_mut(&file) }
             .map_err(|e| io_err("map consumer state file", &path, e))?;
         let state = StateFile {
             fresh,
