@@ -248,9 +248,9 @@ pub(crate) unsafe fn write_record(
             let mut e = [0u8; 6];
             e[0..2].copy_from_slice(&(k.len() as u16).to_le_bytes());
             e[2..6].copy_from_slice(&(v.len() as u32).to_le_bytes());
-            crc = crc32c::crc32c_append(crc, &e);
-            crc = crc32c::crc32c_append(crc, k.as_bytes());
-            crc = crc32c::crc32c_append(crc, v.as_bytes());
+            crc = crate::crc::crc32c_append(crc, &e);
+            crc = crate::crc::crc32c_append(crc, k.as_bytes());
+            crc = crate::crc::crc32c_append(crc, v.as_bytes());
             std::ptr::copy_nonoverlapping(e.as_ptr(), dst.add(at), 6);
             at += 6;
             std::ptr::copy_nonoverlapping(k.as_ptr(), dst.add(at), k.len());
@@ -259,11 +259,11 @@ pub(crate) unsafe fn write_record(
             at += v.len();
         }
         if !dedup.is_empty() {
-            crc = crc32c::crc32c_append(crc, dedup);
+            crc = crate::crc::crc32c_append(crc, dedup);
             std::ptr::copy_nonoverlapping(dedup.as_ptr(), dst.add(at), dedup.len());
             at += dedup.len();
         }
-        crc = crc32c::crc32c_append(crc, rec.payload);
+        crc = crate::crc::crc32c_append(crc, rec.payload);
         std::ptr::copy_nonoverlapping(rec.payload.as_ptr(), dst.add(at), rec.payload.len());
         debug_assert_eq!(at + rec.payload.len(), len as usize);
         // Bytes 4..56: everything of the header except the commit word.
@@ -363,7 +363,7 @@ pub(crate) fn checksummed(seg: &[u8], off: u32, shape: Shape) -> &[u8] {
 /// separately): bounds, structure and CRC. Returns `(len, id)`. Never panics.
 pub(crate) fn validate_record(seg: &[u8], off: u32, salt: u32) -> Result<(u32, u64), &'static str> {
     let shape = record_shape(seg, off)?;
-    if crc32c::crc32c_append(salt, checksummed(seg, off, shape)) != shape.crc {
+    if crate::crc::crc32c_append(salt, checksummed(seg, off, shape)) != shape.crc {
         return Err("record checksum mismatch");
     }
     Ok((shape.len, shape.id))

@@ -329,7 +329,7 @@ impl Segment {
         // word) and `offset + len` is within the segment; committed bytes are never
         // written again.
         let body = unsafe { self.slice(offset + 8, len - 8) };
-        crc32c::crc32c_append(self.salt, body) == stored
+        crate::crc::crc32c_append(self.salt, body) == stored
     }
 
     pub(crate) fn step(&self, offset: u32, has_next: bool) -> Step<'_> {
