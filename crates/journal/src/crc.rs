@@ -86,7 +86,7 @@ pub(crate) fn crc32c_append(seed: u32, bytes: &[u8]) -> u32 {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse4.2,pclmulqdq")]
 unsafe fn split3(seed: u32, bytes: &[u8]) -> u32 {
-    use std::arch::x86_64::{_mm_crc32_u64, _mm_crc32_u8};
+    use std::arch::x86_64::{_mm_crc32_u16, _mm_crc32_u32, _mm_crc32_u64, _mm_crc32_u8};
     let m = bytes.len() / 8 / 3;
     debug_assert!((1..=MAX_BLOCK_WORDS).contains(&m));
     let block = 8 * m;
@@ -123,11 +123,21 @@ unsafe fn split3(seed: u32, bytes: &[u8]) -> u32 {
             s = _mm_crc32_u64(s, u64::from_le_bytes(w.try_into().expect("8 bytes")));
         }
     }
+    // The last 0 to 7 bytes: at most one instruction each for 4, 2 and 1 of them.
     let mut s = s as u32;
-    for &byte in words.remainder() {
-        #[allow(unused_unsafe)]
-        // SAFETY: as above.
-        unsafe {
+    let mut tail = words.remainder();
+    #[allow(unused_unsafe)]
+    // SAFETY: as above.
+    unsafe {
+        if let Some((four, rest)) = tail.split_first_chunk::<4>() {
+            s = _mm_crc32_u32(s, u32::from_le_bytes(*four));
+            tail = rest;
+        }
+        if let Some((two, rest)) = tail.split_first_chunk::<2>() {
+            s = _mm_crc32_u16(s, u16::from_le_bytes(*two));
+            tail = rest;
+        }
+        if let Some(&byte) = tail.first() {
             s = _mm_crc32_u8(s, byte);
         }
     }
