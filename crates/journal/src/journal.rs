@@ -459,10 +459,9 @@ fn lock_dir(dir: &Path) -> Result<File, Error> {
 ///
 /// With `grow_short` (the last segment of a writer), a file shorter than its header says
 /// is a torn tail (the file system lost its end): it is grown back to full size with
-/// zeros, and the tail scan then finds where the valid records end.
-/// Opens and maps the segment file `path` (named for `base`). `head`: the file already
-/// opened with the access `writable` asks for and its first bytes read
-/// ([`SegmentHead::open`]), so that they are not opened and read again.
+/// zeros, and the tail scan then finds where the valid records end. `head`: the file
+/// already opened with the access `writable` asks for and its first bytes read
+/// ([`SegmentHead::open`]), so that it is not opened and read again.
 fn open_segment(
     base: u64,
     path: &Path,
