@@ -2543,11 +2543,21 @@ impl Inner {
             }
             p.scan_off = off;
             p.next_id = next_id;
-            if off > p.flushed_off {
+            // A sealed segment's end marker is flushed with the records before it: once
+            // a later segment's records are durable, a checkpoint may name that segment,
+            // and the open after a power loss then scans only from there, trusting this
+            // one to be whole (a marker lost or torn in it would stop every reader).
+            let end = if done {
+                off.saturating_add(proto::END_MARKER_LEN).min(seg.capacity)
+            } else {
+                off
+            };
+            if end > p.flushed_off {
                 self.sync_dir_for(seg)?;
-                // SAFETY: `flushed_off..off` holds the header (immutable once published)
-                // and committed records only, which are never written again.
-                let bytes = unsafe { seg.slice(p.flushed_off, off - p.flushed_off) };
+                // SAFETY: `flushed_off..end` holds the header (immutable once published),
+                // committed records and the end marker, none of which is ever written
+                // again.
+                let bytes = unsafe { seg.slice(p.flushed_off, end - p.flushed_off) };
                 let req = FlushRequest {
                     path: &seg.path,
                     base_id: seg.base_id,
@@ -2558,12 +2568,14 @@ impl Inner {
                 if let Err(e) = self.opts.storage.flush(&req) {
                     return Err(self.latch(e));
                 }
-                p.flushed_off = off;
+                p.flushed_off = end;
             }
             // Release: pairs with the Acquire loads in `durable_id` / `wait_durable`.
             self.durable.fetch_max(next_id, Ordering::Release);
             if p.flushed_off > 0 {
-                self.flushed_to(seg, p.flushed_off, p.next_id); // checkpoint hook
+                // The durable position a checkpoint records is a record boundary: the
+                // end marker's offset, not past it.
+                self.flushed_to(seg, p.flushed_off.min(off), p.next_id); // checkpoint hook
             }
             match (done, t.segs.get(idx + 1)) {
                 (true, Some(n)) => {

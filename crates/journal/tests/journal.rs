@@ -556,6 +556,47 @@ fn sync_flush_covers_the_record() {
     assert!(end >= 64 + 10 * 64);
 }
 
+/// A sealed segment's end marker is flushed with its records, before any record of
+/// the next segment is reported durable: a checkpoint may then name the next segment,
+/// and the open after a power loss scans only from there, trusting the sealed one to be
+/// whole (a marker lost or torn there would stop every reader).
+#[test]
+fn a_sealed_segments_end_marker_is_flushed_before_the_next_segment_is_durable() {
+    let d = tempfile::tempdir().unwrap();
+    let st = Arc::new(Faulty::default());
+    let j = Journal::open(
+        d.path(),
+        opts().durability(Durability::Sync).storage(st.clone()),
+    )
+    .unwrap();
+    // 1,064-byte records: the 62nd does not fit in a 64 KiB segment, which is sealed
+    // with room for its marker.
+    let id = loop {
+        let id = j.append(&RecordIn::new(&[7u8; 1001])).unwrap();
+        if j.segments().len() == 2 {
+            break id;
+        }
+    };
+    assert!(j.durable_id() > id);
+    let flushed_end = st
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.0 == 1)
+        .map(|&(_, off, len)| off + len as u64)
+        .max()
+        .unwrap() as usize;
+    let first = std::fs::read(d.path().join(format!("{:020}.seg", 1))).unwrap();
+    let marker = flushed_end - proto::END_MARKER_LEN as usize;
+    let word = u32::from_le_bytes(first[marker..marker + 4].try_into().unwrap());
+    assert_eq!(
+        word,
+        proto::KIND_END,
+        "segment 1 was flushed up to {flushed_end}, not through its end marker"
+    );
+}
+
 /// Group commit under contention (the leader gathers the syncers woken by the last
 /// flush before it flushes): every append returns durable, and every record is there
 /// after a reopen, exactly once.
