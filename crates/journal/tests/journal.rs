@@ -489,6 +489,11 @@ impl Storage for Faulty {
     }
 }
 
+/// A `Durability::Sync` journal in `dir` flushing through `st`.
+fn sync_journal(dir: &Path, st: &Arc<Faulty>) -> Journal {
+    Journal::open(dir, opts().durability(Durability::Sync).storage(st.clone())).unwrap()
+}
+
 fn libc_enospc() -> i32 {
     28
 }
@@ -500,11 +505,7 @@ fn failed_flush_latches() {
         fail_flush_at: Some(3),
         ..Default::default()
     });
-    let j = Journal::open(
-        d.path(),
-        opts().durability(Durability::Sync).storage(st.clone()),
-    )
-    .unwrap();
+    let j = sync_journal(d.path(), &st);
     let mut results = Vec::new();
     for _ in 0..5 {
         results.push(j.append(&RecordIn::new(b"x")));
@@ -535,11 +536,7 @@ fn failed_flush_latches() {
 fn sync_flush_covers_the_record() {
     let d = tempfile::tempdir().unwrap();
     let st = Arc::new(Faulty::default());
-    let j = Journal::open(
-        d.path(),
-        opts().durability(Durability::Sync).storage(st.clone()),
-    )
-    .unwrap();
+    let j = sync_journal(d.path(), &st);
     for i in 0..10u64 {
         let id = j.append(&RecordIn::new(b"abc")).unwrap();
         assert_eq!(id, i + 1);
@@ -564,11 +561,7 @@ fn sync_flush_covers_the_record() {
 fn a_sealed_segments_end_marker_is_flushed_before_the_next_segment_is_durable() {
     let d = tempfile::tempdir().unwrap();
     let st = Arc::new(Faulty::default());
-    let j = Journal::open(
-        d.path(),
-        opts().durability(Durability::Sync).storage(st.clone()),
-    )
-    .unwrap();
+    let j = sync_journal(d.path(), &st);
     // 1,064-byte records: the 62nd does not fit in a 64 KiB segment, which is sealed
     // with room for its marker.
     let id = loop {
@@ -604,11 +597,7 @@ fn a_sealed_segments_end_marker_is_flushed_before_the_next_segment_is_durable() 
 fn concurrent_sync_appends_are_durable_on_return() {
     let d = tempfile::tempdir().unwrap();
     let st = Arc::new(Faulty::default());
-    let j = Journal::open(
-        d.path(),
-        opts().durability(Durability::Sync).storage(st.clone()),
-    )
-    .unwrap();
+    let j = sync_journal(d.path(), &st);
     let threads = 8u64;
     let per = 40u64;
     std::thread::scope(|s| {
