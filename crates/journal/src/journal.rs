@@ -579,10 +579,8 @@ fn seal_at_open(
 }
 
 fn header_is_blank(path: &Path) -> Result<bool, Error> {
-    let mut f = File::open(path).map_err(|e| Error::io("open segment", path, e))?;
-    let mut hb = [0u8; SEGMENT_HEADER_LEN as usize];
-    let n = read_up_to(&mut f, &mut hb).map_err(|e| Error::io("read segment", path, e))?;
-    Ok(hb[..n].iter().all(|&b| b == 0))
+    let h = SegmentHead::open(path, false)?;
+    Ok(h.bytes[..h.len].iter().all(|&b| b == 0))
 }
 
 /// A segment file, opened, and its first bytes (up to a header's length): read once at
@@ -732,10 +730,7 @@ fn load_seek_marks<'a>(dir: &Path, segs: impl Iterator<Item = &'a Segment>) {
 
 /// The salt in a segment's header, if the header can be read and is valid.
 fn read_salt(path: &Path) -> Option<u32> {
-    use std::io::Read;
-    let mut hb = [0u8; SEGMENT_HEADER_LEN as usize];
-    File::open(path).ok()?.read_exact(&mut hb).ok()?;
-    SegmentHeader::decode(&hb).ok().map(|h| h.salt)
+    SegmentHead::open(path, false).ok()?.salt()
 }
 
 impl Journal {
