@@ -62,7 +62,6 @@
 //! A missing, torn or corrupt checkpoint, or one that names a segment file that does
 //! not exist or was replaced, falls back to scanning the last two segments.
 
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -225,7 +224,7 @@ pub(crate) enum Found {
 
 /// Reads `dir/CHECKPOINT`.
 pub(crate) fn read(dir: &Path) -> Found {
-    match fs::read(dir.join(CHECKPOINT_FILE)) {
+    match crate::storage::read_small(&dir.join(CHECKPOINT_FILE), CHECKPOINT_LEN) {
         Ok(b) => match Checkpoint::decode(&b) {
             Ok(c) => Found::Valid(c),
             Err(reason) => Found::Damaged(reason.to_string()),
@@ -657,6 +656,7 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn sample() -> Checkpoint {
         Checkpoint {

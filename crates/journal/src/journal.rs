@@ -749,13 +749,13 @@ impl Journal {
         // One `stat` when the directory exists (the usual case).
         if !dir.is_dir() {
             fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
-        }
-        if !dir.is_dir() {
-            return Err(Error::io(
-                "open directory",
-                dir,
-                io::Error::other("not a directory"),
-            ));
+            if !dir.is_dir() {
+                return Err(Error::io(
+                    "open directory",
+                    dir,
+                    io::Error::other("not a directory"),
+                ));
+            }
         }
         let lock = lock_dir(dir)?;
         let storage = opts.storage.clone();

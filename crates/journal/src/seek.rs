@@ -190,7 +190,7 @@ pub(crate) fn write(dir: &Path, segs: &[SegmentMarks]) -> io::Result<()> {
 
 /// The marks in `dir/SEEK`; empty if the file is missing or not valid.
 pub(crate) fn read(dir: &Path) -> Vec<SegmentMarks> {
-    fs::read(dir.join(SEEK_FILE))
+    crate::storage::read_small(&dir.join(SEEK_FILE), 64 << 10)
         .ok()
         .and_then(|b| decode(&b))
         .unwrap_or_default()

@@ -45,6 +45,35 @@ pub trait Storage: Send + Sync + Debug + 'static {
 }
 
 /// Name of the temporary file [`Storage::replace_file`] writes before its rename.
+/// Reads the whole of a small file: one `open` and, when the file holds at most `hint`
+/// bytes, one `read` (no `stat` for its size and no second `read` to find its end: a
+/// regular file's `read` returns fewer bytes than asked for only at its end). A file
+/// longer than `hint` is read on to its end.
+pub(crate) fn read_small(path: &Path, hint: usize) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut f = File::open(path)?;
+    let mut buf = vec![0u8; hint.saturating_add(1)];
+    let mut n = 0;
+    loop {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => {
+                n += k;
+                if n < buf.len() {
+                    break;
+                }
+                buf.truncate(n);
+                f.read_to_end(&mut buf)?;
+                return Ok(buf);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(n);
+    Ok(buf)
+}
+
 pub(crate) fn temp_name(name: &str) -> String {
     format!("{name}.tmp")
 }
@@ -187,5 +216,26 @@ pub fn lower_background_priority() {
                 libc::setpriority(libc::PRIO_PROCESS, tid, 10);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_small_reads_whole_files_shorter_and_longer_than_the_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        for len in [0usize, 1, 63, 64, 65, 200, 5000] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 7 + 1) as u8).collect();
+            std::fs::write(&path, &bytes).unwrap();
+            assert_eq!(read_small(&path, 64).unwrap(), bytes, "length {len}");
+        }
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            read_small(&path, 64).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
     }
 }

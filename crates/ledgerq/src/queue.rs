@@ -193,7 +193,7 @@ impl Queue {
         }
         // IDs the consumer state already counts as consumed must never be assigned again,
         // even if the journal's tail was lost (power loss in buffered mode).
-        let consumed_below = crate::state::peek_watermark(&dir);
+        let (consumed_below, state_file) = crate::state::peek_watermark(&dir);
         if consumed_below > crate::state::MAX_WATERMARK {
             return Err(Error::Corrupt {
                 path: dir.join(crate::state::FILE_NAME),
@@ -216,7 +216,7 @@ impl Queue {
             jopts = jopts.max_segments(n);
         }
         let journal = Journal::open(&dir, jopts)?;
-        let state = StateFile::open(&dir)?;
+        let state = StateFile::open(&dir, state_file)?;
         if state.is_new() {
             state.set_flags(if opts.priorities { FLAG_PRIORITIES } else { 0 });
         }

@@ -66,15 +66,24 @@ pub(crate) const MAX_WATERMARK: u64 = 1 << 62;
 pub(crate) const FILE_NAME: &str = "consumer.default.state";
 
 /// Reads the watermark of the state file in `dir` without mapping it (before the queue's
-/// lock is taken); 0 if the file is missing or unreadable.
-pub(crate) fn peek_watermark(dir: &Path) -> u64 {
+/// lock is taken); 0 if the file is missing or unreadable. The file stays open (for
+/// reading and writing) for [`StateFile::open`] to map: one `open` at each queue open.
+pub(crate) fn peek_watermark(dir: &Path) -> (u64, Option<File>) {
     use std::io::Read;
     let mut head = [0u8; 24];
-    match File::open(dir.join(FILE_NAME)).and_then(|mut f| f.read_exact(&mut head)) {
-        Ok(()) if head[..8] == MAGIC => {
-            u64::from_le_bytes(head[16..24].try_into().expect("8 bytes"))
-        }
-        _ => 0,
+    let Ok(mut f) = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.join(FILE_NAME))
+    else {
+        return (0, None);
+    };
+    match f.read_exact(&mut head) {
+        Ok(()) if head[..8] == MAGIC => (
+            u64::from_le_bytes(head[16..24].try_into().expect("8 bytes")),
+            Some(f),
+        ),
+        _ => (0, Some(f)),
     }
 }
 
@@ -100,17 +109,21 @@ pub(crate) struct StateFile {
 }
 
 impl StateFile {
-    /// Opens the state file in `dir`, creating it (and fsyncing the directory) if missing.
-    pub(crate) fn open(dir: &Path) -> Result<StateFile> {
+    /// Opens the state file in `dir`, creating it (and fsyncing the directory) if missing;
+    /// `opened` is the file if [`peek_watermark`] found and opened it.
+    pub(crate) fn open(dir: &Path, opened: Option<File>) -> Result<StateFile> {
         let path = dir.join(FILE_NAME);
         let len = HEADER + 8 * (WINDOW as usize);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| io_err("open consumer state file", &path, e))?;
+        let file = match opened {
+            Some(f) => f,
+            None => OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(|e| io_err("open consumer state file", &path, e))?,
+        };
         let size = file
             .metadata()
             .map_err(|e| io_err("stat consumer state file", &path, e))?
