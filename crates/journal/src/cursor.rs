@@ -125,6 +125,26 @@ impl Cursor {
         journal: &Journal,
         f: impl FnOnce(RecordView<'_>) -> R,
     ) -> Result<Option<R>, Error> {
+        self.next_checked_if(journal, |_| true, f)
+    }
+
+    /// As [`next`](Cursor::next), but the record's checksum is checked only if `check`
+    /// returns `true` for it: for a reader that only looks at the header fields of the
+    /// records it does not want (their ID and, say, priority) and must not hand out
+    /// their payloads unchecked. A record is passed to `check` only if its ID follows
+    /// the records before it as it should (anything unexplained is checked as by
+    /// `next`); a record whose header is damaged may then be returned unchecked, so the
+    /// choice `check` makes must be made by one reader from the same header fields
+    /// (the record's owner checks it).
+    ///
+    /// # Errors
+    /// As [`next`](Cursor::next).
+    pub fn next_checked_if<R>(
+        &mut self,
+        journal: &Journal,
+        check: impl Fn(&RecordView<'_>) -> bool,
+        f: impl FnOnce(RecordView<'_>) -> R,
+    ) -> Result<Option<R>, Error> {
         let mut refreshed = false;
         loop {
             if self.seg.is_none() {
@@ -180,7 +200,11 @@ impl Cursor {
                     // the tail) may hold a flipped byte, which must be reported or skipped,
                     // never delivered.
                     let raw_len = view.raw_len();
-                    if !seg.record_checksum_ok(self.off, raw_len) {
+                    let unchecked = missing.is_none()
+                        && id >= self.next_id
+                        && id > self.prev_id
+                        && !check(&view);
+                    if !unchecked && !seg.record_checksum_ok(self.off, raw_len) {
                         if let Some(t) = crate::torn::at_damage(journal, seg, self.off)? {
                             self.off = t.offset;
                             return Ok(None);

@@ -134,9 +134,14 @@ impl Sched {
             u64::MAX
         };
         while l.fifo.len() < cap && l.cursor.position_id() < limit {
-            let next = l
-                .cursor
-                .next(journal, |v| (v.position(), v.priority(), v.timestamp_ns()))?;
+            // Only this level's records are checked here (each record belongs to one
+            // level, decided by the same header byte in every cursor); the others are
+            // only looked at for their ID and priority.
+            let next = l.cursor.next_checked_if(
+                journal,
+                |v| usize::from(Priority::from_stored(v.priority()).as_u8()) == level,
+                |v| (v.position(), v.priority(), v.timestamp_ns()),
+            )?;
             let Some((pos, prio, ts)) = next else { break };
             let id = pos.id();
             for hole in l.next_expected..id {

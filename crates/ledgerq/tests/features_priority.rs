@@ -541,3 +541,64 @@ fn concurrent_consumers_get_each_message_once() {
     }
     assert_eq!(seen.len() as u64, n);
 }
+
+/// A queue whose first record (a `Low` message) has a flipped payload byte, followed
+/// by `High` messages over several segments; closed cleanly, so the damaged segment
+/// is not scanned at open.
+fn damaged_low_before_highs(dir: &std::path::Path) -> u64 {
+    let q = Queue::open_with(dir, prio_opts().segment_size(64 << 10)).unwrap();
+    q.enqueue_with(b"the-damaged-low-message".as_slice(), &with(Priority::Low))
+        .unwrap();
+    let highs = 2000u64;
+    for i in 0..highs {
+        q.enqueue_with(payload(i), &with(Priority::High)).unwrap();
+    }
+    assert!(q.stats().segments >= 3, "{:?}", q.stats());
+    q.close().unwrap();
+    let first = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .min()
+        .unwrap();
+    let mut bytes = std::fs::read(&first).unwrap();
+    let at = bytes
+        .windows(23)
+        .position(|w| w == b"the-damaged-low-message")
+        .unwrap();
+    bytes[at + 4] ^= 0x20;
+    std::fs::write(&first, bytes).unwrap();
+    highs
+}
+
+/// Each record's checksum is checked by the level it belongs to only (the cursors of
+/// the other levels look at its ID and priority): a damaged `Low` record is still
+/// reported in Strict mode (the `Low` cursor reads it when it fills), and skipped and
+/// counted in Skip mode, with every `High` message delivered.
+#[test]
+fn a_damaged_message_is_reported_when_only_its_own_level_checks_it() {
+    let dir = tempfile::tempdir().unwrap();
+    damaged_low_before_highs(dir.path());
+    let q = Queue::open_with(dir.path(), prio_opts()).unwrap();
+    match q.dequeue() {
+        Err(ledgerq::Error::Corrupt { reason, offset, .. }) => {
+            assert!(reason.contains("checksum"), "{reason}");
+            assert_eq!(offset, 64, "the first record");
+        }
+        other => panic!("expected the damage to be reported, got {other:?}"),
+    }
+    drop(q);
+
+    let dir = tempfile::tempdir().unwrap();
+    let highs = damaged_low_before_highs(dir.path());
+    let q = Queue::open_with(
+        dir.path(),
+        prio_opts().recovery_mode(ledgerq::RecoveryMode::Skip),
+    )
+    .unwrap();
+    let got: Vec<Vec<u8>> = std::iter::from_fn(|| q.dequeue().unwrap())
+        .map(Message::into_payload)
+        .collect();
+    assert_eq!(got, (0..highs).map(payload).collect::<Vec<_>>());
+    assert_eq!(q.stats().corrupt_skipped, 1);
+}
