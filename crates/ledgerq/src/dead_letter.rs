@@ -122,12 +122,16 @@ impl Queue {
     /// # Errors
     ///
     /// [`Error::NotFound`] if the dead-letter queue does not hold `id` (or it was
-    /// already consumed there); the errors of an enqueue.
+    /// already consumed there, or moved back by an earlier or concurrent call); the
+    /// errors of an enqueue.
     pub fn requeue_dead_letter(&self, id: u64) -> Result<u64> {
         let inner = &self.inner;
         inner.check_writable()?;
         let dlq = inner.dead_letter_queue()?;
         let d = &dlq.inner;
+        // One move back at a time: a second call for the same dead letter finds it
+        // removed (`NotFound`) instead of appending it again.
+        let _one = lock(&inner.dlq_requeue);
         let pos = d.position_of(id)?.ok_or(Error::NotFound { id })?;
         if d.state.entry(id) == crate::state::Entry::Acked {
             return Err(Error::NotFound { id });

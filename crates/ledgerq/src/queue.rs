@@ -114,6 +114,9 @@ pub(crate) struct Inner {
     /// The dead-letter queue, opened when first needed (or at open if it exists).
     pub(crate) dlq: OnceLock<Queue>,
     pub(crate) dlq_init: Mutex<()>,
+    /// Held by `requeue_dead_letter` from its check of the dead letter to its removal,
+    /// so two calls for one dead letter cannot both move it back.
+    pub(crate) dlq_requeue: Mutex<()>,
     /// Counters since open.
     pub(crate) expired: AtomicU64,
     pub(crate) dropped: AtomicU64,
@@ -285,6 +288,7 @@ impl Queue {
             dedup,
             dlq: OnceLock::new(),
             dlq_init: Mutex::new(()),
+            dlq_requeue: Mutex::new(()),
             expired: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             dead_letter_failures: AtomicU64::new(0),

@@ -19,7 +19,10 @@ pub struct Stats {
     pub segments: u64,
     /// Bytes of segment files on disk.
     pub disk_bytes: u64,
-    /// Messages that expired before delivery (since open).
+    /// Messages that expired before delivery (since open). Expiry is found when a
+    /// dequeue reaches the message (and passes over it): until then an expired message
+    /// still counts in `pending` (and in `oldest_pending_age`), though no dequeue,
+    /// stream or peek returns it.
     pub expired: u64,
     /// Messages moved to the dead-letter queue over the queue's life.
     pub dead_lettered: u64,

@@ -742,3 +742,43 @@ fn concurrent_nacks_account_for_every_message() {
     assert_eq!(q.stats().dead_lettered, want_dead.len() as u64);
     assert_eq!(q.stats().pending, 0);
 }
+
+/// Several threads moving the same dead letter back at once: one succeeds, the others
+/// get `NotFound`, and the message is in the queue once.
+#[test]
+fn concurrent_requeues_of_one_dead_letter_move_it_back_once() {
+    const THREADS: usize = 4;
+    for round in 0..60 {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open_with(dir.path(), manual().max_deliveries(1)).unwrap();
+        q.enqueue("poison").unwrap();
+        let m = q.dequeue().unwrap().unwrap();
+        q.nack(m.id(), "bad").unwrap();
+        let dead = q.dead_letters().unwrap().peek(1).unwrap()[0].id();
+        let start = std::sync::Barrier::new(THREADS);
+        let results: Vec<Result<u64, Error>> = thread::scope(|s| {
+            let handles: Vec<_> = (0..THREADS)
+                .map(|_| {
+                    s.spawn(|| {
+                        start.wait();
+                        q.requeue_dead_letter(dead)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let moved = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(moved, 1, "round {round}: {results:?}");
+        for r in &results {
+            assert!(
+                matches!(r, Ok(_) | Err(Error::NotFound { .. })),
+                "round {round}: {results:?}"
+            );
+        }
+        let delivered: Vec<Vec<u8>> = std::iter::from_fn(|| q.dequeue().unwrap())
+            .map(Message::into_payload)
+            .collect();
+        assert_eq!(delivered, vec![b"poison".to_vec()], "round {round}");
+        assert!(q.dead_letters().unwrap().peek(1).unwrap().is_empty());
+    }
+}
