@@ -15,9 +15,10 @@ pub struct Stats {
     pub total_enqueued: u64,
     /// The ID the next enqueue will get.
     pub next_id: u64,
-    /// Segment files in the directory.
+    /// Segment files of the journal (holding messages, or the one being filled).
     pub segments: u64,
-    /// Bytes of segment files on disk.
+    /// Bytes of segment files on disk: the journal's `segments` and, once appends have
+    /// started, the empty segment prepared ahead of need, each at its full size.
     pub disk_bytes: u64,
     /// Messages that expired before delivery (since open). Expiry is found when a
     /// dequeue reaches the message (and passes over it): until then an expired message
