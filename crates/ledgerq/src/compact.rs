@@ -148,7 +148,11 @@ impl Inner {
         if w < below {
             // Every message below `below` counts as consumed from now on.
             let lost = below - w.max(segs[0].base_id);
+            // As in a seek: no consumer between a claim and its raise of the watermark
+            // while the consumption point moves (see `Grace::pause`).
+            let paused = self.grace.pause();
             self.reposition(below, false)?;
+            drop(paused);
             self.dropped.fetch_add(lost, Ordering::Relaxed);
             if self.marks_mode() {
                 self.state.consumed().fetch_add(lost, Ordering::Relaxed);

@@ -48,6 +48,11 @@ impl Queue {
         if id < first || id > next {
             return Err(Error::SeekOutOfRange { id, first, next });
         }
+        // No consumer is between a claim and its delivery while the consumption point
+        // moves: one that claimed a handle from before the seek would otherwise raise
+        // the watermark past `id` after the move, and the messages from `id` on would
+        // count as consumed at the next open (and could be compacted away).
+        let _paused = inner.grace.pause();
         match inner.reposition(id, true) {
             Err(Error::Journal(ledgerq_journal::Error::NotFound { .. })) => {
                 Err(Error::SeekOutOfRange {

@@ -336,7 +336,9 @@ impl StateFile {
 
     /// Sets the watermark (seek, or clamping at open).
     pub(crate) fn set_watermark(&self, to: u64) {
-        self.watermark().store(to, Ordering::SeqCst);
+        // A swap rather than a store: it is ordered with the consumers' raises as their
+        // read-modify-writes are with each other (the seek's loom model relies on it).
+        self.watermark().swap(to, Ordering::SeqCst);
     }
 
     /// Writes the state to stable storage.
