@@ -392,7 +392,9 @@ fn describe(dir: &Path, e: &Error) -> String {
                 "{d} is not a queue directory (no segment or consumer state file); check the path"
             )
         }
-        Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+        Error::Io { source, path, .. }
+            if source.kind() == io::ErrorKind::NotFound && (path == dir || !dir.exists()) =>
+        {
             format!("queue directory {d} does not exist; check the path")
         }
         Error::Io { source, .. } => format!("{e}: {source}"),

@@ -1122,6 +1122,12 @@ impl Journal {
                 }
                 // A segment being created by the writer right now: look again later.
                 Err(Error::Corrupt { .. }) if header_is_blank(&path).unwrap_or(false) => break,
+                // Removed by the writer since the listing (compaction removes the
+                // oldest segments, once consumed): not part of the journal any more. A
+                // gap this leaves before the next segment is the cursors' to report.
+                Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                    continue
+                }
                 Err(e) => return Err(e),
             }
         }

@@ -532,13 +532,13 @@ fn enter_segment(base: u64, path: &Path, flow: &mut Flow, r: &mut Report) {
 fn scan_segment(
     base: u64,
     path: &Path,
+    s: &[u8],
     tail: bool,
     durable_end: u64,
     next_expected: &mut Option<u64>,
     flow: &mut Flow,
     r: &mut Report,
 ) -> Result<(), Error> {
-    let s = fs::read(path).map_err(io_err("read segment", path))?;
     let mut seg = SegmentReport {
         path: path.to_path_buf(),
         base_id: base,
@@ -844,13 +844,33 @@ fn read_checkpoint(
     }
 }
 
+/// How many times [`verify`] starts again when the queue's owner removes consumed
+/// segments while it reads them.
+const VERIFY_ATTEMPTS: usize = 20;
+
 /// Reads the queue directory `dir` and reports on every segment, hole, gap, torn
 /// tail and corruption, and on the consumer state. Writes and creates nothing.
+///
+/// Works beside a live owner: if segments it listed are removed before it reads them
+/// (compaction removes the oldest, consumed segments), it starts again.
 ///
 /// # Errors
 /// [`Error::NotADirectory`] if `dir` is not a directory, [`Error::Io`] if it or a file
 /// in it cannot be read. Damage is reported in the [`Report`], not as an error.
 pub fn verify(dir: &Path) -> Result<Report, Error> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match verify_once(dir, attempt < VERIFY_ATTEMPTS)? {
+            Some(r) => return Ok(r),
+            None => continue,
+        }
+    }
+}
+
+/// One pass of [`verify`]: `None` if `retry` and a segment it listed was removed
+/// together with every segment listed before it (compaction at work).
+fn verify_once(dir: &Path, retry: bool) -> Result<Option<Report>, Error> {
     let meta = fs::metadata(dir).map_err(io_err("open queue directory", dir))?;
     if !meta.is_dir() {
         return Err(Error::NotADirectory {
@@ -901,6 +921,17 @@ pub fn verify(dir: &Path) -> Result<Report, Error> {
                 });
             }
         }
+        let bytes = match fs::read(path) {
+            Ok(b) => b,
+            Err(e)
+                if retry
+                    && e.kind() == io::ErrorKind::NotFound
+                    && found[..i].iter().all(|(_, p)| !p.exists()) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(io_err("read segment", path)(e)),
+        };
         enter_segment(*base, path, &mut flow, &mut r);
         let durable_end = durable
             .filter(|(b, _)| b == base)
@@ -908,6 +939,7 @@ pub fn verify(dir: &Path) -> Result<Report, Error> {
         scan_segment(
             *base,
             path,
+            &bytes,
             i >= tail_from,
             durable_end,
             &mut next_expected,
@@ -961,7 +993,7 @@ pub fn verify(dir: &Path) -> Result<Report, Error> {
             });
         }
     }
-    Ok(r)
+    Ok(Some(r))
 }
 
 #[cfg(test)]
