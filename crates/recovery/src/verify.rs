@@ -525,14 +525,12 @@ fn enter_segment(base: u64, path: &Path, flow: &mut Flow, r: &mut Report) {
     };
 }
 
-/// Scans one segment; `tail` says whether open scans it (where a torn write is
+/// Scans one segment (its base ID, path and bytes); `tail` says whether open scans it (where a torn write is
 /// expected after a crash rather than corruption). `durable_end` is the offset below
 /// which the checkpoint recorded the segment as flushed (0 if it names another one):
 /// damage there is corruption even in the tail.
 fn scan_segment(
-    base: u64,
-    path: &Path,
-    s: &[u8],
+    (base, path, s): (u64, &Path, &[u8]),
     tail: bool,
     durable_end: u64,
     next_expected: &mut Option<u64>,
@@ -560,7 +558,7 @@ fn scan_segment(
     };
     let header_len = SEGMENT_HEADER_LEN as usize;
     let unborn = s.iter().take(header_len).all(|&b| b == 0)
-        || (decode_header(&s).is_err() && s.iter().skip(header_len).all(|&b| b == 0));
+        || (decode_header(s).is_err() && s.iter().skip(header_len).all(|&b| b == 0));
     if tail && unborn {
         // A segment created but whose header never reached the disk (whole): open
         // removes it.
@@ -574,7 +572,7 @@ fn scan_segment(
         flow.accepted = true;
         return Ok(());
     }
-    let salt = match decode_header(&s) {
+    let salt = match decode_header(s) {
         Ok((hbase, size, salt)) => {
             let len = s.len() as u64;
             if hbase != base {
@@ -612,17 +610,17 @@ fn scan_segment(
     let mut off = SEGMENT_HEADER_LEN as usize;
     let mut next_id = base;
     while off + 8 <= s.len() {
-        let commit = rd_u32(&s, off);
+        let commit = rd_u32(s, off);
         let flushed = (off as u64) < durable_end;
         let bad: String = match commit {
             KIND_END if flushed => "end marker".to_string(),
             KIND_END => {
                 seg.sealed = true;
-                flow.accepted |= rd_u32(&s, off + 4) == END_GAP;
+                flow.accepted |= rd_u32(s, off + 4) == END_GAP;
                 off += 8;
                 break;
             }
-            KIND_RECORD => match validate_record(&s, off, salt) {
+            KIND_RECORD => match validate_record(s, off, salt) {
                 Ok((len, id)) if id >= next_id => {
                     if let Some((from, to)) = flow.missing_before(id) {
                         corrupt(
@@ -651,7 +649,7 @@ fn scan_segment(
                 Ok((_, id)) => format!("record ID {id} out of order (expected at least {next_id})"),
                 Err(reason) => reason.to_string(),
             },
-            KIND_HOLE => match validate_hole(&s, off, salt) {
+            KIND_HOLE => match validate_hole(s, off, salt) {
                 Ok(len) => {
                     r.holes.push(HoleMarker {
                         path: path.to_path_buf(),
@@ -675,7 +673,7 @@ fn scan_segment(
                  segment as flushed (flushed records are damaged or missing)"
             )
         };
-        match find_next_valid(&s, off, salt, next_id) {
+        match find_next_valid(s, off, salt, next_id) {
             Some(next) => {
                 if flushed {
                     corrupt(r, off as u64, below_durable());
@@ -937,9 +935,7 @@ fn verify_once(dir: &Path, retry: bool) -> Result<Option<Report>, Error> {
             .filter(|(b, _)| b == base)
             .map_or(0, |(_, offset)| offset);
         scan_segment(
-            *base,
-            path,
-            &bytes,
+            (*base, path, &bytes),
             i >= tail_from,
             durable_end,
             &mut next_expected,
