@@ -9,7 +9,11 @@
 pub struct Stats {
     /// Messages waiting to be delivered (not counting those in flight).
     pub pending: u64,
-    /// Manual-ack mode: messages delivered and not yet acknowledged.
+    /// Manual-ack mode: messages delivered and not yet acknowledged. A message being
+    /// handed out counts here from the moment a consumer claims it, before it leaves
+    /// `pending`: under load `pending + in_flight` may count such a message twice for a
+    /// moment, never zero times (a program that waits for both to reach zero before it
+    /// closes cannot close under a consumer about to ack).
     pub in_flight: u64,
     /// IDs assigned over the queue's life.
     pub total_enqueued: u64,

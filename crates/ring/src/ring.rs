@@ -351,7 +351,10 @@ impl<T> Ring<T> {
     ///
     /// If the iterator panics, or yields fewer items than its `len()` said, the positions
     /// claimed for the missing values are marked skipped (consumers pass over them), so the
-    /// ring stays consistent; the panic then propagates.
+    /// ring stays consistent; the panic then propagates. A skipped position takes its slot
+    /// until a pop passes over it: until then it counts in [`len`](Ring::len) and
+    /// [`is_full`](Ring::is_full), and a push that finds the ring full of values and
+    /// skipped positions fails.
     ///
     /// # Examples
     ///
