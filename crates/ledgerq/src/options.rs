@@ -182,7 +182,8 @@ impl Options {
         self
     }
 
-    /// The size of each segment file in bytes. Default 64 MiB; from 64 KiB to 1 GiB.
+    /// The size of each segment file in bytes. Default 64 MiB; from 64 KiB to 1 GiB, a
+    /// multiple of 4096.
     pub fn segment_size(mut self, bytes: u64) -> Self {
         self.segment_size = bytes;
         self
@@ -353,6 +354,13 @@ impl Options {
         if !(64 << 10..=1 << 30).contains(&self.segment_size) {
             return bad(format!(
                 "segment_size {} is outside 64 KiB..=1 GiB",
+                self.segment_size
+            ));
+        }
+        // Checked here, not only by the journal: an invalid option creates nothing.
+        if self.segment_size % 4096 != 0 {
+            return bad(format!(
+                "segment_size {} is not a multiple of 4096",
                 self.segment_size
             ));
         }

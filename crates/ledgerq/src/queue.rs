@@ -803,6 +803,20 @@ impl Iterator for Stream<'_> {
     }
 }
 
+/// `now + d`; if that is beyond what an `Instant` can hold, `d` is halved until it fits
+/// (still centuries away): a lease or a delay that long never ends while the process
+/// lives, and no duration the options or arguments accept can make the addition panic.
+pub(crate) fn instant_after(d: Duration) -> Instant {
+    let now = Instant::now();
+    let mut d = d;
+    loop {
+        if let Some(t) = now.checked_add(d) {
+            return t;
+        }
+        d /= 2;
+    }
+}
+
 /// Nanoseconds since the UNIX epoch, now.
 pub(crate) fn now_ns() -> u64 {
     SystemTime::now()
@@ -1225,7 +1239,7 @@ impl Inner {
             return self.requeue(pos);
         }
         lock(&self.delayed).push(Reverse(Delayed {
-            due: Instant::now() + delay,
+            due: instant_after(delay),
             id: pos.id(),
             segment: pos.segment(),
             offset: pos.offset(),
@@ -1800,7 +1814,7 @@ impl Inner {
             };
             let n = n + 1;
             self.state.set_delivered(id, n);
-            let deadline = Instant::now() + self.opts.lease_timeout;
+            let deadline = instant_after(self.opts.lease_timeout);
             // Counted in `in_flight` since the claim (see `claim`).
             lock(self.shard(id)).insert(id, Lease { pos, deadline });
             m.delivery_count = n;

@@ -782,3 +782,36 @@ fn concurrent_requeues_of_one_dead_letter_move_it_back_once() {
         assert!(q.dead_letters().unwrap().peek(1).unwrap().is_empty());
     }
 }
+
+/// Durations as long as `Duration::MAX` (a lease timeout, a backoff, a nack delay)
+/// mean "not within this process's life": accepted, never a panic, the message still
+/// tracked (leased, or waiting), and delivered again after a reopen.
+#[test]
+fn the_longest_durations_mean_never_and_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || {
+        manual()
+            .lease_timeout(Duration::MAX)
+            .redelivery_backoff(Duration::MAX, Duration::MAX)
+    };
+    let q = Queue::open_with(dir.path(), opts()).unwrap();
+    let ids = q.enqueue_batch(["a", "b", "c"]).unwrap();
+    let a = q.dequeue().unwrap().unwrap();
+    let b = q.dequeue().unwrap().unwrap();
+    let c = q.dequeue().unwrap().unwrap();
+    assert_eq!(q.stats().in_flight, 3);
+    q.ack(a.id()).unwrap();
+    q.nack(b.id(), "backoff of Duration::MAX").unwrap();
+    q.nack_with_delay(c.id(), "delay of Duration::MAX", Duration::MAX)
+        .unwrap();
+    assert!(q.dequeue().unwrap().is_none());
+    let s = q.stats();
+    assert_eq!((s.pending, s.in_flight), (2, 0), "{s:?}");
+    q.close().unwrap();
+    drop(q);
+    let q = Queue::open_with(dir.path(), opts()).unwrap();
+    let again: Vec<u64> = std::iter::from_fn(|| q.dequeue().unwrap())
+        .map(|m| m.id())
+        .collect();
+    assert_eq!(again, vec![ids.start + 1, ids.start + 2]);
+}

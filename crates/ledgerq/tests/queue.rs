@@ -365,6 +365,12 @@ fn typed_errors_and_nothing_lost() {
         Queue::open_with(&qdir, Options::new().lease_timeout(Duration::ZERO)),
         Err(Error::InvalidOptions { .. })
     ));
+    assert!(matches!(
+        Queue::open_with(&qdir, Options::new().segment_size((64 << 10) + 1)),
+        Err(Error::InvalidOptions { .. })
+    ));
+    // Invalid options create nothing.
+    assert!(!qdir.exists());
     let q = Queue::open_with(&qdir, small().max_message_size(1000)).unwrap();
     q.enqueue(b"kept").unwrap();
     match q.enqueue(vec![0u8; 1001]) {
