@@ -1372,7 +1372,8 @@ impl Journal {
     pub fn seek_time(&self, t: SystemTime) -> Result<u64, Error> {
         let t_ns = t
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
+            // Saturating: a time past what u64 nanoseconds hold is after every record.
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
         let start = {
             let guard = epoch::pin();
             let tb = self.inner.table(&guard);

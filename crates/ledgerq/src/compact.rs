@@ -104,9 +104,11 @@ impl Inner {
                     // The next segment's creation is when this one filled up: the age
                     // of its newest message, near enough.
                     let sealed_ns = segs[k + 1].created_ns;
-                    let too_old = r
-                        .max_age
-                        .is_some_and(|a| now.saturating_sub(sealed_ns) > a.as_nanos() as u64);
+                    let too_old = r.max_age.is_some_and(|a| {
+                        // Saturating: a `max_age` past u64 nanoseconds is "never".
+                        now.saturating_sub(sealed_ns)
+                            > u64::try_from(a.as_nanos()).unwrap_or(u64::MAX)
+                    });
                     let too_big = r.max_bytes.is_some_and(|b| bytes > b);
                     let too_many = r.max_segments.is_some_and(|m| segs.len() - k > m);
                     if !(too_old || too_big || too_many) {

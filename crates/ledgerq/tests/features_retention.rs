@@ -360,3 +360,24 @@ fn drop_oldest_keeps_consumption_consistent_in_manual_mode() {
     assert_eq!(sorted.len(), got.len(), "a message was delivered twice");
     assert!(got.windows(2).all(|w| w[0] < w[1]));
 }
+
+/// A `max_age` past what u64 nanoseconds hold (about 584 years) keeps every segment: it
+/// is not wrapped to a short age.
+#[test]
+fn retention_max_age_beyond_u64_nanoseconds_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(
+        dir.path(),
+        manual_compaction().retention(Retention {
+            // 2^64 ns + 0.29 s: wrapped to u64 nanoseconds it would be 0.29 s.
+            max_age: Some(Duration::from_secs(18_446_744_074)),
+            ..Retention::default()
+        }),
+    )
+    .unwrap();
+    fill(&q, 0, 2000);
+    while q.dequeue().unwrap().is_some() {}
+    assert!(q.stats().segments > 2);
+    thread::sleep(Duration::from_millis(400));
+    assert_eq!(q.compact().unwrap().segments_removed, 0);
+}
