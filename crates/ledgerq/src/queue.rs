@@ -24,7 +24,7 @@ use crate::message::Message;
 use crate::observe;
 use crate::options::{AckMode, Options, OverflowPolicy};
 use crate::priority::{Sched, Sink};
-use crate::state::{Entry, StateFile, FLAG_PRIORITIES, WINDOW};
+use crate::state::{Entry, StateFile, FLAG_MANUAL, FLAG_MODE_KNOWN, FLAG_PRIORITIES, WINDOW};
 use crate::stats::Stats;
 
 /// Lease shards: manual-mode leases are spread over this many mutexes.
@@ -254,6 +254,17 @@ impl Queue {
         // `min_next_id` keeps `end` at or above the watermark; the clamp only matters if
         // the state file changed between the peek and the lock.
         let w = recorded.max(first).min(end);
+        let was_manual = if state.is_new() {
+            None
+        } else {
+            check_ack_mode_change(&state, &opts, priorities, w, end, &dir)?
+        };
+        let mode = if opts.ack_mode == AckMode::Manual {
+            FLAG_MODE_KNOWN | FLAG_MANUAL
+        } else {
+            FLAG_MODE_KNOWN
+        };
+        state.set_flags((state.flags() & !FLAG_MANUAL) | mode);
         state.set_watermark(w);
         let acked_in_window = if opts.ack_mode == AckMode::Manual || priorities {
             (w..end.min(w + WINDOW))
@@ -263,6 +274,14 @@ impl Queue {
             0
         };
         let acked_ahead = if priorities { 0 } else { acked_in_window };
+        // Priority auto-ack mode counts consumption in a lifetime counter, which
+        // manual-ack mode does not keep: after a manual-ack session it is what the
+        // watermark and the acknowledgements above it say.
+        if priorities && opts.ack_mode == AckMode::Auto && was_manual == Some(true) {
+            state
+                .consumed()
+                .store(w.saturating_sub(1) + acked_in_window, Ordering::Relaxed);
+        }
         let cursor = journal.cursor(w)?;
         let sched = if priorities {
             let starts = if opts.ack_mode == AckMode::Manual {
@@ -801,6 +820,65 @@ impl Iterator for Stream<'_> {
             Err(e) => Some(Err(e)),
         }
     }
+}
+
+/// Refuses to open in an ack mode other than the last open's when that would lose
+/// consumption recorded above the watermark `w` (IDs up to `end`): acknowledgements made
+/// out of order in manual-ack mode (and moves to the dead-letter queue), which FIFO
+/// auto-ack mode does not read (the priority scheduler reads them in both modes), or
+/// levels consumed ahead of others in priority auto-ack mode, which manual-ack mode does
+/// not read. Any other change is allowed: unacknowledged messages are then delivered
+/// again, as after any reopen. Returns the last open's mode (`Some(true)`: manual),
+/// `None` if the file is from before it was recorded.
+fn check_ack_mode_change(
+    state: &StateFile,
+    opts: &Options,
+    priorities: bool,
+    w: u64,
+    end: u64,
+    dir: &Path,
+) -> Result<Option<bool>> {
+    let flags = state.flags();
+    // `None`: written before the mode was recorded; either may have been used.
+    let was_manual = (flags & FLAG_MODE_KNOWN != 0).then_some(flags & FLAG_MANUAL != 0);
+    let manual = opts.ack_mode == AckMode::Manual;
+    if !manual && was_manual != Some(false) {
+        // The priority scheduler skips acknowledged entries in both modes; only a
+        // manual-ack delivery finishes an interrupted move to the dead-letter queue.
+        let unreadable = |e: Entry| match e {
+            Entry::Acked => !priorities,
+            Entry::DeadLettering => true,
+            _ => false,
+        };
+        let settled =
+            (w..end.min(w.saturating_add(WINDOW))).find(|&id| unreadable(state.entry(id)));
+        if let Some(id) = settled {
+            return Err(Error::InvalidOptions {
+                reason: format!(
+                    "queue {} holds messages settled in manual-ack mode (acknowledged or moved \
+                     to the dead-letter queue) after an unsettled one (message {id}, with \
+                     message {w} not yet acknowledged); auto-ack mode would deliver them \
+                     again: open it with AckMode::Manual and acknowledge (or nack until \
+                     dead-lettered) message {w} first",
+                    dir.display()
+                ),
+            });
+        }
+    }
+    if manual && priorities && was_manual != Some(true) {
+        if let Some(ahead) = state.level_marks().into_iter().find(|&m| m > w) {
+            return Err(Error::InvalidOptions {
+                reason: format!(
+                    "queue {} has priority levels consumed in auto-ack mode up to message \
+                     {ahead}, ahead of message {w} of a lower level; manual-ack mode would \
+                     deliver them again: open it with AckMode::Auto and consume the lower \
+                     levels first",
+                    dir.display()
+                ),
+            });
+        }
+    }
+    Ok(was_manual)
 }
 
 /// `now + d`; if that is beyond what an `Instant` can hold, `d` is halved until it fits

@@ -11,7 +11,9 @@
 //!   12..16    window bits (u32) = WINDOW_BITS
 //!   16..24    watermark W (u64, atomic): every ID below W is consumed (auto mode)
 //!             or acknowledged (manual mode)
-//!   24..32    queue flags (u64): bit 0 = priority delivery (recorded at creation)
+//!   24..32    queue flags (u64): bit 0 = priority delivery (recorded at creation),
+//!             bit 1 = the ack mode is recorded (files written before lack it),
+//!             bit 2 = the last open was in manual-ack mode
 //!   32..40    the longest dedup window used, in ns (u64, only ever raised): how far
 //!             back the dedup table is rebuilt from the journal at open
 //!   40..48    messages consumed over the queue's life (u64; priority auto-ack mode,
@@ -58,6 +60,11 @@ const DEAD_LETTERING: u64 = 0xFE;
 pub(crate) const MAX_COUNT: u32 = 253;
 /// Flag bit: the queue delivers by priority.
 pub(crate) const FLAG_PRIORITIES: u64 = 1;
+/// Flag bit: the ack mode of the last open is recorded (in [`FLAG_MANUAL`]); files
+/// written before it was recorded do not have it.
+pub(crate) const FLAG_MODE_KNOWN: u64 = 1 << 1;
+/// Flag bit: the last open was in manual-ack mode.
+pub(crate) const FLAG_MANUAL: u64 = 1 << 2;
 /// The largest plausible watermark: a queue assigning a billion IDs a second would take
 /// 146 years to reach 2^62. A larger value is a damaged file, and accepting it would make
 /// IDs wrap.

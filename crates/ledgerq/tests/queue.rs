@@ -576,3 +576,127 @@ fn verify_reports_acknowledged_and_delivered_messages_above_the_watermark() {
         "{r}"
     );
 }
+
+/// The ack mode may change between opens, except where the new mode cannot read what
+/// the old one recorded: acknowledgements made out of order in manual-ack mode (auto-ack
+/// mode would deliver those messages again). That open is refused with a typed error
+/// and changes nothing; once the gap is acknowledged, the change is allowed.
+#[test]
+fn an_ack_mode_change_never_brings_back_acknowledged_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let manual = || Options::new().ack_mode(AckMode::Manual);
+    let q = Queue::open_with(dir.path(), manual()).unwrap();
+    q.enqueue_batch(["a", "b", "c"]).unwrap();
+    let a = q.dequeue().unwrap().unwrap();
+    let b = q.dequeue().unwrap().unwrap();
+    q.ack(b.id()).unwrap(); // out of order: `a` is still leased
+    q.close().unwrap();
+    drop(q);
+    let refused = |dir: &std::path::Path| matches!(Queue::open(dir), Err(Error::InvalidOptions { reason }) if reason.contains("AckMode::Manual"));
+    assert!(refused(dir.path()));
+    // The same for a state file from before the mode was recorded (flags cleared).
+    let state = dir.path().join("consumer.default.state");
+    let mut bytes = std::fs::read(&state).unwrap();
+    bytes[24..32].copy_from_slice(&0u64.to_le_bytes());
+    std::fs::write(&state, &bytes).unwrap();
+    assert!(refused(dir.path()));
+    // Nothing changed: in manual mode `a` comes back, `b` does not.
+    let q = Queue::open_with(dir.path(), manual()).unwrap();
+    let again = q.dequeue().unwrap().unwrap();
+    assert_eq!((again.id(), again.delivery_count()), (a.id(), 2));
+    q.ack(a.id()).unwrap();
+    q.close().unwrap();
+    drop(q);
+    // Acknowledged in order now: auto mode opens and delivers only `c`.
+    let q = Queue::open(dir.path()).unwrap();
+    let rest: Vec<Vec<u8>> = std::iter::from_fn(|| q.dequeue().unwrap())
+        .map(ledgerq::Message::into_payload)
+        .collect();
+    assert_eq!(rest, vec![b"c".to_vec()]);
+    q.close().unwrap();
+    drop(q);
+    // Auto back to manual is always allowed.
+    let q = Queue::open_with(dir.path(), manual()).unwrap();
+    q.enqueue("d").unwrap();
+    assert_eq!(q.dequeue().unwrap().unwrap().payload(), b"d");
+}
+
+/// A message moved to the dead-letter queue out of order in manual-ack mode is not
+/// delivered again by an auto-ack open (refused, as any out-of-order settlement).
+#[test]
+fn an_ack_mode_change_never_brings_back_a_dead_letter() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(
+        dir.path(),
+        Options::new().ack_mode(AckMode::Manual).max_deliveries(1),
+    )
+    .unwrap();
+    q.enqueue_batch(["keep", "poison"]).unwrap();
+    let _keep = q.dequeue().unwrap().unwrap();
+    let poison = q.dequeue().unwrap().unwrap();
+    q.nack(poison.id(), "bad").unwrap();
+    assert_eq!(q.dead_letters().unwrap().stats().pending, 1);
+    q.close().unwrap();
+    drop(q);
+    assert!(matches!(
+        Queue::open(dir.path()),
+        Err(Error::InvalidOptions { .. })
+    ));
+}
+
+/// Priority auto-ack mode records consumption per level; a manual-ack open, which
+/// cannot read that, is refused while a level is consumed ahead of a lower one.
+#[test]
+fn an_ack_mode_change_never_brings_back_a_consumed_priority_level() {
+    use ledgerq::{EnqueueOptions, Priority};
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(dir.path(), Options::new().priorities(true)).unwrap();
+    q.enqueue_with("low", &EnqueueOptions::new().priority(Priority::Low))
+        .unwrap();
+    q.enqueue_with("high", &EnqueueOptions::new().priority(Priority::High))
+        .unwrap();
+    assert_eq!(q.dequeue().unwrap().unwrap().payload(), b"high");
+    q.close().unwrap();
+    drop(q);
+    assert!(matches!(
+        Queue::open_with(dir.path(), Options::new().ack_mode(AckMode::Manual)),
+        Err(Error::InvalidOptions { .. })
+    ));
+    let q = Queue::open(dir.path()).unwrap();
+    assert_eq!(q.stats().pending, 1);
+    assert_eq!(q.dequeue().unwrap().unwrap().payload(), b"low");
+    assert!(q.dequeue().unwrap().is_none());
+    q.close().unwrap();
+    drop(q);
+    // Every level consumed to the same point: the change is allowed.
+    let q = Queue::open_with(dir.path(), Options::new().ack_mode(AckMode::Manual)).unwrap();
+    assert_eq!(q.stats().pending, 0);
+}
+
+/// Priority queues read per-ID acknowledgements in both modes: a manual-ack session
+/// that acknowledged a `High` message ahead of a `Low` one reopens in auto-ack mode
+/// with only the `Low` one pending (and counted so).
+#[test]
+fn a_priority_queue_acknowledged_out_of_order_reopens_in_auto_mode() {
+    use ledgerq::{EnqueueOptions, Priority};
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(
+        dir.path(),
+        Options::new().priorities(true).ack_mode(AckMode::Manual),
+    )
+    .unwrap();
+    q.enqueue_with("low", &EnqueueOptions::new().priority(Priority::Low))
+        .unwrap();
+    q.enqueue_with("high", &EnqueueOptions::new().priority(Priority::High))
+        .unwrap();
+    let high = q.dequeue().unwrap().unwrap();
+    assert_eq!(high.payload(), b"high");
+    q.ack(high.id()).unwrap();
+    q.close().unwrap();
+    drop(q);
+    let q = Queue::open(dir.path()).unwrap();
+    assert_eq!(q.stats().pending, 1);
+    assert_eq!(q.dequeue().unwrap().unwrap().payload(), b"low");
+    assert!(q.dequeue().unwrap().is_none());
+    assert_eq!(q.stats().pending, 0);
+}
