@@ -172,9 +172,10 @@ impl Options {
     /// Auto or manual acknowledgement. Default [`AckMode::Auto`].
     ///
     /// It may differ from the last open's, except where the new mode could not read
-    /// what the old one recorded: a switch to auto-ack while messages are acknowledged
-    /// (or dead-lettered) after an unacknowledged one, or to manual-ack in a priority
-    /// queue while a level is consumed ahead of a lower one. That open fails with
+    /// what the old one recorded: a switch to auto-ack in a FIFO queue while messages
+    /// are acknowledged (or dead-lettered) after an unacknowledged one, or to manual-ack
+    /// in a priority queue while a level is consumed more than 131,072 IDs ahead of a
+    /// lower one. That open fails with
     /// [`Error::InvalidOptions`](crate::Error::InvalidOptions), saying what to settle
     /// first, and changes nothing.
     pub fn ack_mode(mut self, m: AckMode) -> Self {

@@ -257,7 +257,7 @@ impl Queue {
         let was_manual = if state.is_new() {
             None
         } else {
-            check_ack_mode_change(&state, &opts, priorities, w, end, &dir)?
+            check_ack_mode_change(&state, &journal, &opts, priorities, w, end, &dir)?
         };
         let mode = if opts.ack_mode == AckMode::Manual {
             FLAG_MODE_KNOWN | FLAG_MANUAL
@@ -826,12 +826,14 @@ impl Iterator for Stream<'_> {
 /// consumption recorded above the watermark `w` (IDs up to `end`): acknowledgements made
 /// out of order in manual-ack mode (and moves to the dead-letter queue), which FIFO
 /// auto-ack mode does not read (the priority scheduler reads them in both modes), or
-/// levels consumed ahead of others in priority auto-ack mode, which manual-ack mode does
-/// not read. Any other change is allowed: unacknowledged messages are then delivered
+/// levels consumed ahead of others in priority auto-ack mode beyond the per-ID
+/// entries' window (within it, they are rewritten as acknowledgements, which
+/// manual-ack mode reads). Any other change is allowed: unacknowledged messages are then delivered
 /// again, as after any reopen. Returns the last open's mode (`Some(true)`: manual),
 /// `None` if the file is from before it was recorded.
 fn check_ack_mode_change(
     state: &StateFile,
+    journal: &Journal,
     opts: &Options,
     priorities: bool,
     w: u64,
@@ -866,7 +868,30 @@ fn check_ack_mode_change(
         }
     }
     if manual && priorities && was_manual != Some(true) {
-        if let Some(ahead) = state.level_marks().into_iter().find(|&m| m > w) {
+        let marks = state.level_marks();
+        let ahead = marks.into_iter().max().unwrap_or(0);
+        // Within the per-ID entries' window, the levels' consumption is rewritten as
+        // acknowledgements (made durable before the mode is recorded, so a crash
+        // before that redoes it).
+        if ahead > w && ahead - w <= WINDOW {
+            let mut c = journal.cursor(w)?;
+            while let Some((id, prio)) = c
+                .next(journal, |v| (v.id(), v.priority()))?
+                .filter(|r| r.0 < ahead)
+            {
+                let level = usize::from(crate::Priority::from_stored(prio).as_u8());
+                if id < marks[level] {
+                    state.mark_acked(id);
+                }
+            }
+            state.flush().map_err(|e| {
+                io_err(
+                    "flush consumer state file",
+                    &dir.join(crate::state::FILE_NAME),
+                    e,
+                )
+            })?;
+        } else if let Some(ahead) = marks.into_iter().find(|&m| m > w) {
             return Err(Error::InvalidOptions {
                 reason: format!(
                     "queue {} has priority levels consumed in auto-ack mode up to message \

@@ -644,8 +644,9 @@ fn an_ack_mode_change_never_brings_back_a_dead_letter() {
     ));
 }
 
-/// Priority auto-ack mode records consumption per level; a manual-ack open, which
-/// cannot read that, is refused while a level is consumed ahead of a lower one.
+/// Priority auto-ack mode records consumption per level; a manual-ack open rewrites it
+/// as acknowledgements (which manual-ack mode reads), so a level consumed ahead of a
+/// lower one stays consumed; beyond the per-ID entries' window it cannot, and refuses.
 #[test]
 fn an_ack_mode_change_never_brings_back_a_consumed_priority_level() {
     use ledgerq::{EnqueueOptions, Priority};
@@ -655,7 +656,45 @@ fn an_ack_mode_change_never_brings_back_a_consumed_priority_level() {
         .unwrap();
     q.enqueue_with("high", &EnqueueOptions::new().priority(Priority::High))
         .unwrap();
+    q.enqueue_with("medium", &EnqueueOptions::new().priority(Priority::Medium))
+        .unwrap();
     assert_eq!(q.dequeue().unwrap().unwrap().payload(), b"high");
+    q.close().unwrap();
+    drop(q);
+    let manual = || Options::new().ack_mode(AckMode::Manual);
+    let q = Queue::open_with(dir.path(), manual()).unwrap();
+    assert_eq!(q.stats().pending, 2);
+    let m = q.dequeue().unwrap().unwrap();
+    assert_eq!(m.payload(), b"medium");
+    q.ack(m.id()).unwrap();
+    // Leased, not acknowledged: comes back after the reopen.
+    assert_eq!(q.dequeue().unwrap().unwrap().payload(), b"low");
+    assert!(q.dequeue().unwrap().is_none());
+    q.close().unwrap();
+    drop(q);
+    let q = Queue::open(dir.path()).unwrap();
+    assert_eq!(q.stats().pending, 1);
+    assert_eq!(q.dequeue().unwrap().unwrap().payload(), b"low");
+    assert!(q.dequeue().unwrap().is_none());
+}
+
+/// Beyond the per-ID entries' window (131,072 IDs) a level consumed ahead cannot be
+/// rewritten as acknowledgements: the manual-ack open is refused and changes nothing.
+#[test]
+fn an_ack_mode_change_beyond_the_window_is_refused() {
+    use ledgerq::{EnqueueOptions, Priority};
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(dir.path(), Options::new().priorities(true)).unwrap();
+    q.enqueue_with("low", &EnqueueOptions::new().priority(Priority::Low))
+        .unwrap();
+    let high = EnqueueOptions::new().priority(Priority::High);
+    let n = 140_000;
+    for _ in 0..n / 1000 {
+        q.enqueue_batch_with((0..1000).map(|_| ("h", high.clone())))
+            .unwrap();
+    }
+    let taken = q.dequeue_batch(n).unwrap();
+    assert_eq!(taken.len(), n);
     q.close().unwrap();
     drop(q);
     assert!(matches!(
@@ -665,12 +704,6 @@ fn an_ack_mode_change_never_brings_back_a_consumed_priority_level() {
     let q = Queue::open(dir.path()).unwrap();
     assert_eq!(q.stats().pending, 1);
     assert_eq!(q.dequeue().unwrap().unwrap().payload(), b"low");
-    assert!(q.dequeue().unwrap().is_none());
-    q.close().unwrap();
-    drop(q);
-    // Every level consumed to the same point: the change is allowed.
-    let q = Queue::open_with(dir.path(), Options::new().ack_mode(AckMode::Manual)).unwrap();
-    assert_eq!(q.stats().pending, 0);
 }
 
 /// Priority queues read per-ID acknowledgements in both modes: a manual-ack session
