@@ -887,7 +887,7 @@ fn check_ack_mode_change(
             state.flush().map_err(|e| {
                 io_err(
                     "flush consumer state file",
-                    &dir.join(crate::state::FILE_NAME),
+                    dir.join(crate::state::FILE_NAME),
                     e,
                 )
             })?;
