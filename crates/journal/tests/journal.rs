@@ -664,14 +664,11 @@ fn enospc_at_segment_creation_is_typed_and_harmless() {
     assert_eq!(read_all(&j, 1).len() as u64, ok + 1);
 }
 
-/// A seek into the middle of a segment steps over the records before the target
-/// without checking them (none is handed out): a damaged record that was already
-/// consumed does not stop a reader that starts after it. A reader that reaches it
-/// gets the error, and an ID field damaged out of order is checked, not stepped over.
-#[test]
-fn a_seek_steps_over_damage_before_its_target_and_reports_damage_it_reaches() {
-    let d = tempfile::tempdir().unwrap();
-    let j = Journal::open(d.path(), opts()).unwrap();
+/// 200 records of 1,000 bytes (over several segments), closed; then records 3 and 15
+/// of the first segment (which an open does not scan) damaged: a payload byte of 3, and
+/// the ID field of 15 made 2 (out of order). Returns the journal reopened.
+fn damaged_first_segment(dir: &Path) -> Journal {
+    let j = Journal::open(dir, opts()).unwrap();
     let mut pos = Vec::new();
     for i in 0..200u32 {
         let id = j.append(&RecordIn::new(&[i as u8; 1000])).unwrap();
@@ -679,16 +676,23 @@ fn a_seek_steps_over_damage_before_its_target_and_reports_damage_it_reaches() {
         pos.push(c.next(&j, |v| v.position()).unwrap().unwrap());
     }
     j.close().unwrap();
-    // Records 3 and 15 of the first segment (not scanned at open): a payload byte
-    // of 3, and the ID field of 15 made 2 (out of order).
     let first = pos[0].segment();
     assert_eq!(pos[15].segment(), first);
     assert_ne!(pos[199].segment(), first);
-    let seg = d.path().join(format!("{first:020}.seg"));
+    let seg = dir.join(format!("{first:020}.seg"));
     patch(&seg, u64::from(pos[2].offset()) + 500, &[0x5A]);
-    let id_field = u64::from(pos[14].offset()) + 16;
-    patch(&seg, id_field, &2u64.to_le_bytes());
-    let j = Journal::open(d.path(), opts()).unwrap();
+    patch(&seg, u64::from(pos[14].offset()) + 16, &2u64.to_le_bytes());
+    Journal::open(dir, opts()).unwrap()
+}
+
+/// A seek into the middle of a segment steps over the records before the target
+/// without checking them (none is handed out): a damaged record that was already
+/// consumed does not stop a reader that starts after it. A reader that reaches it
+/// gets the error, and an ID field damaged out of order is checked, not stepped over.
+#[test]
+fn a_seek_steps_over_damage_before_its_target_and_reports_damage_it_reaches() {
+    let d = tempfile::tempdir().unwrap();
+    let j = damaged_first_segment(d.path());
     let mut c = j.cursor(10).unwrap();
     assert_eq!(c.next(&j, |v| v.id()).unwrap(), Some(10));
     let mut c = j.cursor(1).unwrap();
@@ -712,23 +716,7 @@ fn a_seek_steps_over_damage_before_its_target_and_reports_damage_it_reaches() {
 #[test]
 fn next_checked_if_checks_only_the_records_asked_for_and_every_id_out_of_order() {
     let d = tempfile::tempdir().unwrap();
-    let j = Journal::open(d.path(), opts()).unwrap();
-    let mut pos = Vec::new();
-    for i in 0..200u32 {
-        let id = j.append(&RecordIn::new(&[i as u8; 1000])).unwrap();
-        let mut c = j.cursor(id).unwrap();
-        pos.push(c.next(&j, |v| v.position()).unwrap().unwrap());
-    }
-    j.close().unwrap();
-    // Records 3 and 15 of the first segment (not scanned at open): a payload byte of
-    // 3, and the ID field of 15 made 2 (out of order).
-    let first = pos[0].segment();
-    assert_eq!(pos[15].segment(), first);
-    assert_ne!(pos[199].segment(), first);
-    let seg = d.path().join(format!("{first:020}.seg"));
-    patch(&seg, u64::from(pos[2].offset()) + 500, &[0x5A]);
-    patch(&seg, u64::from(pos[14].offset()) + 16, &2u64.to_le_bytes());
-    let j = Journal::open(d.path(), opts()).unwrap();
+    let j = damaged_first_segment(d.path());
     let odd = |v: &RecordView<'_>| v.id() % 2 == 1;
     let mut c = j.cursor(1).unwrap();
     for id in 1..=14 {
