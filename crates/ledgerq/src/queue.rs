@@ -284,7 +284,11 @@ impl Queue {
         }
         let cursor = journal.cursor(w)?;
         let sched = if priorities {
-            let starts = if opts.ack_mode == AckMode::Manual {
+            // After a manual-ack session every level starts at the watermark: what that
+            // session consumed is in the per-ID entries (which the scheduler reads), and
+            // the per-level watermarks are from before it (a seek in it did not move
+            // them).
+            let starts = if opts.ack_mode == AckMode::Manual || was_manual == Some(true) {
                 [w; 3]
             } else {
                 state.level_marks().map(|m| m.max(w).min(end))
