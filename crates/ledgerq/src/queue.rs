@@ -832,8 +832,8 @@ impl Iterator for Stream<'_> {
 /// auto-ack mode does not read (the priority scheduler reads them in both modes), or
 /// levels consumed ahead of others in priority auto-ack mode beyond the per-ID
 /// entries' window (within it, they are rewritten as acknowledgements, which
-/// manual-ack mode reads). Any other change is allowed: unacknowledged messages are then delivered
-/// again, as after any reopen. Returns the last open's mode (`Some(true)`: manual),
+/// manual-ack mode reads). Any other change is allowed: unacknowledged messages are
+/// then delivered again, as after any reopen. Returns the last open's mode (`Some(true)`: manual),
 /// `None` if the file is from before it was recorded.
 fn check_ack_mode_change(
     state: &StateFile,
@@ -895,7 +895,7 @@ fn check_ack_mode_change(
                     e,
                 )
             })?;
-        } else if let Some(ahead) = marks.into_iter().find(|&m| m > w) {
+        } else if ahead > w {
             return Err(Error::InvalidOptions {
                 reason: format!(
                     "queue {} has priority levels consumed in auto-ack mode up to message \
