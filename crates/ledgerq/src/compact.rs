@@ -13,8 +13,10 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::enqueue::Priority;
 use crate::error::Result;
 use crate::queue::{lock, Inner, Queue};
+use crate::state::{Entry, WINDOW};
 
 /// What a compaction removed, from [`Queue::compact`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -149,10 +151,10 @@ impl Inner {
         let w = self.state.watermark().load(Ordering::Acquire);
         if w < below {
             // Every message below `below` counts as consumed from now on.
-            let lost = below - w.max(segs[0].base_id);
             // As in a seek: no consumer between a claim and its raise of the watermark
             // while the consumption point moves (see `Grace::pause`).
             let paused = self.grace.pause();
+            let lost = self.pending_in(w.max(segs[0].base_id), below)?;
             self.reposition(below, false)?;
             drop(paused);
             self.dropped.fetch_add(lost, Ordering::Relaxed);
@@ -169,5 +171,42 @@ impl Inner {
         // `compact_pass`).
         self.flush_state()?;
         Ok(self.journal.remove_segments_below(below)? > 0)
+    }
+
+    /// How many messages with IDs in `lo..below` are pending: what dropping them loses.
+    /// Above the watermark some may be consumed already: acknowledged (or leased, or on
+    /// their way to the dead-letter queue) in manual-ack mode, delivered ahead of a lower
+    /// level in priority auto-ack mode. Called with the read sections paused, so no
+    /// consumer is between a claim and its bookkeeping.
+    fn pending_in(&self, lo: u64, below: u64) -> Result<u64> {
+        let span = below.saturating_sub(lo);
+        if let (true, Some(sched)) = (self.marks_mode(), &self.sched) {
+            // A level's messages below its mark are delivered; an acknowledgement from
+            // a manual-ack session is consumed too (the scheduler skips it).
+            let marks = lock(sched).level_marks();
+            let mut pending = 0;
+            let mut cursor = self.journal.cursor(lo)?;
+            while let Some((id, prio)) = cursor.next_checked_if(
+                &self.journal,
+                |_| false,
+                |v| (v.position().id(), v.priority()),
+            )? {
+                if id >= below {
+                    break;
+                }
+                let level = usize::from(Priority::from_stored(prio).as_u8());
+                if id >= marks[level] && self.state.entry(id) != Entry::Acked {
+                    pending += 1;
+                }
+            }
+            Ok(pending)
+        } else if self.manual() {
+            // Per-ID entries exist only within the window above the watermark.
+            let end = below.min(lo.saturating_add(WINDOW));
+            let settled = (lo..end).filter(|&id| self.settled_or_leased(id)).count();
+            Ok(span - settled as u64)
+        } else {
+            Ok(span)
+        }
     }
 }

@@ -78,7 +78,7 @@ pub(crate) struct Inner {
     pub(crate) state: StateFile,
     /// Priority delivery (recorded in the state file at creation): the scheduler that
     /// replaces the ring.
-    sched: Option<Mutex<Sched>>,
+    pub(crate) sched: Option<Mutex<Sched>>,
     /// Manual mode: messages delivered and not yet acknowledged.
     leases: Vec<Mutex<HashMap<u64, Lease>>>,
     in_flight: AtomicUsize,
@@ -161,6 +161,12 @@ struct Park {
     wakers: Mutex<Vec<std::task::Waker>>,
 }
 
+/// The disk budget in whole segments, if there is one.
+fn budget_segments(opts: &Options) -> Option<usize> {
+    opts.max_disk_bytes
+        .map(|max| usize::try_from(max / opts.segment_size).unwrap_or(usize::MAX))
+}
+
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -214,8 +220,7 @@ impl Queue {
             .flush_interval(opts.flush_interval)
             .max_record_size(opts.get_max_message_size())
             .recovery_mode(opts.recovery_mode);
-        if let Some(max) = opts.max_disk_bytes {
-            let n = usize::try_from(max / opts.segment_size).unwrap_or(usize::MAX);
+        if let Some(n) = budget_segments(&opts) {
             jopts = jopts.max_segments(n);
         }
         let journal = Journal::open(&dir, jopts)?;
@@ -1181,7 +1186,9 @@ impl Inner {
             if !room && self.opts.overflow_policy == OverflowPolicy::DropOldest {
                 room = self.drop_oldest()?;
             }
-            if !room {
+            // Another pass (the maintenance thread's, another producer's) may have made
+            // room between the journal's refusal and this one's look at the segments.
+            if !room && !self.below_budget() {
                 return Err(full);
             }
             match retry() {
@@ -1190,6 +1197,12 @@ impl Inner {
             }
         }
         Err(full)
+    }
+
+    /// Whether the journal holds fewer segments than the disk budget allows (a roll
+    /// would succeed now).
+    fn below_budget(&self) -> bool {
+        budget_segments(&self.opts).is_none_or(|n| self.journal.segments().len() < n)
     }
 
     fn shard(&self, id: u64) -> &Mutex<HashMap<u64, Lease>> {

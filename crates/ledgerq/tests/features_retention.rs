@@ -361,6 +361,130 @@ fn drop_oldest_keeps_consumption_consistent_in_manual_mode() {
     assert!(got.windows(2).all(|w| w[0] < w[1]));
 }
 
+/// `DropOldest` counts only the pending messages it drops: not those consumed ahead of
+/// the watermark (a `High` message delivered before older `Low` ones, a message
+/// acknowledged or leased before an older one is settled). Every message is delivered
+/// or counted dropped, never both, and `pending` stays exact.
+#[test]
+fn drop_oldest_counts_only_pending_messages_in_every_mode() {
+    use ledgerq::{EnqueueOptions, Priority};
+    for (priorities, mode) in [
+        (false, AckMode::Auto),
+        (false, AckMode::Manual),
+        (true, AckMode::Auto),
+        (true, AckMode::Manual),
+    ] {
+        let case = format!("priorities {priorities}, {mode:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open_with(
+            dir.path(),
+            manual_compaction()
+                .priorities(priorities)
+                .ack_mode(mode)
+                .max_disk_bytes(4 * SEG)
+                .overflow_policy(OverflowPolicy::DropOldest),
+        )
+        .unwrap();
+        let enqueue = |i: u64| {
+            let p = if i % 2 == 0 {
+                Priority::Low
+            } else {
+                Priority::High
+            };
+            q.enqueue_with(payload(i), &EnqueueOptions::new().priority(p))
+                .unwrap();
+        };
+        // Two segments' worth, then consume some of it out of ID order.
+        let first = 500u64;
+        (0..first).for_each(enqueue);
+        let mut delivered = Vec::new();
+        let mut leased = None;
+        for k in 0..200 {
+            let m = q.dequeue().unwrap().unwrap();
+            delivered.push(index(m.payload()));
+            if mode == AckMode::Manual {
+                // The first stays leased: it holds the watermark while later ones are
+                // acknowledged.
+                if k == 0 {
+                    leased = Some(m.id());
+                } else {
+                    q.ack(m.id()).unwrap();
+                }
+            }
+        }
+        assert!(leased.is_some() == (mode == AckMode::Manual));
+        if !priorities && mode == AckMode::Auto {
+            assert_eq!(q.stats().pending, first - 200, "{case}");
+        }
+        // Enough more to drop the oldest segments several times.
+        let total = 3000u64;
+        (first..total).for_each(enqueue);
+        let s = q.stats();
+        assert!(s.dropped > 0, "{case}: {s:?}");
+        let mut drained = 0;
+        while let Some(m) = q.dequeue().unwrap() {
+            if mode == AckMode::Manual {
+                q.ack(m.id()).unwrap();
+            }
+            delivered.push(index(m.payload()));
+            drained += 1;
+        }
+        assert_eq!(s.pending, drained, "{case}: {s:?}");
+        let mut unique = delivered.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), delivered.len(), "{case}: delivered twice");
+        assert_eq!(delivered.len() as u64 + s.dropped, total, "{case}: {s:?}");
+        assert_eq!(q.stats().pending, 0, "{case}");
+    }
+}
+
+/// An enqueue that finds the budget used up makes room (compaction, then `DropOldest`)
+/// while consumers run and the maintenance thread compacts: it must not fail with
+/// `QueueFull` because another pass made the room first.
+#[test]
+fn drop_oldest_never_refuses_an_enqueue_beside_running_consumers() {
+    for mode in [AckMode::Auto, AckMode::Manual] {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open_with(
+            dir.path(),
+            Options::new()
+                .segment_size(SEG)
+                .ack_mode(mode)
+                .compaction_interval(Duration::from_millis(1))
+                .max_disk_bytes(4 * SEG)
+                .overflow_policy(OverflowPolicy::DropOldest),
+        )
+        .unwrap();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        for m in q.dequeue_batch(3).unwrap() {
+                            if mode == AckMode::Manual {
+                                q.ack(m.id()).unwrap();
+                            }
+                        }
+                        thread::yield_now();
+                    }
+                });
+            }
+            let start = Instant::now();
+            let big = vec![7u8; 1000];
+            let mut i = 0u64;
+            while start.elapsed() < Duration::from_millis(1500) {
+                if let Err(e) = q.enqueue(&big) {
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    panic!("{mode:?}: enqueue {i} failed: {e}");
+                }
+                i += 1;
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+    }
+}
+
 /// A `max_age` past what u64 nanoseconds hold (about 584 years) keeps every segment: it
 /// is not wrapped to a short age.
 #[test]
