@@ -140,9 +140,15 @@ impl Inner {
     }
 
     /// `DropOldest`: drops the oldest segment even though it holds pending messages,
-    /// counting them in `dropped`. Returns whether a segment was removed.
+    /// counting them in `dropped`. Returns whether there is room now (a segment was
+    /// removed, or another thread made room first).
     pub(crate) fn drop_oldest(&self) -> Result<bool> {
         let _g = lock(&self.compaction);
+        // Another producer's drop may have made room while this one waited for the lock:
+        // one drop for one shortage.
+        if self.below_budget() {
+            return Ok(true);
+        }
         let segs = self.journal.segments();
         if segs.len() < 2 {
             return Ok(false);

@@ -1174,6 +1174,11 @@ impl Inner {
 
     /// The disk budget is used up: remove consumed segments, and with
     /// [`OverflowPolicy::DropOldest`] the oldest pending one, then retry.
+    ///
+    /// Producers racing for the room made compete: a retry may find the new segment
+    /// filled by others already. Under `Reject` that is backpressure, and after a few
+    /// rounds the enqueue fails; under `DropOldest` it goes on (every failed round is
+    /// another producer's success) until no segment is left to drop.
     fn on_full<T>(
         &self,
         mut retry: impl FnMut() -> std::result::Result<T, ledgerq_journal::Error>,
@@ -1181,27 +1186,33 @@ impl Inner {
         let full = Error::QueueFull {
             max_disk_bytes: self.opts.max_disk_bytes.unwrap_or(0),
         };
-        for _ in 0..8 {
-            let mut room = self.compact_pass(true)?.segments_removed > 0;
-            if !room && self.opts.overflow_policy == OverflowPolicy::DropOldest {
+        let drop_oldest = self.opts.overflow_policy == OverflowPolicy::DropOldest;
+        let mut rounds = 0;
+        loop {
+            // Another pass (the maintenance thread's, another producer's) may have made
+            // room since the journal refused.
+            let mut room = self.compact_pass(true)?.segments_removed > 0 || self.below_budget();
+            if !room && drop_oldest {
                 room = self.drop_oldest()?;
             }
-            // Another pass (the maintenance thread's, another producer's) may have made
-            // room between the journal's refusal and this one's look at the segments.
-            if !room && !self.below_budget() {
+            if !room {
                 return Err(full);
             }
             match retry() {
-                Err(ledgerq_journal::Error::Full { .. }) => continue,
+                Err(ledgerq_journal::Error::Full { .. }) => {
+                    rounds += 1;
+                    if !drop_oldest && rounds == 8 {
+                        return Err(full);
+                    }
+                }
                 r => return r.map_err(Error::from),
             }
         }
-        Err(full)
     }
 
     /// Whether the journal holds fewer segments than the disk budget allows (a roll
     /// would succeed now).
-    fn below_budget(&self) -> bool {
+    pub(crate) fn below_budget(&self) -> bool {
         budget_segments(&self.opts).is_none_or(|n| self.journal.segments().len() < n)
     }
 

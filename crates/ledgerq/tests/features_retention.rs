@@ -485,6 +485,38 @@ fn drop_oldest_never_refuses_an_enqueue_beside_running_consumers() {
     }
 }
 
+/// Producers racing for the room `DropOldest` makes: a retry may find the new segment
+/// filled by the others, and the enqueue goes on dropping rather than fail.
+#[test]
+fn drop_oldest_never_refuses_racing_producers() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(
+        dir.path(),
+        manual_compaction()
+            .max_disk_bytes(4 * SEG)
+            .overflow_policy(OverflowPolicy::DropOldest),
+    )
+    .unwrap();
+    let (producers, per) = (4u64, 10_000u64);
+    thread::scope(|s| {
+        for _ in 0..producers {
+            s.spawn(|| {
+                for i in 0..per {
+                    if let Err(e) = q.enqueue([1u8; 900]) {
+                        panic!("enqueue {i} failed: {e}");
+                    }
+                }
+            });
+        }
+    });
+    let s = q.stats();
+    assert_eq!(s.total_enqueued, producers * per);
+    assert_eq!(s.dropped + s.pending, producers * per, "{s:?}");
+    assert!(s.segments <= 4, "{s:?}");
+    let drained = std::iter::from_fn(|| q.dequeue().unwrap()).count() as u64;
+    assert_eq!(drained, s.pending);
+}
+
 /// A `max_age` past what u64 nanoseconds hold (about 584 years) keeps every segment: it
 /// is not wrapped to a short age.
 #[test]
