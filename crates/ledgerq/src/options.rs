@@ -100,7 +100,11 @@ pub enum OverflowPolicy {
     #[default]
     Reject,
     /// Drop the oldest segment of pending messages to make room, counting the dropped
-    /// messages in [`Stats::dropped`](crate::Stats::dropped).
+    /// messages in [`Stats::dropped`](crate::Stats::dropped) (only those still pending:
+    /// not those already delivered, acknowledged or leased). The enqueue does not fail
+    /// with `QueueFull` unless the message does not fit even once every older segment is
+    /// gone. In manual-ack mode a lease on a message in the dropped segment ends with
+    /// it: its `ack` or `nack` returns [`Error::NotInFlight`](crate::Error::NotInFlight).
     DropOldest,
 }
 
