@@ -748,7 +748,8 @@ impl Journal {
         opts.validate()?;
         // One `stat` when the directory exists (the usual case).
         if !dir.is_dir() {
-            fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+            crate::storage::create_dir_durable(dir, |d| opts.storage.sync_dir(d))
+                .map_err(|e| Error::io("create directory", dir, e))?;
             if !dir.is_dir() {
                 return Err(Error::io(
                     "open directory",

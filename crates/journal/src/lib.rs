@@ -80,7 +80,9 @@ pub use options::{
 #[cfg(not(ledgerq_loom))]
 pub use seek::SEEK_FILE;
 #[cfg(not(ledgerq_loom))]
-pub use storage::{lower_background_priority, FileStorage, FlushRequest, Storage};
+pub use storage::{
+    create_dir_durable, lower_background_priority, FileStorage, FlushRequest, Storage,
+};
 
 /// Read-only checks of the on-disk format, the same the journal applies at open and when
 /// reading, for verification tools (`ledgerq-recovery`) that scan segment bytes

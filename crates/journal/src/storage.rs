@@ -219,6 +219,50 @@ pub fn lower_background_priority() {
     }
 }
 
+/// Creates directory `dir` and any missing parents, and makes each new entry durable:
+/// the parent of every directory created here is fsynced, from the top down.
+/// `sync_dir` fsyncs one directory. Nothing is done for a `dir` that exists.
+///
+/// # Errors
+///
+/// The error of creating a directory or of an fsync.
+///
+/// # Examples
+///
+/// ```
+/// # let base = tempfile::tempdir().unwrap();
+/// let dir = base.path().join("a/b/queue");
+/// ledgerq_journal::create_dir_durable(&dir, |d| std::fs::File::open(d)?.sync_all()).unwrap();
+/// assert!(dir.is_dir());
+/// ```
+pub fn create_dir_durable(
+    dir: &Path,
+    sync_dir: impl Fn(&Path) -> io::Result<()>,
+) -> io::Result<()> {
+    // The missing directories, from `dir` up to the first that exists.
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(d) = at {
+        if d.as_os_str().is_empty() || d.exists() {
+            break;
+        }
+        missing.push(d);
+        at = d.parent();
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)?;
+    for d in missing.iter().rev() {
+        let parent = match d.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,5 +281,34 @@ mod tests {
             read_small(&path, 64).unwrap_err().kind(),
             io::ErrorKind::NotFound
         );
+    }
+
+    use std::cell::RefCell;
+
+    #[test]
+    fn create_dir_durable_fsyncs_the_parent_of_every_new_directory_from_the_top() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("a/b/c");
+        let synced = RefCell::new(Vec::new());
+        let record = |d: &Path| {
+            synced.borrow_mut().push(d.to_path_buf());
+            Ok(())
+        };
+        create_dir_durable(&dir, record).unwrap();
+        assert!(dir.is_dir());
+        let want: Vec<_> = [
+            base.path().to_path_buf(),
+            base.path().join("a"),
+            base.path().join("a/b"),
+        ]
+        .into();
+        assert_eq!(*synced.borrow(), want);
+        // An existing directory: nothing to make durable.
+        synced.borrow_mut().clear();
+        create_dir_durable(&dir, record).unwrap();
+        assert!(synced.borrow().is_empty());
+        // A failed fsync is reported.
+        let e = create_dir_durable(&base.path().join("x"), |_| Err(io::Error::other("EIO")));
+        assert!(e.is_err());
     }
 }

@@ -38,7 +38,9 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// [`Error::Closed`](crate::Error::Closed), an I/O error removing a file.
+    /// [`Error::Closed`](crate::Error::Closed), an I/O error removing a file,
+    /// [`Error::Poisoned`](crate::Error::Poisoned) once a flush has failed (nothing is
+    /// removed then: the consumed watermark may not be on disk).
     ///
     /// # Examples
     ///
@@ -59,7 +61,7 @@ impl Queue {
     /// # }
     /// ```
     pub fn compact(&self) -> Result<crate::CompactionReport> {
-        self.inner.check_open()?;
+        self.inner.check_writable()?;
         self.inner.compact_pass(true)
     }
 }

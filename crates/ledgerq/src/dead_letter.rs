@@ -25,7 +25,7 @@ use ledgerq_journal::{
 
 use crate::error::{Error, Result};
 use crate::message::Message;
-use crate::options::{AckMode, Options};
+use crate::options::{AckMode, Durability, Options};
 use crate::queue::{lock, Inner, Queue};
 
 /// The dead-letter queue's directory, inside the queue's.
@@ -42,6 +42,12 @@ const H_LAST_FAILURE: &str = "dlq.last_failure";
 
 /// How many headers a move adds.
 const DLQ_HEADERS: usize = 4;
+
+/// Whether `key` is one of the headers a move adds (a message's own `dlq.`-prefixed
+/// headers are kept like any other).
+fn is_added_header(key: &str) -> bool {
+    [H_ORIGINAL_ID, H_COUNT, H_REASON, H_LAST_FAILURE].contains(&key)
+}
 /// The longest `dlq.reason`, in characters.
 const REASON_CHARS: usize = 256;
 /// The most bytes of keys and values a move adds: the four keys, an ID (u64) and a
@@ -113,7 +119,7 @@ impl Queue {
     }
 
     /// Moves dead letter `id` back into this queue as a new message (same payload,
-    /// priority, expiry and headers, without the `dlq.*` headers) and removes it from
+    /// priority, expiry and headers, without the four headers the move added) and removes it from
     /// the dead-letter queue. Returns the new ID.
     ///
     /// A crash between the two steps may leave the message in both queues (never in
@@ -140,7 +146,7 @@ impl Queue {
         let headers: Vec<(&str, &str)> = m
             .headers
             .iter()
-            .filter(|(k, _)| !k.starts_with("dlq."))
+            .filter(|(k, _)| !is_added_header(k))
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         // Without the `dlq.*` headers the message is back within a message's limits
@@ -159,6 +165,11 @@ impl Queue {
         };
         let new_id = inner.append(&rec)?;
         inner.wake();
+        // The message is on disk here before the dead-letter queue's state says it is
+        // gone from there (as in a move the other way: see `dead_letter`).
+        if inner.opts.durability == Durability::Buffered {
+            inner.journal.sync()?;
+        }
         d.discard(id);
         Ok(new_id)
     }
@@ -245,20 +256,40 @@ impl Inner {
     pub(crate) fn dead_letter(&self, m: &Message, count: u32, reason: &str) -> Result<()> {
         let id = m.id;
         self.state.set_dead_lettering(id);
-        if let Err(e) = self.append_dead_letter(m, count, reason) {
-            // An error after the write (a failed sync of the dead-letter queue) leaves
-            // the dead letter written: then the move is complete.
+        // The dead letter is on disk before this queue's state says the message is
+        // gone: the state file's pages may be written back at any moment, and a power
+        // loss in between would leave the message in neither queue.
+        let moved = self
+            .append_dead_letter(m, count, reason)
+            .and_then(|()| self.sync_dead_letters());
+        if let Err(e) = moved {
+            self.dead_letter_failed(id, &e);
             let written = self.dlq.get().is_some_and(|q| holds_dead_letter(q, id));
             if !written {
                 self.state.set_delivered(id, count);
-                self.dead_letter_failed(id, &e);
                 return Err(e);
             }
+            // Written, but perhaps not durable (a failed flush latched the dead-letter
+            // queue): the entry stays marked as being moved, neither deliverable nor
+            // consumed, and the next open finishes or redoes the move from what is on
+            // disk (see `resume_dead_letter`).
+            return Ok(());
         }
         self.consume(id);
         crate::observe::event!(warn, dir = %self.dir.display(), id, deliveries = count,
             reason, "message moved to the dead-letter queue");
         Ok(())
+    }
+
+    /// Makes the dead-letter queue's records durable (a Buffered queue's; a Sync
+    /// queue's append waited for its flush).
+    fn sync_dead_letters(&self) -> Result<()> {
+        match self.dlq.get() {
+            Some(q) if q.inner.opts.durability == Durability::Buffered => {
+                q.inner.journal.sync().map_err(Error::from)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Logs and counts a failed move of message `id`.
@@ -298,7 +329,7 @@ impl Inner {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        headers.retain(|(k, _)| !k.starts_with("dlq."));
+        headers.retain(|(k, _)| !is_added_header(k));
         headers.extend([
             (H_ORIGINAL_ID, original.as_str()),
             (H_COUNT, count.as_str()),

@@ -196,7 +196,12 @@ impl Queue {
             Ok(m) if !m.is_dir() => return Err(Error::NotADirectory { path: dir }),
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir_all(&dir).map_err(|e| io_err("create queue directory", &dir, e))?;
+                // Its entry (and those of parents made with it) durable before anything
+                // in it is.
+                ledgerq_journal::create_dir_durable(&dir, |d| {
+                    ledgerq_journal::Storage::sync_dir(&ledgerq_journal::FileStorage, d)
+                })
+                .map_err(|e| io_err("create queue directory", &dir, e))?;
             }
             Err(e) => return Err(io_err("read queue directory", &dir, e)),
         }
@@ -665,9 +670,10 @@ impl Queue {
     /// # Errors
     ///
     /// [`Error::NotInFlight`] if `id` is not leased (unknown, already acknowledged,
-    /// or auto-ack mode).
+    /// or auto-ack mode); [`Error::Poisoned`] once a flush of the consumer state has
+    /// failed (an acknowledgement could not be made durable).
     pub fn ack(&self, id: u64) -> Result<()> {
-        self.inner.check_open()?;
+        self.inner.check_writable()?;
         let inner = &self.inner;
         let t = observe::sample(observe::Op::Ack);
         if lock(inner.shard(id)).remove(&id).is_none() {
@@ -697,7 +703,8 @@ impl Queue {
     /// # Errors
     ///
     /// [`Error::NotInFlight`] if `id` is not leased; an error of the dead-letter queue
-    /// (the message is then delivered again, see above).
+    /// (the message is then delivered again, see above); [`Error::Poisoned`] once a
+    /// flush of the consumer state has failed.
     pub fn nack(&self, id: u64, reason: &str) -> Result<()> {
         self.inner.fail(id, reason, None)
     }
@@ -1403,7 +1410,7 @@ impl Inner {
 
     /// A nack (or `nack_with_delay`): requeue with backoff, or dead-letter.
     fn fail(&self, id: u64, reason: &str, delay: Option<Duration>) -> Result<()> {
-        self.check_open()?;
+        self.check_writable()?;
         let t = observe::sample(observe::Op::Nack);
         let lease = lock(self.shard(id))
             .remove(&id)
@@ -1966,6 +1973,13 @@ impl Inner {
     /// Makes the consumer state durable (before segments below the watermark are
     /// removed: see `Queue::open_with`). A failure latches the queue.
     pub(crate) fn flush_state(&self) -> Result<()> {
+        // Never again after a failure: the kernel may have dropped the dirty pages it
+        // could not write, so a later flush that succeeds proves nothing about them.
+        if let Some(cause) = self.latched.get() {
+            return Err(Error::Poisoned {
+                cause: cause.clone(),
+            });
+        }
         self.state.flush().map_err(|e| {
             let cause = Arc::new(e);
             self.latch(cause.clone());
@@ -2038,9 +2052,8 @@ impl Inner {
             if last_flush.elapsed() >= self.opts.flush_interval {
                 last_flush = Instant::now();
                 let t = Some(Instant::now());
-                if let Err(e) = self.state.flush() {
-                    self.latch(Arc::new(e));
-                }
+                // A failure latches (see `flush_state`).
+                let _ = self.flush_state();
                 // The checkpoint records the consumed watermark next to the durable
                 // position (`verify` prints it).
                 self.journal
@@ -2191,5 +2204,97 @@ impl Inner {
         }
         self.wake();
         Ok(())
+    }
+}
+
+#[cfg(all(test, not(ledgerq_loom)))]
+mod durability_tests {
+    //! What the public API cannot reach: a latched flush failure, and when the
+    //! dead-letter queue's records become durable.
+    use super::*;
+    use crate::{AckMode, Durability};
+
+    /// After a failed flush of the consumer state nothing claims durability again:
+    /// `sync`, `compact`, `ack`, `seek_to_id`, `enqueue` and `close` fail, and
+    /// `compact` removes no segment (the watermark that would allow it may not be on
+    /// disk). A flush retried after a failure could succeed on pages the kernel had
+    /// already dropped.
+    #[test]
+    fn a_latched_state_flush_failure_stops_every_later_flush_and_removal() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open_with(
+            dir.path(),
+            Options::new()
+                .segment_size(64 << 10)
+                .ack_mode(AckMode::Manual)
+                .auto_compact(false),
+        )
+        .unwrap();
+        for _ in 0..2000 {
+            q.enqueue([5u8; 100]).unwrap();
+        }
+        // Every message acknowledged but the last, which stays leased.
+        let mut last = None;
+        while let Some(m) = q.dequeue().unwrap() {
+            if let Some(prev) = last.replace(m.id()) {
+                q.ack(prev).unwrap();
+            }
+        }
+        let segments = q.stats().segments;
+        assert!(segments > 2);
+        q.inner
+            .latch(Arc::new(io::Error::other("injected state flush failure")));
+        let poisoned = |r: Result<()>| matches!(r, Err(Error::Poisoned { .. }));
+        assert!(poisoned(q.ack(last.unwrap())));
+        assert!(poisoned(q.sync()));
+        assert!(poisoned(q.compact().map(|_| ())));
+        assert!(poisoned(q.seek_to_id(1)));
+        assert!(poisoned(q.enqueue(b"x").map(|_| ())));
+        assert_eq!(q.stats().segments, segments);
+        assert!(poisoned(q.close()));
+        // Without the latch the consumed segments go (the test's premise).
+        drop(q);
+        let q = Queue::open_with(
+            dir.path(),
+            Options::new()
+                .segment_size(64 << 10)
+                .auto_compact(false)
+                .ack_mode(AckMode::Manual),
+        )
+        .unwrap();
+        assert!(q.compact().unwrap().segments_removed > 0);
+    }
+
+    /// A message moved to the dead-letter queue of a Buffered queue is on disk there
+    /// before this queue counts it consumed (a power loss between must not leave it in
+    /// neither queue); and one moved back is on disk here before it leaves there.
+    #[test]
+    fn dead_letter_moves_are_durable_before_the_source_lets_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open_with(
+            dir.path(),
+            Options::new()
+                .durability(Durability::Buffered)
+                // No background flush during the test: only the moves flush.
+                .flush_interval(Duration::from_secs(3600))
+                .ack_mode(AckMode::Manual)
+                .max_deliveries(1),
+        )
+        .unwrap();
+        q.enqueue(b"poison").unwrap();
+        let m = q.dequeue().unwrap().unwrap();
+        q.nack(m.id(), "bad").unwrap();
+        let dlq = q.dead_letters().unwrap();
+        let dead = dlq.peek(1).unwrap();
+        assert_eq!(dead.len(), 1);
+        assert!(
+            dlq.inner.journal.durable_id() > dead[0].id(),
+            "the dead letter is not durable"
+        );
+        let back = q.requeue_dead_letter(dead[0].id()).unwrap();
+        assert!(
+            q.inner.journal.durable_id() > back,
+            "the requeued message is not durable"
+        );
     }
 }

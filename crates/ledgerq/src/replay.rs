@@ -21,7 +21,8 @@ impl Queue {
     /// # Errors
     ///
     /// [`Error::SeekOutOfRange`] if `id` is older than the oldest retained message
-    /// (removed by compaction or retention) or beyond the next ID.
+    /// (removed by compaction or retention) or beyond the next ID;
+    /// [`Error::Poisoned`] once a flush of the consumer state has failed.
     ///
     /// # Examples
     ///
@@ -38,7 +39,7 @@ impl Queue {
     /// ```
     pub fn seek_to_id(&self, id: u64) -> Result<()> {
         let inner = &self.inner;
-        inner.check_open()?;
+        inner.check_writable()?;
         // No compaction removes segments between the check below and the move of the
         // watermark: a watermark below the first segment would read as messages gone
         // missing at the next open.
@@ -71,10 +72,11 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// [`Error::SeekOutOfRange`] if messages from `t` on were already removed.
+    /// [`Error::SeekOutOfRange`] if messages from `t` on were already removed;
+    /// [`Error::Poisoned`] once a flush of the consumer state has failed.
     pub fn seek_to_time(&self, t: SystemTime) -> Result<()> {
         let inner = &self.inner;
-        inner.check_open()?;
+        inner.check_writable()?;
         let first_ts = inner.first_timestamp()?;
         if let Some(ts) = first_ts {
             let t_ns = t
