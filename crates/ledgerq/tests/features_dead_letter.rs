@@ -815,3 +815,35 @@ fn the_longest_durations_mean_never_and_lose_nothing() {
         .collect();
     assert_eq!(again, vec![ids.start + 1, ids.start + 2]);
 }
+
+/// A message's own headers named `dlq.`-something are kept by the move and by the
+/// requeue, like any other header; only the four the move adds are replaced (a stale
+/// `dlq.reason` given by the producer does not survive as a second one).
+#[test]
+fn a_messages_own_dlq_prefixed_headers_survive_the_move_and_the_requeue() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open_with(dir.path(), manual().max_deliveries(1)).unwrap();
+    q.enqueue_with(
+        "m",
+        &EnqueueOptions::new()
+            .header("dlq.custom", "mine")
+            .header("dlq.reason", "set by the producer"),
+    )
+    .unwrap();
+    fail_times(&q, 1, |_| "failed".into());
+    let dlq = q.dead_letters().unwrap();
+    let d = dlq.peek(1).unwrap().pop().unwrap();
+    assert_eq!(d.header("dlq.custom"), Some("mine"));
+    let reasons: Vec<&str> = d
+        .headers()
+        .iter()
+        .filter(|(k, _)| k == "dlq.reason")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(reasons, ["failed"]);
+    q.requeue_dead_letter(d.id()).unwrap();
+    let back = q.dequeue().unwrap().unwrap();
+    let keys: Vec<&str> = back.headers().iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["dlq.custom"]);
+    assert_eq!(back.header("dlq.custom"), Some("mine"));
+}
