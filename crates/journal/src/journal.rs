@@ -733,6 +733,58 @@ fn read_salt(path: &Path) -> Option<u32> {
     SegmentHead::open(path, false).ok()?.salt()
 }
 
+/// Creates the segment file `prepared-{n}.seg.tmp` in `dir` at its full size (through
+/// the storage seam: a full disk is [`Error::NoSpace`] here) and maps it; with
+/// `populate_window`, pre-faults that much of it.
+fn create_prepared(
+    dir: &Path,
+    opts: &JournalOptions,
+    n: u64,
+    populate_window: Option<u32>,
+) -> Result<Prepared, Error> {
+    let path = dir.join(format!("{TMP_PREFIX}{n}{TMP_SUFFIX}"));
+    let size = opts.segment_size;
+    let file = opts
+        .storage
+        .create_segment(&path, size)
+        .map_err(|e| Error::io("create segment", &path, e))?;
+    let len = usize::try_from(size)
+        .map_err(|_| Error::InvalidOptions("segment_size too large".into()))?;
+    let mut populated_to = 0;
+    let map = match Map::writable(&file, len, false) {
+        Ok(m) => {
+            let ahead =
+                populate_window.map_or(0, |w| w.min(u32::try_from(m.len()).unwrap_or(u32::MAX)));
+            // Before any page is cached, so before the header is written (best
+            // effort). Huge pages for what is pre-faulted here, and at least the
+            // first block (which holds the header: a page cached in it before the
+            // advice would keep the whole block in single pages).
+            let _ = if single_pages(opts) {
+                m.advise_appends(0)
+            } else if populate_window.is_some_and(|w| huge_ahead(opts, w)) {
+                m.advise_huge_range(0, ahead as usize)
+            } else {
+                m.advise_huge_range(0, 1)
+            };
+            // Best effort: without it appenders just take page faults.
+            if populate_window.is_some() && m.populate_write_range(0, ahead as usize).is_ok() {
+                populated_to = ahead;
+            }
+            m
+        }
+        Err(e) => {
+            let _ = fs::remove_file(&path);
+            return Err(Error::io("map segment", &path, e));
+        }
+    };
+    Ok(Prepared {
+        path,
+        file,
+        map,
+        populated_to,
+    })
+}
+
 impl Journal {
     /// Opens (creating if needed) the journal in `dir` as its single writer: takes the
     /// lock file and recovers the tail. The background threads (preparer, flusher,
@@ -740,10 +792,17 @@ impl Journal {
     /// [`Journal::start_background`] (the checkpoint writer at once if recovery left a
     /// checkpoint to write).
     ///
+    /// When appends cannot go on in the last segment (it is full or sealed) and the
+    /// disk has no room for a new one, the open still succeeds: the last segment stays
+    /// the active one, sealed, every record reads as usual, and the first append makes
+    /// the new segment, failing with [`Error::NoSpace`] while there is still no room
+    /// (as when a roll fails later on).
+    ///
     /// # Errors
     /// [`Error::Locked`] if another writer has it, [`Error::Corrupt`] for damage that
     /// recovery may not repair in the chosen mode, [`Error::InvalidOptions`],
-    /// [`Error::NoSpace`] / [`Error::Io`].
+    /// [`Error::NoSpace`] if the directory holds no segment and the first cannot be
+    /// allocated, [`Error::Io`].
     pub fn open(dir: &Path, opts: JournalOptions) -> Result<Journal, Error> {
         opts.validate()?;
         // One `stat` when the directory exists (the usual case).
@@ -993,6 +1052,53 @@ impl Journal {
             }
             _ => need_new = Some(opts.min_next_id.max(1).max(lost_to)),
         }
+        // The new segment the tail needs is created before the segments are shared, so
+        // that a disk with no room for it leaves the last segment to become the active
+        // one instead of failing the open (the backlog must stay readable, and drainable
+        // to free space). It stays sealed, as after a roll that failed with `NoSpace`:
+        // the first append finds it sealed and makes the new segment itself, getting
+        // `NoSpace` while there is still no room.
+        let mut new_seg = None;
+        if let Some(base) = need_new {
+            match create_prepared(dir, &opts, 0, None) {
+                Ok(p) => new_seg = Some((p, base)),
+                Err(Error::NoSpace { path }) => {
+                    let (Some(last), Some(scan)) = (segs.last_mut(), last_scan) else {
+                        return Err(Error::NoSpace { path }); // nothing to open
+                    };
+                    // The roll makes the next segment at `base + count`. Where IDs
+                    // continue above this segment's records (`min_next`, after the
+                    // tagged end marker written above), the skipped IDs count as this
+                    // segment's, so that the roll starts at `base` all the same.
+                    let Some(count) = base
+                        .checked_sub(last.base_id)
+                        .and_then(|c| u32::try_from(c).ok())
+                        .filter(|&c| c <= proto::MAX_COUNT)
+                    else {
+                        return Err(Error::NoSpace { path });
+                    };
+                    last.word.store(
+                        proto::pack(count, scan.end_off) | proto::SEALED,
+                        proto_ordering(),
+                    );
+                    last.live = true;
+                    last.opened_end = scan.end_off;
+                    // No append goes here: nothing for the preparer to pre-fault.
+                    last.populated_to.store(last.capacity, Ordering::Relaxed);
+                    // Flushing goes on from the recovered end (through the end marker,
+                    // if any, as for a segment sealed in this session).
+                    progress = FlushProgress {
+                        seg_base: last.base_id,
+                        scan_off: scan.end_off,
+                        flushed_off: scan.end_off,
+                        next_id: scan.next_id,
+                        tail: scan.tail,
+                    };
+                    durable = base;
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let min_gap = if opts.durability == Durability::Buffered {
             opts.flush_interval.max(checkpoint::MIN_CHECKPOINT_GAP)
         } else {
@@ -1023,8 +1129,7 @@ impl Journal {
         // first append of this session: the first reservation unmarks it.
         *lock_ignore_poison(&inner.clean_on_disk) = cp.filter(|c| c.clean);
         let _ = inner.ckpt.set(ckpt.clone());
-        if let Some(base) = need_new {
-            let p = inner.prepare(false)?;
+        if let Some((p, base)) = new_seg {
             let _g = lock_ignore_poison(&inner.roll_lock);
             let seg = inner.install(p, base)?;
             inner.sync_dir_for(&seg)?;
@@ -1681,7 +1786,8 @@ impl Inner {
             poison: OnceLock::new(),
             stop: Mutex::new(false),
             stop_cv: Condvar::new(),
-            tmp_counter: AtomicU64::new(0),
+            // 0 is the name of the segment `open` creates.
+            tmp_counter: AtomicU64::new(1),
             populate_window: std::sync::atomic::AtomicU32::new(POPULATE_AHEAD),
             populate_last_ns: AtomicU64::new(0),
             gc_stats: GroupStats::new(),
@@ -1950,51 +2056,9 @@ impl Inner {
             return Ok(p);
         }
         let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
-        let path = self.dir.join(format!("{TMP_PREFIX}{n}{TMP_SUFFIX}"));
-        let size = self.opts.segment_size;
-        let file = self
-            .opts
-            .storage
-            .create_segment(&path, size)
-            .map_err(|e| Error::io("create segment", &path, e))?;
-        let len = usize::try_from(size)
-            .map_err(|_| Error::InvalidOptions("segment_size too large".into()))?;
-        let mut populated_to = 0;
-        let map = match Map::writable(&file, len, false) {
-            Ok(m) => {
-                let populate = populate && self.opts.prefault;
-                let window = self.populate_window.load(Ordering::Relaxed);
-                let ahead = window.min(m.len() as u32);
-                // Before any page is cached, so before the header is written (best
-                // effort). Huge pages for what is pre-faulted here, and at least the
-                // first block (which holds the header: a page cached in it before the
-                // advice would keep the whole block in single pages).
-                let _ = if single_pages(&self.opts) {
-                    m.advise_appends(0)
-                } else if populate && huge_ahead(&self.opts, window) {
-                    m.advise_huge_range(0, ahead as usize)
-                } else {
-                    m.advise_huge_range(0, 1)
-                };
-                if populate {
-                    // Best effort: without it appenders just take page faults.
-                    if m.populate_write_range(0, ahead as usize).is_ok() {
-                        populated_to = ahead;
-                    }
-                }
-                m
-            }
-            Err(e) => {
-                let _ = fs::remove_file(&path);
-                return Err(Error::io("map segment", &path, e));
-            }
-        };
-        Ok(Prepared {
-            path,
-            file,
-            map,
-            populated_to,
-        })
+        let window =
+            (populate && self.opts.prefault).then(|| self.populate_window.load(Ordering::Relaxed));
+        create_prepared(&self.dir, &self.opts, n, window)
     }
 
     /// Takes a recycled segment file nobody references any more and zeroes it.

@@ -48,7 +48,9 @@ pub const END_GAP: u32 = 0x0450_4147; // "GAP\x04" little endian
 
 /// The sealed bit of the reservation word.
 pub const SEALED: u64 = 1 << 63;
-const COUNT_MASK: u64 = 0x7FFF_FFFF;
+/// The largest record count a reservation word holds (bits 32..=62).
+pub const MAX_COUNT: u32 = 0x7FFF_FFFF;
+const COUNT_MASK: u64 = MAX_COUNT as u64;
 
 /// Packs `(count, offset)` into an unsealed reservation word.
 #[inline]

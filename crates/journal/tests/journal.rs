@@ -664,6 +664,251 @@ fn enospc_at_segment_creation_is_typed_and_harmless() {
     assert_eq!(read_all(&j, 1).len() as u64, ok + 1);
 }
 
+// ---------- open with no room for a new segment ----------
+
+/// The payload of the `i`-th record (`i` from 1) of `len` bytes: its number, then a
+/// byte pattern.
+fn numbered(i: u64, len: usize) -> Vec<u8> {
+    let mut p = vec![(i % 251) as u8; len];
+    p[..8].copy_from_slice(&i.to_le_bytes());
+    p
+}
+
+/// Appends numbered records of `len` bytes to `j` until an append fails; asserts it
+/// failed with `NoSpace` and returns how many were appended.
+fn append_until_no_space(j: &Journal, len: usize) -> u64 {
+    let mut n = 0u64;
+    loop {
+        match j.append(&RecordIn::new(&numbered(n + 1, len))) {
+            Ok(id) => {
+                n += 1;
+                assert_eq!(id, n);
+            }
+            Err(Error::NoSpace { .. }) => return n,
+            Err(e) => panic!("expected NoSpace, got {e:?}"),
+        }
+        assert!(n < 10_000);
+    }
+}
+
+/// Asserts that `j` holds exactly the numbered records `1..=n` of `len` bytes.
+fn assert_numbered(j: &Journal, n: u64, len: usize) {
+    let all = read_all(j, 1);
+    assert_eq!(all.len() as u64, n);
+    for (i, (id, p)) in (1..).zip(&all) {
+        assert_eq!(*id, i);
+        assert_eq!(*p, numbered(i, len), "record {i}");
+    }
+}
+
+fn temporary_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect()
+}
+
+/// A queue filled until a roll failed with `NoSpace` (its last segment sealed, with
+/// its end marker) opens again while segments still cannot be created: the full last
+/// segment stays the active one, every record reads back (writer and read-only
+/// journal), an append gets `NoSpace`, and once segments can be created again the
+/// append makes the next segment and a cursor that had read everything goes on into it.
+#[test]
+fn an_open_with_no_room_for_a_new_segment_keeps_the_full_last_one_active() {
+    let d = tempfile::tempdir().unwrap();
+    let st = Arc::new(Faulty::default());
+    let o = opts().storage(st.clone());
+    let j = Journal::open(d.path(), o.clone()).unwrap();
+    st.no_space.store(true, Ordering::SeqCst);
+    let len = 4000;
+    let n = append_until_no_space(&j, len);
+    assert!(n > 10);
+    let segments = j.segments().len();
+    j.close().unwrap();
+
+    let j = Journal::open(d.path(), o.clone()).unwrap();
+    assert_eq!(j.segments().len(), segments);
+    assert_eq!(j.next_id(), n + 1);
+    assert_eq!(j.durable_id(), n + 1);
+    assert_numbered(&j, n, len);
+    let ro = Journal::open_read_only(d.path(), opts()).unwrap();
+    assert_numbered(&ro, n, len);
+    let mut c = j.cursor(1).unwrap();
+    for i in 1..=n {
+        assert_eq!(c.next(&j, |v| v.id()).unwrap(), Some(i));
+    }
+    assert_eq!(c.next(&j, |v| v.id()).unwrap(), None);
+    assert!(temporary_files(d.path()).is_empty());
+    assert!(matches!(
+        j.append(&RecordIn::new(&numbered(n + 1, len))),
+        Err(Error::NoSpace { .. })
+    ));
+    assert!(matches!(
+        j.append_payloads(&[numbered(n + 1, len)]),
+        Err(Error::NoSpace { .. })
+    ));
+    assert_numbered(&j, n, len);
+    j.sync().unwrap();
+
+    st.no_space.store(false, Ordering::SeqCst);
+    assert_eq!(
+        j.append(&RecordIn::new(&numbered(n + 1, len))).unwrap(),
+        n + 1
+    );
+    assert_eq!(j.segments().len(), segments + 1);
+    assert_eq!(j.segments()[segments].base_id, n + 1);
+    assert_eq!(c.next(&j, |v| v.id()).unwrap(), Some(n + 1));
+    assert_numbered(&j, n + 1, len);
+    assert_numbered(&ro, n + 1, len);
+    drop(ro);
+    j.close().unwrap();
+    let j = Journal::open(d.path(), opts()).unwrap();
+    assert_numbered(&j, n + 1, len);
+}
+
+/// As above with a last segment filled to its last byte (no room for an end marker)
+/// and crashes instead of closes: a kill after the failed roll, and a kill of the
+/// session that opened without room (having only read), both open again while
+/// segments still cannot be created.
+#[test]
+fn an_open_with_no_room_for_a_new_segment_after_a_crash_with_the_last_segment_full() {
+    let d = tempfile::tempdir().unwrap();
+    let st = Arc::new(Faulty::default());
+    let o = opts().storage(st.clone());
+    let j = Journal::open(d.path(), o.clone()).unwrap();
+    st.no_space.store(true, Ordering::SeqCst);
+    // Eight records of 8,184 bytes fill the segment's 65,472 bytes after its header.
+    let len = 8184 - RECORD_HEADER_LEN as usize;
+    let n = append_until_no_space(&j, len);
+    assert_eq!(n % 8, 0);
+    j.abandon();
+    drop(j);
+
+    let j = Journal::open(d.path(), o.clone()).unwrap();
+    assert_eq!(j.next_id(), n + 1);
+    assert_numbered(&j, n, len);
+    assert!(matches!(
+        j.append(&RecordIn::new(&numbered(n + 1, len))),
+        Err(Error::NoSpace { .. })
+    ));
+    j.abandon();
+    drop(j);
+
+    let j = Journal::open(d.path(), o.clone()).unwrap();
+    assert_numbered(&j, n, len);
+    st.no_space.store(false, Ordering::SeqCst);
+    assert_eq!(
+        j.append(&RecordIn::new(&numbered(n + 1, len))).unwrap(),
+        n + 1
+    );
+    j.abandon();
+    drop(j);
+    let j = Journal::open(d.path(), opts()).unwrap();
+    assert_numbered(&j, n + 1, len);
+}
+
+/// An open that must continue the IDs above the records (`min_next_id`, the owner's
+/// consumed watermark) seals the last segment with a gap; without room for the next
+/// segment the IDs still continue from there once it can be made, and readers accept
+/// the gap.
+#[test]
+fn an_open_with_no_room_for_a_new_segment_continues_ids_from_min_next_id() {
+    let d = tempfile::tempdir().unwrap();
+    let st = Arc::new(Faulty::default());
+    let o = opts().storage(st.clone());
+    let j = Journal::open(d.path(), o.clone()).unwrap();
+    st.no_space.store(true, Ordering::SeqCst);
+    let len = 4000;
+    let n = append_until_no_space(&j, len);
+    j.close().unwrap();
+
+    let next = n + 10;
+    let j = Journal::open(d.path(), o.clone().min_next_id(next)).unwrap();
+    assert_eq!(j.next_id(), next);
+    assert_numbered(&j, n, len);
+    assert!(matches!(
+        j.append(&RecordIn::new(b"x")),
+        Err(Error::NoSpace { .. })
+    ));
+    st.no_space.store(false, Ordering::SeqCst);
+    assert_eq!(j.append(&RecordIn::new(b"x")).unwrap(), next);
+    let all = read_all(&j, 1);
+    assert_eq!(all.len() as u64, n + 1);
+    assert_eq!(all[n as usize], (next, b"x".to_vec()));
+    j.close().unwrap();
+    let j = Journal::open(d.path(), opts()).unwrap();
+    assert_eq!(read_all(&j, 1).len() as u64, n + 1);
+    assert_eq!(j.next_id(), next + 1);
+}
+
+/// A disk with room for `files` segment files (temporary ones included).
+#[derive(Debug)]
+struct SmallDisk {
+    files: usize,
+    /// Serializes creations (the preparer's and a roll's), so that they count each
+    /// other's files.
+    creating: Mutex<()>,
+}
+
+impl Storage for SmallDisk {
+    fn create_segment(&self, path: &Path, size: u64) -> io::Result<File> {
+        let _one = self.creating.lock().unwrap();
+        let used = std::fs::read_dir(path.parent().unwrap())?
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                let name = name.to_string_lossy();
+                name.ends_with(".seg") || name.ends_with(".seg.tmp")
+            })
+            .count();
+        if used >= self.files {
+            return Err(io::Error::from_raw_os_error(libc_enospc()));
+        }
+        FileStorage.create_segment(path, size)
+    }
+    fn flush(&self, req: &FlushRequest<'_>) -> io::Result<()> {
+        FileStorage.flush(req)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        FileStorage.sync_dir(dir)
+    }
+}
+
+/// The whole story on a disk with room for three segments: filled until `NoSpace`,
+/// closed, opened again (the backlog is there), drained, consumed segments removed:
+/// the next append makes its segment in the room they left.
+#[test]
+fn a_full_disk_opens_drains_and_takes_appends_again_once_consumed_segments_are_removed() {
+    let d = tempfile::tempdir().unwrap();
+    let o = opts().storage(Arc::new(SmallDisk {
+        files: 3,
+        creating: Mutex::new(()),
+    }));
+    let j = Journal::open(d.path(), o.clone()).unwrap();
+    let len = 4000;
+    let n = append_until_no_space(&j, len);
+    j.close().unwrap();
+    assert_eq!(segment_files(d.path()).unwrap().len(), 3);
+
+    let j = Journal::open(d.path(), o).unwrap();
+    assert_numbered(&j, n, len);
+    assert!(matches!(
+        j.append(&RecordIn::new(&numbered(n + 1, len))),
+        Err(Error::NoSpace { .. })
+    ));
+    // Everything consumed: all segments but the active (last) one go.
+    assert_eq!(j.remove_segments_below(n + 1).unwrap(), 2);
+    assert_eq!(
+        j.append(&RecordIn::new(&numbered(n + 1, len))).unwrap(),
+        n + 1
+    );
+    assert_eq!(j.segments().len(), 2);
+    let first = j.first_id();
+    let got = read_all(&j, first);
+    assert_eq!(got.last().unwrap(), &(n + 1, numbered(n + 1, len)));
+    assert_eq!(got.len() as u64, n + 2 - first);
+}
+
 /// 200 records of 1,000 bytes (over several segments), closed; then records 3 and 15
 /// of the first segment (which an open does not scan) damaged: a payload byte of 3, and
 /// the ID field of 15 made 2 (out of order). Returns the journal reopened.
