@@ -33,8 +33,10 @@ const GRACE_WAIT: Duration = Duration::from_secs(1);
 
 impl Queue {
     /// Removes the segments whose messages are all consumed, as the
-    /// [`Retention`](crate::Retention) policy allows (all of them without one). Never
-    /// removes a segment holding a pending, leased or dead-letter-bound message.
+    /// [`Retention`](crate::Retention) policy allows (all of them without one, except
+    /// those whose newest record is within the longest dedup window used, from which
+    /// the dedup table is rebuilt at open). Never removes a segment holding a pending,
+    /// leased or dead-letter-bound message.
     ///
     /// # Errors
     ///

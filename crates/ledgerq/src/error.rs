@@ -153,7 +153,8 @@ impl fmt::Display for Error {
             Error::Locked { dir } => write!(
                 f,
                 "queue directory {} is in use by another open queue (its LOCK file is held); \
-                 close that queue or open read-only",
+                 close that queue, or read it without taking the lock (`Inspector`, or the \
+                 read-only commands of the `ledgerq` tool)",
                 dir.display()
             ),
             Error::NotADirectory { path } => write!(

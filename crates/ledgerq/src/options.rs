@@ -63,7 +63,9 @@ pub struct Options {
 /// How long consumed segments are kept for replay ([`Queue::seek_to_id`](crate::Queue::seek_to_id)).
 ///
 /// Without a retention policy a segment is removed as soon as all its messages are
-/// consumed. With one, consumed segments are kept until one of the limits is exceeded
+/// consumed (and, once dedup keys have been used, its newest record is older than the
+/// longest dedup window used: the dedup table is rebuilt from those records at open).
+/// With one, consumed segments are kept until one of the limits is exceeded
 /// (oldest first), always keeping `min_segments`. A segment that holds a pending, leased
 /// or not yet dead-lettered message is never removed by retention.
 ///
@@ -208,7 +210,8 @@ impl Options {
     }
 
     /// The largest payload (with headers) accepted. Default 10 MiB, or what fits in a
-    /// segment if that is less; a value set here must fit in a segment.
+    /// segment if that is less; a value set here must fit in a segment. Lowering it
+    /// does not affect messages already stored: they are still delivered.
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = Some(bytes);
         self
@@ -388,8 +391,10 @@ impl Options {
         }
         if u64::try_from(max).map_or(true, |m| m > self.segment_room()) {
             return bad(format!(
-                "max_message_size {max} does not fit in a segment of {} bytes",
-                self.segment_size
+                "max_message_size {max} does not fit in a segment of {} bytes (at most {} \
+                 with this segment_size)",
+                self.segment_size,
+                self.segment_room()
             ));
         }
         if self.max_deliveries > 250 {

@@ -1826,13 +1826,27 @@ impl Inner {
             v.payload().to_vec()
         } else {
             let pos = v.position();
-            crate::compress::decompress(tag, v.payload(), self.opts.get_max_message_size())
-                .map_err(|e| Error::Corrupt {
-                    path: self.dir.join(format!("{:020}.seg", pos.segment())),
-                    offset: u64::from(pos.offset()),
-                    reason: format!("message {}: {e}", pos.id()),
-                })?
-                .into_owned()
+            let max = self.opts.get_max_message_size();
+            match crate::compress::decompress(tag, v.payload(), max) {
+                // Written under a larger `max_message_size` (lowered since): still a
+                // message. No writer could store one that decodes beyond its segment.
+                Err(crate::compress::DecodeError::TooLarge { .. }) => {
+                    let segment = self
+                        .journal
+                        .segments()
+                        .into_iter()
+                        .find(|s| s.base_id == pos.segment())
+                        .map_or(0, |s| usize::try_from(s.size).unwrap_or(usize::MAX));
+                    crate::compress::decompress(tag, v.payload(), segment.max(max))
+                }
+                r => r,
+            }
+            .map_err(|e| Error::Corrupt {
+                path: self.dir.join(format!("{:020}.seg", pos.segment())),
+                offset: u64::from(pos.offset()),
+                reason: format!("message {}: {e}", pos.id()),
+            })?
+            .into_owned()
         };
         Ok(Some(Message {
             id: v.id(),

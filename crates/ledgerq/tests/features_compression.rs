@@ -252,39 +252,33 @@ fn every_enqueue_variant_compresses() {
     }
 }
 
-/// A record that decompresses to more than `max_message_size` (here: written by an
-/// opening with a larger limit) is refused with a typed error, not allocated.
-/// Enqueues `payloads` (LZ4, a 1 MiB limit) into a new queue and closes it.
-fn written_with_a_larger_limit(payloads: &[&[u8]]) -> tempfile::TempDir {
+/// A queue directory holding `payloads` as messages, the one at `bad` stored as an LZ4
+/// record that declares more uncompressed bytes than any segment holds: no writer of
+/// this queue makes one (it is damage that kept a valid checksum, as a faulty writer
+/// could leave), so it must be refused with a typed error, not allocated.
+fn written_with_an_undecodable_record(payloads: &[&[u8]], bad: usize) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let q = Queue::open_with(
-        dir.path(),
-        Options::new()
-            .max_message_size(1 << 20)
-            .compression(Compression::Lz4),
-    )
-    .unwrap();
-    for p in payloads {
-        q.enqueue(p).unwrap();
+    Queue::open(dir.path()).unwrap().close().unwrap();
+    let j = ledgerq_journal::Journal::open(dir.path(), Default::default()).unwrap();
+    let mut lie = u32::MAX.to_le_bytes().to_vec();
+    lie.extend_from_slice(b"not lz4 at all");
+    for (i, p) in payloads.iter().enumerate() {
+        let mut r = ledgerq_journal::RecordIn::new(if i == bad { &lie } else { p });
+        if i == bad {
+            r.compression = 1; // LZ4
+        }
+        j.append(&r).unwrap();
     }
-    q.close().unwrap();
+    j.close().unwrap();
     dir
 }
 
 #[test]
-fn decompressing_beyond_max_message_size_is_a_typed_error() {
-    let body = vec![0u8; 512 << 10];
-    let dir = written_with_a_larger_limit(&[&body]);
-    let q = Queue::open_with(dir.path(), Options::new().max_message_size(64 << 10)).unwrap();
+fn a_record_that_decodes_beyond_any_segment_is_a_typed_error() {
+    let dir = written_with_an_undecodable_record(&[b"x"], 0);
+    let q = Queue::open(dir.path()).unwrap();
     let err = q.dequeue().unwrap_err();
-    assert!(
-        matches!(err, Error::Corrupt { .. } | Error::MessageTooLarge { .. }),
-        "{err:?}"
-    );
-    drop(q);
-    // With the larger limit again it reads fine: nothing was damaged.
-    let q = Queue::open_with(dir.path(), Options::new().max_message_size(1 << 20)).unwrap();
-    assert_eq!(q.dequeue().unwrap().unwrap().payload(), &body[..]);
+    assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
 }
 
 /// A batch dequeue that meets a record it cannot decode returns the messages before
@@ -292,19 +286,15 @@ fn decompressing_beyond_max_message_size_is_a_typed_error() {
 /// the damaged record is lost, and the error is never dropped.
 #[test]
 fn batch_dequeue_reports_an_undecodable_record_and_loses_nothing() {
-    let big = vec![0u8; 512 << 10];
-    let dir = written_with_a_larger_limit(&[b"before", &big, b"after 1", b"after 2"]);
-    let q = Queue::open_with(dir.path(), Options::new().max_message_size(64 << 10)).unwrap();
+    let dir = written_with_an_undecodable_record(&[b"before", b"", b"after 1", b"after 2"], 1);
+    let q = Queue::open(dir.path()).unwrap();
     let mut got = Vec::new();
     let mut errors = 0;
     for _ in 0..6 {
         match q.dequeue_batch(10) {
             Ok(batch) => got.extend(batch.into_iter().map(|m| m.payload().to_vec())),
             Err(e) => {
-                assert!(
-                    matches!(e, Error::Corrupt { .. } | Error::MessageTooLarge { .. }),
-                    "{e:?}"
-                );
+                assert!(matches!(e, Error::Corrupt { .. }), "{e:?}");
                 errors += 1;
             }
         }
@@ -314,4 +304,39 @@ fn batch_dequeue_reports_an_undecodable_record_and_loses_nothing() {
         got,
         vec![b"before".to_vec(), b"after 1".to_vec(), b"after 2".to_vec()]
     );
+}
+
+/// A compressed message written under a larger `max_message_size` is still delivered
+/// after a reopen with a smaller one: it is a valid message, not damage, and is not
+/// consumed without being delivered (the limit guards against records that decode
+/// beyond anything a writer could store).
+#[test]
+fn a_compressed_message_from_a_larger_limit_is_delivered_after_the_limit_is_lowered() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = text(2 << 20);
+    for c in [Compression::Lz4, Compression::Zstd { level: 3 }] {
+        let q = Queue::open_with(
+            dir.path(),
+            Options::new()
+                .compression(c)
+                .max_message_size(4 << 20)
+                .ack_mode(ledgerq::AckMode::Manual),
+        )
+        .unwrap();
+        let id = q.enqueue(&big).unwrap();
+        q.close().unwrap();
+        let q = Queue::open_with(
+            dir.path(),
+            Options::new()
+                .max_message_size(1 << 20)
+                .ack_mode(ledgerq::AckMode::Manual),
+        )
+        .unwrap();
+        let m = q.dequeue().unwrap().expect("the message");
+        assert_eq!((m.id(), m.payload().len()), (id, big.len()), "{c:?}");
+        assert!(m.payload() == &big[..]);
+        q.ack(m.id()).unwrap();
+        assert_eq!(q.stats().pending, 0);
+        q.close().unwrap();
+    }
 }
