@@ -225,7 +225,8 @@ impl fmt::Display for Error {
             ),
             Error::SeekOutOfRange { id, first, next } => write!(
                 f,
-                "cannot seek to message {id}: the queue retains IDs {first}..{next}"
+                "cannot seek to message {id}: a seek may go from {first} (the oldest message \
+                 retained) to {next} (the ID of the next message enqueued)"
             ),
             Error::NotFound { id } => write!(f, "message {id} is not in the queue"),
             Error::NotAQueue { path } => write!(

@@ -102,6 +102,13 @@ pub use queue::{Queue, Stream};
 #[cfg(not(ledgerq_loom))]
 pub use stats::Stats;
 
+/// This library's version (`major.minor.patch`, from its package).
+///
+/// ```
+/// assert_eq!(ledgerq::VERSION.split('.').count(), 3);
+/// ```
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 #[cfg(all(test, not(ledgerq_loom)))]
 mod tests {
     use super::*;

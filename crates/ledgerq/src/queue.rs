@@ -759,6 +759,27 @@ impl Queue {
         synced.and(shut).and(dlq)
     }
 
+    /// Whether [`close`](Queue::close) was called on this queue:
+    /// every later call then returns [`Error::Closed`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> Result<(), ledgerq::Error> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let q = ledgerq::Queue::open(dir.path())?;
+    /// assert!(!q.is_closed());
+    /// q.close()?;
+    /// assert!(q.is_closed());
+    /// assert!(matches!(q.enqueue(b"late"), Err(ledgerq::Error::Closed)));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        // Relaxed: a snapshot; the calls that act on it check again.
+        self.inner.closed.load(Ordering::Relaxed)
+    }
+
     /// Stops this handle as a killed process stops: no last sync of the journal or
     /// the consumer state, no clean checkpoint; the background threads are stopped
     /// and the directory lock released, so that crash tests can reopen the directory
