@@ -39,6 +39,10 @@ struct Cli {
 enum Command {
     /// Show a queue's counters: records, pending, in flight, consumed, expired, dead
     /// letters, segments and disk use (read-only).
+    ///
+    /// "oldest pending" (JSON `oldest_pending`, and its age `oldest_pending_age_secs`)
+    /// is when the oldest message counted in "pending" was enqueued: one waiting for its
+    /// first delivery; messages in flight are not included.
     #[command(after_help = EXIT_CODES)]
     Stats {
         /// The queue directory.

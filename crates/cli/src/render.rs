@@ -220,7 +220,7 @@ pub fn stats_text(dir: &std::path::Path, s: &InspectStats) -> String {
     }
     rows.push((
         "oldest pending",
-        s.oldest_deliverable
+        s.oldest_pending
             .map_or("-".into(), |t| format!("{} ({})", time(t), age(t))),
     ));
     rows.push((
@@ -273,7 +273,10 @@ struct JsonStats {
     has_consumer_state: bool,
     segments: u64,
     disk_bytes: u64,
+    /// When the oldest pending message (waiting for its first delivery; not one in
+    /// flight) was enqueued.
     oldest_pending: Option<String>,
+    /// How long ago, in whole seconds.
     oldest_pending_age_secs: Option<u64>,
     newest: Option<String>,
 }
@@ -305,8 +308,8 @@ pub fn stats_json(dir: &std::path::Path, s: &InspectStats) -> String {
         has_consumer_state: s.has_consumer_state,
         segments: s.segments,
         disk_bytes: s.disk_bytes,
-        oldest_pending: s.oldest_deliverable.map(time),
-        oldest_pending_age_secs: s.oldest_deliverable.map(|t| {
+        oldest_pending: s.oldest_pending.map(time),
+        oldest_pending_age_secs: s.oldest_pending.map(|t| {
             SystemTime::now()
                 .duration_since(t)
                 .unwrap_or(Duration::ZERO)

@@ -1199,3 +1199,48 @@ fn verify_advice_on_a_bad_consumer_state_works() {
         "a\nb\nc\nd\ne\n"
     );
 }
+
+#[test]
+fn stats_oldest_pending_leaves_out_messages_in_flight() {
+    let _serial = serial();
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let q = Queue::open(d).unwrap();
+    q.enqueue("taken").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(10));
+    q.enqueue("waiting").unwrap();
+    q.close().unwrap();
+    drop(q);
+    // Delivered and not acknowledged: in flight, no longer pending.
+    assert_eq!(run_ok("dequeue", d, &["--format", "raw"]), "taken\n");
+    let json = stdout_of(ledgerq().arg("stats").arg(d).arg("--json"));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        (v["pending"].as_u64(), v["in_flight"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let dumped = run_ok("dump", d, &["--from", "2", "--format", "json"]);
+    let waiting: serde_json::Value = serde_json::from_str(dumped.trim()).unwrap();
+    assert_eq!(waiting["payload"], "waiting");
+    assert_eq!(v["oldest_pending"], waiting["time"]);
+    let text = stdout_of(ledgerq().arg("stats").arg(d));
+    let time = waiting["time"].as_str().unwrap();
+    assert!(
+        text.contains(&format!("oldest pending  {time} (")),
+        "{text}"
+    );
+    // Nothing pending, one in flight.
+    assert_eq!(
+        run_ok("dequeue", d, &["--ack", "--format", "raw"]),
+        "taken\n"
+    );
+    assert_eq!(run_ok("dequeue", d, &["--format", "raw"]), "waiting\n");
+    let json = stdout_of(ledgerq().arg("stats").arg(d).arg("--json"));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        (v["pending"].as_u64(), v["in_flight"].as_u64()),
+        (Some(0), Some(1))
+    );
+    assert!(v["oldest_pending"].is_null(), "{json}");
+    assert!(stdout_of(ledgerq().arg("stats").arg(d)).contains("oldest pending  -\n"));
+}

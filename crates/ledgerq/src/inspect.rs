@@ -145,8 +145,11 @@ pub struct InspectStats {
     pub segments: u64,
     /// Bytes of segment files on disk.
     pub disk_bytes: u64,
-    /// When the oldest deliverable record was enqueued.
+    /// When the oldest deliverable record (pending or in flight) was enqueued.
     pub oldest_deliverable: Option<SystemTime>,
+    /// When the oldest pending record (one counted in [`pending`](Self::pending):
+    /// waiting for its first delivery, in flight ones not included) was enqueued.
+    pub oldest_pending: Option<SystemTime>,
     /// When the newest record was enqueued.
     pub newest: Option<SystemTime>,
     /// Deliverable messages in the dead-letter queue (0 if it does not exist).
@@ -434,6 +437,7 @@ impl Inspector {
         let now = now_ns();
         let mut cursor = self.journal.cursor(s.first_id)?;
         let mut oldest: Option<u64> = None;
+        let mut oldest_pending: Option<u64> = None;
         let mut newest: Option<u64> = None;
         while let Some((id, ts, prio, st)) = cursor.next(&self.journal, |v| {
             let st = state.state_of(v.id(), v.priority(), v.expires_at_ns(), now);
@@ -452,10 +456,14 @@ impl Inspector {
                 s.deliverable_by_priority[usize::from(Priority::from_stored(prio).as_u8())] += 1;
                 oldest = Some(oldest.map_or(ts, |o| o.min(ts)));
             }
+            if st == MessageState::Pending {
+                oldest_pending = Some(oldest_pending.map_or(ts, |o| o.min(ts)));
+            }
             s.next_id = id + 1;
         }
         s.next_id = cursor.position_id().max(s.next_id).max(s.first_id);
         s.oldest_deliverable = oldest.map(ns_to_time);
+        s.oldest_pending = oldest_pending.map(ns_to_time);
         s.newest = newest.map(ns_to_time);
         let dlq = self.dir.join(DEAD_LETTER_DIR);
         if is_queue_dir(&dlq).unwrap_or(false) {
@@ -724,6 +732,25 @@ mod tests {
         let s = i.stats().unwrap();
         assert!(s.priorities);
         assert_eq!(s.deliverable_by_priority, [2, 1, 1]);
+    }
+
+    #[test]
+    fn oldest_pending_leaves_out_messages_in_flight() {
+        let t = tempfile::tempdir().unwrap();
+        let q = Queue::open_with(t.path(), Options::new().ack_mode(AckMode::Manual)).unwrap();
+        q.enqueue("first").unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        q.enqueue("second").unwrap();
+        let first = q.dequeue().unwrap().unwrap();
+        q.close().unwrap();
+        drop(q);
+        let i = Inspector::open(t.path()).unwrap();
+        let s = i.stats().unwrap();
+        assert_eq!((s.pending, s.in_flight), (1, 1));
+        let second = i.peek(2).unwrap()[1].timestamp();
+        assert_eq!(s.oldest_deliverable, Some(first.timestamp()));
+        assert_eq!(s.oldest_pending, Some(second));
+        assert!(s.oldest_pending > s.oldest_deliverable);
     }
 
     #[test]
