@@ -4,7 +4,9 @@
 //! never own the queue and never create or write anything; they work while another
 //! process owns the queue, and on a queue a crash left with a torn tail (they show the
 //! records before it; `verify` reports it). Mutating commands (`enqueue`, `dequeue`, `compact`,
-//! `dead-letter requeue`) open the queue and fail if another process owns it.
+//! `dead-letter requeue`) open the queue and fail if another process owns it. They open
+//! it in manual-ack mode if its last open was (`dequeue` always does), so that an
+//! application's acknowledgements stay as they are.
 
 mod render;
 
@@ -15,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use ledgerq::inspect::{Inspector, DEAD_LETTER_DIR, LOCK_FILE};
+use ledgerq::inspect::{recorded_ack_mode, Inspector, DEAD_LETTER_DIR, LOCK_FILE};
 use ledgerq::{AckMode, EnqueueOptions, Error, Options, Priority, Queue};
 
 use render::Format;
@@ -435,6 +437,10 @@ fn inspector(dir: &Path) -> Result<Inspector, Failure> {
 
 /// Opens the queue in `dir` for a mutating command: the directory must exist (it is
 /// never created here), and, unless `new_ok`, already hold a queue.
+///
+/// A queue whose last open was in manual-ack mode is opened in manual-ack mode: it may
+/// hold acknowledgements made out of order, which an auto-ack open refuses (and would
+/// not read).
 fn open_queue(dir: &Path, opts: Options, new_ok: bool) -> Result<Queue, Failure> {
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => {}
@@ -479,6 +485,10 @@ fn open_queue(dir: &Path, opts: Options, new_ok: bool) -> Result<Queue, Failure>
     let opts = match newest_segment_size(dir) {
         Some(size) => opts.segment_size(size),
         None => opts,
+    };
+    let opts = match recorded_ack_mode(dir).map_err(fail(dir))? {
+        Some(AckMode::Manual) => opts.ack_mode(AckMode::Manual),
+        _ => opts,
     };
     Queue::open_with(dir, opts).map_err(fail(dir))
 }

@@ -1200,6 +1200,91 @@ fn verify_advice_on_a_bad_consumer_state_works() {
     );
 }
 
+/// A manual-ack application's queue with acknowledgements out of order: "slow" (1)
+/// delivered and not acknowledged, "poison" (2) moved to the dead-letter queue, "done"
+/// (3) acknowledged. An auto-ack open refuses it. Returns the dead letter's ID.
+fn manual_queue_acked_out_of_order(dir: &Path) -> u64 {
+    let q = Queue::open_with(
+        dir,
+        Options::new().ack_mode(AckMode::Manual).max_deliveries(1),
+    )
+    .unwrap();
+    q.enqueue_batch(["slow", "poison", "done"]).unwrap();
+    assert_eq!(q.dequeue().unwrap().unwrap().payload(), b"slow");
+    let poison = q.dequeue().unwrap().unwrap();
+    q.nack(poison.id(), "cannot parse").unwrap();
+    let done = q.dequeue().unwrap().unwrap();
+    assert_eq!(done.payload(), b"done");
+    q.ack(done.id()).unwrap();
+    q.close().unwrap();
+    drop(q);
+    let e = Queue::open(dir).unwrap_err();
+    assert!(matches!(e, ledgerq::Error::InvalidOptions { .. }), "{e}");
+    let dlq = ledgerq::inspect::Inspector::open(dir.join("dead-letter")).unwrap();
+    let dead = dlq.peek(1).unwrap();
+    assert_eq!(dead[0].payload(), b"poison");
+    dead[0].id()
+}
+
+#[test]
+fn writing_commands_work_on_a_manual_ack_queue_and_keep_its_acknowledgements() {
+    let _serial = serial();
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let dead = manual_queue_acked_out_of_order(d);
+    assert_eq!(run_ok("enqueue", d, &["added"]), "4\n");
+    ledgerq()
+        .arg("compact")
+        .arg(d)
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("removed "));
+    let requeued = stdout_of(
+        ledgerq()
+            .args(["dead-letter", "requeue", &dead.to_string()])
+            .arg(d),
+    );
+    assert_eq!(requeued, "5\n");
+    assert_eq!(
+        ledgerq::inspect::recorded_ack_mode(d).unwrap(),
+        Some(AckMode::Manual)
+    );
+    // The application reopens as before: exactly the unacknowledged messages, the one
+    // it had taken with its delivery count one higher, then the new ones; "done" stays
+    // acknowledged.
+    let q = Queue::open_with(d, Options::new().ack_mode(AckMode::Manual)).unwrap();
+    let mut got = Vec::new();
+    while let Some(m) = q.dequeue().unwrap() {
+        got.push((
+            m.id(),
+            String::from_utf8(m.payload().to_vec()).unwrap(),
+            m.delivery_count(),
+        ));
+        q.ack(m.id()).unwrap();
+    }
+    q.close().unwrap();
+    assert_eq!(
+        got,
+        [
+            (1, "slow".to_string(), 2),
+            (4, "added".to_string(), 1),
+            (5, "poison".to_string(), 1)
+        ]
+    );
+}
+
+#[test]
+fn writing_commands_keep_an_auto_ack_queue_in_auto_ack_mode() {
+    let _serial = serial();
+    let t = queue_abcde();
+    run_ok("enqueue", t.path(), &["f"]);
+    run_ok("compact", t.path(), &[]);
+    assert_eq!(
+        ledgerq::inspect::recorded_ack_mode(t.path()).unwrap(),
+        Some(AckMode::Auto)
+    );
+}
+
 #[test]
 fn stats_oldest_pending_leaves_out_messages_in_flight() {
     let _serial = serial();

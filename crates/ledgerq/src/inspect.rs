@@ -51,8 +51,9 @@ pub use ledgerq_recovery::{
 use crate::enqueue::Priority;
 use crate::error::{io_err, Error, Result};
 use crate::message::Message;
+use crate::options::AckMode;
 use crate::queue::now_ns;
-use crate::state::{FILE_NAME as STATE_FILE, FLAG_PRIORITIES};
+use crate::state::{FILE_NAME as STATE_FILE, FLAG_MANUAL, FLAG_MODE_KNOWN, FLAG_PRIORITIES};
 
 /// The name of a queue's lock file, held by the process that owns the queue.
 pub const LOCK_FILE: &str = ledgerq_journal::LOCK_FILE;
@@ -353,6 +354,16 @@ impl Inspector {
         verify(&self.dir)
     }
 
+    /// The acknowledgement mode the queue was last opened in, as its consumer state
+    /// file records it (see [`recorded_ack_mode`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`recorded_ack_mode`].
+    pub fn ack_mode(&self) -> Result<Option<AckMode>> {
+        recorded_ack_mode(&self.dir)
+    }
+
     /// Every retained record from ID `from` on, in ID order, whatever its state.
     ///
     /// The iterator returns `None` when it reaches the end of what is committed; called
@@ -568,6 +579,73 @@ fn ns_to_time(ns: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(ns)
 }
 
+/// The acknowledgement mode the queue in `dir` was last opened in, as its consumer
+/// state file records it; `None` if nothing is recorded (no consumer state file, one
+/// not yet initialised, or one written before the mode was recorded).
+///
+/// A program that opens a queue it does not own the configuration of (a tool that
+/// enqueues or compacts) can open it in this mode: a queue last opened with
+/// [`AckMode::Manual`] may hold acknowledgements made out of order, and then refuses
+/// an [`AckMode::Auto`] open (see [`Options::ack_mode`](crate::Options::ack_mode)).
+///
+/// Reads the first bytes of the state file only: no segment is opened, nothing is
+/// created or written, and it works while another process owns the queue (the mode
+/// that process opened it in). A missing `dir` is not an error (`None`).
+///
+/// # Errors
+///
+/// [`Error::Corrupt`] if the state file is not a LedgerQ consumer state file;
+/// [`Error::Io`] if it cannot be read.
+///
+/// # Examples
+///
+/// ```
+/// # fn main() -> Result<(), ledgerq::Error> {
+/// use ledgerq::inspect::recorded_ack_mode;
+/// use ledgerq::{AckMode, Options, Queue};
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// assert_eq!(recorded_ack_mode(dir.path())?, None);
+/// Queue::open_with(dir.path(), Options::new().ack_mode(AckMode::Manual))?.close()?;
+/// assert_eq!(recorded_ack_mode(dir.path())?, Some(AckMode::Manual));
+/// # Ok(())
+/// # }
+/// ```
+pub fn recorded_ack_mode(dir: impl AsRef<Path>) -> Result<Option<AckMode>> {
+    use std::io::Read;
+    let path = dir.as_ref().join(STATE_FILE);
+    let f = match fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("open consumer state file", path, e)),
+    };
+    let mut head = Vec::with_capacity(32);
+    f.take(32)
+        .read_to_end(&mut head)
+        .map_err(|e| io_err("read consumer state file", &path, e))?;
+    if head.is_empty() {
+        // Created by an open that stopped before writing it: nothing recorded.
+        return Ok(None);
+    }
+    if head.len() < 32 || head[..8] != STATE_MAGIC {
+        return Err(Error::Corrupt {
+            path,
+            offset: 0,
+            reason: "not a LedgerQ consumer state file (bad magic or too short)".into(),
+        });
+    }
+    let flags = u64::from_le_bytes(head[24..32].try_into().expect("8 bytes"));
+    if flags & FLAG_MODE_KNOWN == 0 {
+        // Written before the mode was recorded.
+        return Ok(None);
+    }
+    Ok(Some(if flags & FLAG_MANUAL != 0 {
+        AckMode::Manual
+    } else {
+        AckMode::Auto
+    }))
+}
+
 /// Whether `dir` holds a segment file or a consumer state file.
 fn is_queue_dir(dir: &Path) -> Result<bool> {
     if dir.join(STATE_FILE).is_file() {
@@ -732,6 +810,38 @@ mod tests {
         let s = i.stats().unwrap();
         assert!(s.priorities);
         assert_eq!(s.deliverable_by_priority, [2, 1, 1]);
+    }
+
+    #[test]
+    fn recorded_ack_mode_is_the_last_opens() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        assert_eq!(recorded_ack_mode(d.join("missing")).unwrap(), None);
+        assert_eq!(recorded_ack_mode(d).unwrap(), None);
+        let manual = || Options::new().ack_mode(AckMode::Manual);
+        let q = Queue::open_with(d, manual()).unwrap();
+        q.enqueue_batch(["a", "b"]).unwrap();
+        // Read while the owner runs, and after it closed; nothing is written.
+        assert_eq!(recorded_ack_mode(d).unwrap(), Some(AckMode::Manual));
+        q.close().unwrap();
+        drop(q);
+        let before = snapshot(d);
+        let i = Inspector::open(d).unwrap();
+        assert_eq!(i.ack_mode().unwrap(), Some(AckMode::Manual));
+        assert!(snapshot(d) == before, "reading the mode writes nothing");
+        Queue::open(d).unwrap().close().unwrap();
+        assert_eq!(i.ack_mode().unwrap(), Some(AckMode::Auto));
+        // A state file from before the mode was recorded.
+        let path = d.join(STATE_FILE);
+        let mut b = fs::read(&path).unwrap();
+        b[24..32].copy_from_slice(&0u64.to_le_bytes());
+        fs::write(&path, &b).unwrap();
+        assert_eq!(i.ack_mode().unwrap(), None);
+        // One an open created and never initialised, and one that is not a state file.
+        fs::write(&path, b"").unwrap();
+        assert_eq!(i.ack_mode().unwrap(), None);
+        fs::write(&path, b"not a state file at all, not at all").unwrap();
+        assert!(matches!(i.ack_mode(), Err(Error::Corrupt { .. })));
     }
 
     #[test]

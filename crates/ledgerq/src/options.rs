@@ -183,7 +183,8 @@ impl Options {
     /// in a priority queue while a level is consumed more than 131,072 IDs ahead of a
     /// lower one. That open fails with
     /// [`Error::InvalidOptions`](crate::Error::InvalidOptions), saying what to settle
-    /// first, and changes nothing.
+    /// first, and changes nothing. The queue records the mode of its last open;
+    /// [`inspect::recorded_ack_mode`](crate::inspect::recorded_ack_mode) reads it.
     pub fn ack_mode(mut self, m: AckMode) -> Self {
         self.ack_mode = m;
         self
