@@ -6,7 +6,8 @@
 //! records before it; `verify` reports it). Mutating commands (`enqueue`, `dequeue`, `compact`,
 //! `dead-letter requeue`) open the queue and fail if another process owns it. They open
 //! it in manual-ack mode if its last open was (`dequeue` always does), so that an
-//! application's acknowledgements stay as they are.
+//! application's acknowledgements stay as they are, and they never remove segments on
+//! their own: only `compact` does, when asked.
 
 mod render;
 
@@ -170,7 +171,13 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-    /// Remove the segment files whose messages are all consumed.
+    /// Remove every segment file whose messages are all consumed, except the last one.
+    ///
+    /// No retention policy applies: an application's Retention (max age, bytes or
+    /// segments kept for replay) is an option of the program that opens the queue, not
+    /// recorded in it, so the consumed segments it keeps for replay are removed too.
+    /// Only consumed segments whose newest message is within the longest dedup window
+    /// used are kept. The other commands never remove segments.
     #[command(after_help = EXIT_CODES)]
     Compact {
         /// The queue directory.
@@ -440,7 +447,9 @@ fn inspector(dir: &Path) -> Result<Inspector, Failure> {
 ///
 /// A queue whose last open was in manual-ack mode is opened in manual-ack mode: it may
 /// hold acknowledgements made out of order, which an auto-ack open refuses (and would
-/// not read).
+/// not read). Automatic compaction is off: an application's retention policy is not
+/// recorded in the queue, so compaction here would remove the consumed segments it
+/// keeps for replay (`compact` runs its one pass on request).
 fn open_queue(dir: &Path, opts: Options, new_ok: bool) -> Result<Queue, Failure> {
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => {}
@@ -490,7 +499,7 @@ fn open_queue(dir: &Path, opts: Options, new_ok: bool) -> Result<Queue, Failure>
         Some(AckMode::Manual) => opts.ack_mode(AckMode::Manual),
         _ => opts,
     };
-    Queue::open_with(dir, opts).map_err(fail(dir))
+    Queue::open_with(dir, opts.auto_compact(false)).map_err(fail(dir))
 }
 
 /// Whether `dir` holds entries and none of them is a file of a queue.
@@ -833,7 +842,7 @@ fn dequeue(out: &mut impl Write, dir: &Path, count: usize, ack: bool, format: Fo
 }
 
 fn compact(out: &mut impl Write, dir: &Path) -> CmdResult {
-    let q = open_queue(dir, Options::new().auto_compact(false), false)?;
+    let q = open_queue(dir, Options::new(), false)?;
     let pb = progress(None, &format!("compacting {}", dir.display()), false);
     let r = q.compact();
     pb.finish_and_clear();

@@ -1286,6 +1286,56 @@ fn writing_commands_keep_an_auto_ack_queue_in_auto_ack_mode() {
 }
 
 #[test]
+fn enqueue_leaves_the_consumed_segments_an_application_retains() {
+    let _serial = serial();
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    // An application that keeps consumed segments for an hour for replay.
+    let retain = ledgerq::Retention {
+        max_age: Some(std::time::Duration::from_secs(3600)),
+        ..ledgerq::Retention::default()
+    };
+    let q = Queue::open_with(d, Options::new().segment_size(64 << 10).retention(retain)).unwrap();
+    for _ in 0..1000 {
+        q.enqueue([7u8; 200]).unwrap();
+    }
+    while q.dequeue().unwrap().is_some() {}
+    q.close().unwrap();
+    drop(q);
+    let before = segments(d);
+    assert!(before.len() > 2);
+    // An enqueue that stays open on its standard input for longer than the queue's
+    // compaction interval (1 s).
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("ledgerq"))
+        .arg("enqueue")
+        .arg(d)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"one more\n").unwrap();
+    stdin.flush().unwrap();
+    // Its IDs are printed at the end; the record shows once it is enqueued.
+    let i = ledgerq::inspect::Inspector::open(d).unwrap();
+    let start = std::time::Instant::now();
+    while i.records(1001).unwrap().next().is_none() {
+        assert!(start.elapsed().as_secs() < 60, "the enqueue never came");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(out.stdout, b"1001\n");
+    let after = segments(d);
+    assert!(
+        before.iter().all(|s| after.contains(s)),
+        "consumed segments removed: {before:?} -> {after:?}"
+    );
+}
+
+#[test]
 fn stats_oldest_pending_leaves_out_messages_in_flight() {
     let _serial = serial();
     let t = tempfile::tempdir().unwrap();
