@@ -1563,15 +1563,21 @@ impl Journal {
         let gone: Vec<Arc<Segment>> = t.segs[..k].to_vec();
         inner.publish_table(Table { segs: keep }, &guard);
         drop(guard);
+        // Every file is tried and the directory synced even if one removal fails (the
+        // first error is returned; a file left behind is a consumed segment the next
+        // open finds below the watermark again).
+        let mut first_err = None;
         for s in gone {
-            inner.recycle_or_remove(&s)?;
+            if let Err(e) = inner.recycle_or_remove(&s) {
+                first_err.get_or_insert(e);
+            }
         }
         inner
             .opts
             .storage
             .sync_dir(&inner.dir)
             .map_err(|e| Error::io("sync directory", &inner.dir, e))?;
-        Ok(k)
+        first_err.map_or(Ok(k), Err)
     }
 
     /// Bytes of segment files on disk (including a prepared next segment and removed
