@@ -114,7 +114,10 @@ fn the_buffered_preparer_asks_for_huge_pages_ahead_of_the_appends() {
     let advised = loop {
         let maps = mappings_of(&seg);
         let huge: u64 = maps.iter().filter(|m| m.3).map(|m| m.1 - m.0).sum();
-        if huge >= 2 << 20 || std::time::Instant::now() > until {
+        // The preparer advises a stretch in two calls (huge pages, then no readahead):
+        // a look between them sees one without the other, so wait for both.
+        let settled = maps.iter().all(|m| m.2 == m.3);
+        if (huge >= 2 << 20 && settled) || std::time::Instant::now() > until {
             break (huge, maps);
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
