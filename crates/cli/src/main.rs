@@ -495,7 +495,9 @@ fn open_queue(dir: &Path, opts: Options, new_ok: bool) -> Result<Queue, Failure>
         Some(size) => opts.segment_size(size),
         None => opts,
     };
-    let opts = match recorded_ack_mode(dir).map_err(fail(dir))? {
+    // A state file that cannot be read here (another process creating it this very
+    // moment, or damage) is left to the open to report (`Locked`, `Corrupt`).
+    let opts = match recorded_ack_mode(dir).unwrap_or(None) {
         Some(AckMode::Manual) => opts.ack_mode(AckMode::Manual),
         _ => opts,
     };

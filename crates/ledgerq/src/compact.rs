@@ -175,7 +175,10 @@ impl Inner {
                 "disk budget reached: dropped the oldest segment of pending messages");
         }
         if !self.grace.wait(GRACE_WAIT) {
-            return Ok(false);
+            // A consumer is still reading below the new consumption point: the segment
+            // is removable, and a later round (this enqueue's retry, or compaction)
+            // removes it. Not "no room": that would refuse the enqueue.
+            return Ok(true);
         }
         // The raised watermark reaches the disk before the segment goes (see
         // `compact_pass`).

@@ -15,18 +15,21 @@
 //! holds their encoding. A move that fails anyway leaves the message in its queue (see
 //! [`Inner::dead_letter`]).
 
+use std::collections::HashSet;
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use ledgerq_journal::{
-    RecordIn, MAX_RECORD_HEADERS, RECORD_HEADER_LEN, RESERVED_HEADERS, RESERVED_HEADERS_BYTES,
-    SEGMENT_HEADER_LEN,
+    Journal, JournalOptions, RecordIn, MAX_RECORD_HEADERS, RECORD_HEADER_LEN, RESERVED_HEADERS,
+    RESERVED_HEADERS_BYTES, SEGMENT_HEADER_LEN,
 };
 
 use crate::error::{Error, Result};
 use crate::message::Message;
 use crate::options::{AckMode, Durability, Options};
 use crate::queue::{lock, Inner, Queue};
+use crate::state::{Entry, StateFile, FILE_NAME as STATE_FILE, MAX_COUNT, WINDOW};
 
 /// The dead-letter queue's directory, inside the queue's.
 pub(crate) const DIR_NAME: &str = "dead-letter";
@@ -84,7 +87,9 @@ impl Queue {
     /// plus the headers `dlq.original_id`, `dlq.delivery_count`, `dlq.reason` and
     /// `dlq.last_failure` (RFC 3339). These four come beyond the header limits of a
     /// message, so a message at those limits, or as large as `max_message_size`, is
-    /// moved too. It is created when first needed.
+    /// moved too. It is created when first needed. It is
+    /// [`Durability::Sync`](crate::Durability::Sync) whatever this queue's durability:
+    /// a message leaves this queue only once its dead letter is on disk.
     ///
     /// # Errors
     ///
@@ -194,23 +199,66 @@ fn short_reason(reason: &str) -> String {
 
 /// Whether one of the newest records of dead-letter queue `dlq` is message `id`'s.
 fn holds_dead_letter(dlq: &Queue, id: u64) -> bool {
-    let d = &dlq.inner;
-    let end = d.journal.next_id();
-    let from = end
-        .saturating_sub(RESUME_LOOKBACK)
-        .max(d.journal.first_id());
-    let want = id.to_string();
-    if let Ok(mut c) = d.journal.cursor(from) {
-        while let Ok(Some(hit)) = c.next(&d.journal, |v| {
+    dead_letters_of(&dlq.inner.journal, &[id]).contains(&id)
+}
+
+/// Which of `ids` have a dead letter among the newest [`RESUME_LOOKBACK`] records of the
+/// dead-letter journal `j` (unreadable records end the search).
+fn dead_letters_of(j: &Journal, ids: &[u64]) -> HashSet<u64> {
+    let mut found = HashSet::new();
+    let end = j.next_id();
+    let from = end.saturating_sub(RESUME_LOOKBACK).max(j.first_id());
+    if let Ok(mut c) = j.cursor(from) {
+        while let Ok(Some(original)) = c.next(j, |v| {
             v.headers()
-                .any(|(k, val)| k == H_ORIGINAL_ID && val == want)
+                .find(|(k, _)| *k == H_ORIGINAL_ID)
+                .and_then(|(_, val)| val.parse::<u64>().ok())
         }) {
-            if hit {
-                return true;
+            if let Some(id) = original.filter(|id| ids.contains(id)) {
+                found.insert(id);
             }
         }
     }
-    false
+    found
+}
+
+/// At open, before anything reads the entries: settles the moves to the dead-letter
+/// queue that a crash interrupted (entries still marked as being moved, from `w` to
+/// `end` within the window). A message whose dead letter is in the dead-letter queue is
+/// consumed, so that `pending` counts only what will be delivered. One whose dead
+/// letter is not there stays marked in manual-ack mode (its next delivery redoes the
+/// move); in auto-ack mode, which has no dead letters, it is delivered again. The
+/// rewritten entries are flushed before the open goes on (a crash before redoes this).
+pub(crate) fn settle_interrupted_moves(
+    state: &StateFile,
+    dir: &Path,
+    manual: bool,
+    w: u64,
+    end: u64,
+) -> Result<()> {
+    let marked: Vec<u64> = (w..end.min(w.saturating_add(WINDOW)))
+        .filter(|&id| state.entry(id) == Entry::DeadLettering)
+        .collect();
+    if marked.is_empty() {
+        return Ok(());
+    }
+    let dlq_dir = dir.join(DIR_NAME);
+    let moved = if dlq_dir.is_dir() {
+        let j = Journal::open_read_only(&dlq_dir, JournalOptions::new())?;
+        dead_letters_of(&j, &marked)
+    } else {
+        HashSet::new()
+    };
+    for id in marked {
+        if moved.contains(&id) {
+            state.mark_acked(id);
+        } else if !manual {
+            state.set_delivered(id, MAX_COUNT);
+        }
+    }
+    state
+        .flush()
+        .map_err(|e| crate::error::io_err("flush consumer state file", dir.join(STATE_FILE), e))
 }
 
 impl Inner {
@@ -226,7 +274,11 @@ impl Inner {
         let o = &self.opts;
         let opts = Options::new()
             .ack_mode(AckMode::Manual)
-            .durability(o.durability)
+            // A move returns once its dead letter is on disk, before the source counts
+            // the message consumed (see `dead_letter`). Sync journals write single
+            // pages: a move costs one small flush, where a flush of a Buffered journal
+            // (huge-page blocks) would write up to 2 MiB.
+            .durability(Durability::Sync)
             .segment_size(o.segment_size)
             .flush_interval(o.flush_interval)
             .recovery_mode(o.recovery_mode)
@@ -257,11 +309,10 @@ impl Inner {
         let id = m.id;
         self.state.set_dead_lettering(id);
         // The dead letter is on disk before this queue's state says the message is
-        // gone: the state file's pages may be written back at any moment, and a power
-        // loss in between would leave the message in neither queue.
-        let moved = self
-            .append_dead_letter(m, count, reason)
-            .and_then(|()| self.sync_dead_letters());
+        // gone (the dead-letter queue is `Durability::Sync`): the state file's pages
+        // may be written back at any moment, and a power loss in between would leave
+        // the message in neither queue.
+        let moved = self.append_dead_letter(m, count, reason);
         if let Err(e) = moved {
             self.dead_letter_failed(id, &e);
             let written = self.dlq.get().is_some_and(|q| holds_dead_letter(q, id));
@@ -271,25 +322,14 @@ impl Inner {
             }
             // Written, but perhaps not durable (a failed flush latched the dead-letter
             // queue): the entry stays marked as being moved, neither deliverable nor
-            // consumed, and the next open finishes or redoes the move from what is on
-            // disk (see `resume_dead_letter`).
+            // consumed (it holds the watermark back), and the next open finishes or
+            // redoes the move from what is on disk (see `resume_dead_letter`).
             return Ok(());
         }
         self.consume(id);
         crate::observe::event!(warn, dir = %self.dir.display(), id, deliveries = count,
             reason, "message moved to the dead-letter queue");
         Ok(())
-    }
-
-    /// Makes the dead-letter queue's records durable (a Buffered queue's; a Sync
-    /// queue's append waited for its flush).
-    fn sync_dead_letters(&self) -> Result<()> {
-        match self.dlq.get() {
-            Some(q) if q.inner.opts.durability == Durability::Buffered => {
-                q.inner.journal.sync().map_err(Error::from)
-            }
-            _ => Ok(()),
-        }
     }
 
     /// Logs and counts a failed move of message `id`.
@@ -350,5 +390,78 @@ impl Inner {
         dlq.inner.append(&rec)?;
         dlq.inner.wake();
         Ok(())
+    }
+}
+
+#[cfg(all(test, not(ledgerq_loom)))]
+mod tests {
+    //! A move to the dead-letter queue interrupted by a crash, made by hand: the entry
+    //! marked as being moved, with or without the dead letter written.
+    use super::*;
+    use crate::Priority;
+
+    /// A priority queue in manual-ack mode, crashed (abandoned) while message 1's move
+    /// was under way, the dead letter written or not; messages 2 and 3 pending.
+    fn crashed_mid_move(dir: &Path, written: bool) {
+        let opts = Options::new()
+            .priorities(true)
+            .ack_mode(AckMode::Manual)
+            .max_deliveries(1);
+        let q = Queue::open_with(dir, opts).unwrap();
+        for p in [Priority::High, Priority::Low, Priority::Low] {
+            q.enqueue_with(b"m", &crate::EnqueueOptions::new().priority(p))
+                .unwrap();
+        }
+        let m = q.dequeue().unwrap().unwrap();
+        assert_eq!(m.id(), 1);
+        q.inner.state.set_dead_lettering(1);
+        if written {
+            q.inner.append_dead_letter(&m, 1, "failed").unwrap();
+        }
+        q.abandon();
+    }
+
+    /// Reopened in auto-ack mode, the interrupted move is settled from what the
+    /// dead-letter queue holds: a written dead letter consumes the message; an unwritten
+    /// one leaves it to be delivered. The open is not refused, and `pending` is exact.
+    #[test]
+    fn an_interrupted_move_is_settled_at_an_auto_ack_open() {
+        for written in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            crashed_mid_move(dir.path(), written);
+            let q = Queue::open(dir.path()).unwrap();
+            let want = if written { 2 } else { 3 };
+            assert_eq!(q.stats().pending, want, "written {written}");
+            let ids: Vec<u64> = std::iter::from_fn(|| q.dequeue().unwrap())
+                .map(|m| m.id())
+                .collect();
+            assert_eq!(ids, if written { vec![2, 3] } else { vec![1, 2, 3] });
+        }
+    }
+
+    /// Reopened in manual-ack mode, a message whose dead letter was written is not
+    /// counted pending (it will never be delivered); one whose dead letter was not is
+    /// moved at its delivery, as before.
+    #[test]
+    fn an_interrupted_move_is_settled_at_a_manual_ack_open() {
+        for written in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            crashed_mid_move(dir.path(), written);
+            let q = Queue::open_with(
+                dir.path(),
+                Options::new().ack_mode(AckMode::Manual).max_deliveries(1),
+            )
+            .unwrap();
+            if written {
+                assert_eq!(q.stats().pending, 2);
+            }
+            let ids: Vec<u64> = std::iter::from_fn(|| q.dequeue().unwrap())
+                .map(|m| m.id())
+                .collect();
+            assert_eq!(ids, vec![2, 3], "written {written}");
+            let dead: Vec<Message> = q.dead_letters().unwrap().peek(10).unwrap();
+            assert_eq!(dead.len(), 1, "written {written}: one dead letter");
+            assert_eq!(dead[0].header(H_ORIGINAL_ID), Some("1"));
+        }
     }
 }

@@ -264,6 +264,13 @@ impl Queue {
         // `min_next_id` keeps `end` at or above the watermark; the clamp only matters if
         // the state file changed between the peek and the lock.
         let w = recorded.max(first).min(end);
+        crate::dead_letter::settle_interrupted_moves(
+            &state,
+            &dir,
+            opts.ack_mode == AckMode::Manual,
+            w,
+            end,
+        )?;
         let was_manual = if state.is_new() {
             None
         } else {
@@ -628,7 +635,9 @@ impl Queue {
     ///
     /// # Errors
     ///
-    /// [`Error::Closed`], or [`Error::Corrupt`] if the next record cannot be read.
+    /// [`Error::Closed`], or [`Error::Corrupt`] if the next record cannot be read; in
+    /// manual-ack mode [`Error::Poisoned`] once a flush of the consumer state has failed
+    /// (no message is leased that could not be acknowledged).
     pub fn dequeue(&self) -> Result<Option<Message>> {
         self.inner.check_open()?;
         let t = observe::sample(observe::Op::Dequeue);
@@ -882,23 +891,18 @@ fn check_ack_mode_change(
     let was_manual = (flags & FLAG_MODE_KNOWN != 0).then_some(flags & FLAG_MANUAL != 0);
     let manual = opts.ack_mode == AckMode::Manual;
     if !manual && was_manual != Some(false) {
-        // The priority scheduler skips acknowledged entries in both modes; only a
-        // manual-ack delivery finishes an interrupted move to the dead-letter queue.
-        let unreadable = |e: Entry| match e {
-            Entry::Acked => !priorities,
-            Entry::DeadLettering => true,
-            _ => false,
-        };
-        let settled =
-            (w..end.min(w.saturating_add(WINDOW))).find(|&id| unreadable(state.entry(id)));
+        // The priority scheduler skips acknowledged entries in both modes; FIFO
+        // auto-ack mode reads only the watermark. (Interrupted moves to the dead-letter
+        // queue were settled above.)
+        let settled = (w..end.min(w.saturating_add(WINDOW)))
+            .find(|&id| !priorities && state.entry(id) == Entry::Acked);
         if let Some(id) = settled {
             return Err(Error::InvalidOptions {
                 reason: format!(
-                    "queue {} holds messages settled in manual-ack mode (acknowledged or moved \
-                     to the dead-letter queue) after an unsettled one (message {id}, with \
-                     message {w} not yet acknowledged); auto-ack mode would deliver them \
-                     again: open it with AckMode::Manual and acknowledge (or nack until \
-                     dead-lettered) message {w} first",
+                    "queue {} holds messages acknowledged in manual-ack mode out of order \
+                     (message {id} and maybe others, while message {w} is not acknowledged); \
+                     auto-ack mode would deliver them again: open it with AckMode::Manual \
+                     and acknowledge (or nack until dead-lettered) message {w} first",
                     dir.display()
                 ),
             });
@@ -1155,6 +1159,17 @@ impl Inner {
             return Err(Error::Closed);
         }
         Ok(())
+    }
+
+    /// Manual-ack mode: once a flush of the consumer state has failed no message is
+    /// leased any more (its acknowledgement could not be made durable, and would fail).
+    fn check_leasable(&self) -> Result<()> {
+        match self.latched.get() {
+            Some(cause) if self.manual() => Err(Error::Poisoned {
+                cause: cause.clone(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     pub(crate) fn check_writable(&self) -> Result<()> {
@@ -1603,6 +1618,7 @@ impl Inner {
     }
 
     pub(crate) fn dequeue_one(&self) -> Result<Option<Message>> {
+        self.check_leasable()?;
         // From the claim to the end of the read: compaction waits for this section.
         let _section = self.grace.enter();
         loop {
@@ -1642,6 +1658,7 @@ impl Inner {
     /// Up to `max` ready messages. In FIFO auto-ack mode, handles are popped from the
     /// ring in batches with one watermark update per batch; otherwise one by one.
     fn dequeue_many(&self, max: usize) -> Result<Vec<Message>> {
+        self.check_leasable()?;
         // From the first claim to the end of the last read: compaction waits for this.
         let _section = self.grace.enter();
         let mut out = Vec::with_capacity(max.min(1024));
@@ -2075,6 +2092,11 @@ impl Inner {
             if self.closed.load(Ordering::SeqCst) {
                 return;
             }
+            if self.latched.get().is_some() {
+                // Nothing is flushed, expired or removed until the queue is reopened
+                // (see `flush_state`).
+                continue;
+            }
             if self.manual() {
                 self.expire_leases();
                 if self.next_due().is_some_and(|d| d <= Instant::now()) {
@@ -2285,6 +2307,9 @@ mod durability_tests {
         assert!(poisoned(q.compact().map(|_| ())));
         assert!(poisoned(q.seek_to_id(1)));
         assert!(poisoned(q.enqueue(b"x").map(|_| ())));
+        // Nothing is leased that could not be acknowledged.
+        assert!(poisoned(q.dequeue().map(|_| ())));
+        assert!(poisoned(q.dequeue_batch(5).map(|_| ())));
         assert_eq!(q.stats().segments, segments);
         assert!(poisoned(q.close()));
         // Without the latch the consumed segments go (the test's premise).
