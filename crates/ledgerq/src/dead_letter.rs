@@ -29,7 +29,9 @@ use crate::error::{Error, Result};
 use crate::message::Message;
 use crate::options::{AckMode, Durability, Options};
 use crate::queue::{lock, Inner, Queue};
-use crate::state::{Entry, StateFile, FILE_NAME as STATE_FILE, MAX_COUNT, WINDOW};
+use crate::state::{
+    Entry, StateFile, FILE_NAME as STATE_FILE, FLAG_MANUAL, FLAG_MODE_KNOWN, MAX_COUNT, WINDOW,
+};
 
 /// The dead-letter queue's directory, inside the queue's.
 pub(crate) const DIR_NAME: &str = "dead-letter";
@@ -236,6 +238,13 @@ pub(crate) fn settle_interrupted_moves(
     w: u64,
     end: u64,
 ) -> Result<()> {
+    // Only a manual-ack session moves messages, and every open settles what it finds:
+    // after an auto-ack session (or with a new state file) there is nothing to look for,
+    // and the open does not pay for a look at the whole window.
+    let flags = state.flags();
+    if state.is_new() || (flags & FLAG_MODE_KNOWN != 0 && flags & FLAG_MANUAL == 0) {
+        return Ok(());
+    }
     let marked: Vec<u64> = (w..end.min(w.saturating_add(WINDOW)))
         .filter(|&id| state.entry(id) == Entry::DeadLettering)
         .collect();
