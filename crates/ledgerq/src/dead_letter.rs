@@ -231,25 +231,26 @@ fn dead_letters_of(j: &Journal, ids: &[u64]) -> HashSet<u64> {
 /// letter is not there stays marked in manual-ack mode (its next delivery redoes the
 /// move); in auto-ack mode, which has no dead letters, it is delivered again. The
 /// rewritten entries are flushed before the open goes on (a crash before redoes this).
+/// Returns whether a message was consumed.
 pub(crate) fn settle_interrupted_moves(
     state: &StateFile,
     dir: &Path,
     manual: bool,
     w: u64,
     end: u64,
-) -> Result<()> {
+) -> Result<bool> {
     // Only a manual-ack session moves messages, and every open settles what it finds:
     // after an auto-ack session (or with a new state file) there is nothing to look for,
     // and the open does not pay for a look at the whole window.
     let flags = state.flags();
     if state.is_new() || (flags & FLAG_MODE_KNOWN != 0 && flags & FLAG_MANUAL == 0) {
-        return Ok(());
+        return Ok(false);
     }
     let marked: Vec<u64> = (w..end.min(w.saturating_add(WINDOW)))
         .filter(|&id| state.entry(id) == Entry::DeadLettering)
         .collect();
     if marked.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     let dlq_dir = dir.join(DIR_NAME);
     let moved = if dlq_dir.is_dir() {
@@ -258,7 +259,7 @@ pub(crate) fn settle_interrupted_moves(
     } else {
         HashSet::new()
     };
-    for id in marked {
+    for &id in &marked {
         if moved.contains(&id) {
             state.mark_acked(id);
         } else if !manual {
@@ -267,7 +268,8 @@ pub(crate) fn settle_interrupted_moves(
     }
     state
         .flush()
-        .map_err(|e| crate::error::io_err("flush consumer state file", dir.join(STATE_FILE), e))
+        .map_err(|e| crate::error::io_err("flush consumer state file", dir.join(STATE_FILE), e))?;
+    Ok(!moved.is_empty())
 }
 
 impl Inner {
@@ -409,11 +411,11 @@ mod tests {
     use super::*;
     use crate::Priority;
 
-    /// A priority queue in manual-ack mode, crashed (abandoned) while message 1's move
-    /// was under way, the dead letter written or not; messages 2 and 3 pending.
-    fn crashed_mid_move(dir: &Path, written: bool) {
+    /// A queue in manual-ack mode, crashed (abandoned) while message 1's move was under
+    /// way, the dead letter written or not; messages 2 and 3 pending.
+    fn crashed_mid_move(dir: &Path, written: bool, priorities: bool) {
         let opts = Options::new()
-            .priorities(true)
+            .priorities(priorities)
             .ack_mode(AckMode::Manual)
             .max_deliveries(1);
         let q = Queue::open_with(dir, opts).unwrap();
@@ -431,16 +433,17 @@ mod tests {
     }
 
     /// Reopened in auto-ack mode, the interrupted move is settled from what the
-    /// dead-letter queue holds: a written dead letter consumes the message; an unwritten
-    /// one leaves it to be delivered. The open is not refused, and `pending` is exact.
+    /// dead-letter queue holds: a written dead letter consumes the message (and the
+    /// watermark moves past it); an unwritten one leaves it to be delivered. The open
+    /// is not refused, and `pending` is exact. FIFO and priority queues.
     #[test]
     fn an_interrupted_move_is_settled_at_an_auto_ack_open() {
-        for written in [true, false] {
+        for (written, priorities) in [(true, true), (false, true), (true, false), (false, false)] {
             let dir = tempfile::tempdir().unwrap();
-            crashed_mid_move(dir.path(), written);
+            crashed_mid_move(dir.path(), written, priorities);
             let q = Queue::open(dir.path()).unwrap();
             let want = if written { 2 } else { 3 };
-            assert_eq!(q.stats().pending, want, "written {written}");
+            assert_eq!(q.stats().pending, want, "written {written}, {priorities}");
             let ids: Vec<u64> = std::iter::from_fn(|| q.dequeue().unwrap())
                 .map(|m| m.id())
                 .collect();
@@ -455,7 +458,7 @@ mod tests {
     fn an_interrupted_move_is_settled_at_a_manual_ack_open() {
         for written in [true, false] {
             let dir = tempfile::tempdir().unwrap();
-            crashed_mid_move(dir.path(), written);
+            crashed_mid_move(dir.path(), written, true);
             let q = Queue::open_with(
                 dir.path(),
                 Options::new().ack_mode(AckMode::Manual).max_deliveries(1),

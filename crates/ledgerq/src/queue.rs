@@ -263,14 +263,19 @@ impl Queue {
         }
         // `min_next_id` keeps `end` at or above the watermark; the clamp only matters if
         // the state file changed between the peek and the lock.
-        let w = recorded.max(first).min(end);
-        crate::dead_letter::settle_interrupted_moves(
+        let mut w = recorded.max(first).min(end);
+        if crate::dead_letter::settle_interrupted_moves(
             &state,
             &dir,
             opts.ack_mode == AckMode::Manual,
             w,
             end,
-        )?;
+        )? {
+            // A move settled at the watermark lets it go on over what follows it
+            // acknowledged.
+            state.set_watermark(w);
+            w = state.advance_counted(end).0;
+        }
         let was_manual = if state.is_new() {
             None
         } else {
