@@ -131,6 +131,8 @@ struct Recycled {
 struct PrepState {
     ready: Option<Prepared>,
     want: bool,
+    /// The preparer is making a segment file (taken off `want`, not yet `ready`).
+    making: bool,
     stop: bool,
 }
 
@@ -1120,6 +1122,7 @@ impl Journal {
             PrepState {
                 ready: None,
                 want: true,
+                making: false,
                 stop: false,
             },
             progress,
@@ -2045,7 +2048,12 @@ impl Inner {
             self.prep_cv.notify_all();
             let prepared = match taken {
                 Some(p) => p,
-                None => self.prepare(false)?,
+                None => match self.prepare(false) {
+                    Ok(p) => p,
+                    // The preparer may hold the room this creation needed (a nearly
+                    // full disk): its file, once made, is as good.
+                    Err(e) => self.wait_for_preparer().ok_or(e)?,
+                },
             };
             self.install(prepared, base)?
         };
@@ -2446,11 +2454,14 @@ impl Inner {
                     continue;
                 }
                 p.want = false;
+                p.making = true;
             }
             // A failure (e.g. ENOSPC) is left for the roll to report: it retries
             // synchronously and returns the typed error to the appender.
-            if let Ok(prep) = self.prepare(true) {
-                let mut p = lock_ignore_poison(&self.prep);
+            let made = self.prepare(true);
+            let mut p = lock_ignore_poison(&self.prep);
+            p.making = false;
+            if let Ok(prep) = made {
                 if p.ready.is_none() && !p.stop {
                     p.ready = Some(prep);
                 } else {
@@ -2458,7 +2469,21 @@ impl Inner {
                     let _ = fs::remove_file(&prep.path);
                 }
             }
+            drop(p);
+            // A roll whose own creation failed may be waiting for this one.
+            self.prep_cv.notify_all();
         }
+    }
+
+    /// After a roll's own creation failed: waits for a segment file the preparer is
+    /// making, and takes it (or one it made meanwhile). `None` if it is not making
+    /// one or its creation failed too.
+    fn wait_for_preparer(&self) -> Option<Prepared> {
+        let mut p = lock_ignore_poison(&self.prep);
+        while p.making && p.ready.is_none() && !p.stop {
+            p = self.prep_cv.wait(p).unwrap_or_else(|e| e.into_inner());
+        }
+        p.ready.take()
     }
 
     fn flusher(&self) {

@@ -846,6 +846,8 @@ fn an_open_with_no_room_for_a_new_segment_continues_ids_from_min_next_id() {
 #[derive(Debug)]
 struct SmallDisk {
     files: usize,
+    /// How long a creation takes (holding `creating`).
+    slow: std::time::Duration,
     /// Serializes creations (the preparer's and a roll's), so that they count each
     /// other's files.
     creating: Mutex<()>,
@@ -864,7 +866,9 @@ impl Storage for SmallDisk {
         if used >= self.files {
             return Err(io::Error::from_raw_os_error(libc_enospc()));
         }
-        FileStorage.create_segment(path, size)
+        let f = FileStorage.create_segment(path, size);
+        std::thread::sleep(self.slow);
+        f
     }
     fn flush(&self, req: &FlushRequest<'_>) -> io::Result<()> {
         FileStorage.flush(req)
@@ -882,6 +886,7 @@ fn a_full_disk_opens_drains_and_takes_appends_again_once_consumed_segments_are_r
     let d = tempfile::tempdir().unwrap();
     let o = opts().storage(Arc::new(SmallDisk {
         files: 3,
+        slow: std::time::Duration::ZERO,
         creating: Mutex::new(()),
     }));
     let j = Journal::open(d.path(), o.clone()).unwrap();
@@ -907,6 +912,43 @@ fn a_full_disk_opens_drains_and_takes_appends_again_once_consumed_segments_are_r
     let got = read_all(&j, first);
     assert_eq!(got.last().unwrap(), &(n + 1, numbered(n + 1, len)));
     assert_eq!(got.len() as u64, n + 2 - first);
+}
+
+/// A roll that finds nothing prepared while the preparer is making the file that
+/// takes the last room on the disk (so the roll's own creation fails) waits for it
+/// and takes it: no `NoSpace` while there is a segment file ready.
+#[test]
+fn a_roll_takes_the_segment_the_preparer_made_in_the_last_room() {
+    let d = tempfile::tempdir().unwrap();
+    let o = opts().storage(Arc::new(SmallDisk {
+        files: 3,
+        slow: std::time::Duration::from_millis(300),
+        creating: Mutex::new(()),
+    }));
+    let j = Journal::open(d.path(), o).unwrap();
+    let len = 4000;
+    j.append(&RecordIn::new(&numbered(1, len))).unwrap();
+    // The second segment is prepared before the first fills: the roll into it takes
+    // it, and the preparer starts on the third (300 ms) while the second fills.
+    let t = std::time::Instant::now();
+    while temporary_files(d.path()).is_empty()
+        || t.elapsed() < std::time::Duration::from_millis(400)
+    {
+        assert!(t.elapsed() < std::time::Duration::from_secs(10));
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let mut n = 1;
+    loop {
+        match j.append(&RecordIn::new(&numbered(n + 1, len))) {
+            Ok(id) => n = id,
+            Err(Error::NoSpace { .. }) => break,
+            Err(e) => panic!("expected NoSpace, got {e:?}"),
+        }
+    }
+    assert_eq!(j.segments().len(), 3);
+    assert_numbered(&j, n, len);
+    j.close().unwrap();
+    assert_eq!(segment_files(d.path()).unwrap().len(), 3);
 }
 
 /// 200 records of 1,000 bytes (over several segments), closed; then records 3 and 15
