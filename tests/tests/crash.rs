@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::thread;
 use std::time::Duration;
 
 use ledgerq::{AckMode, Durability, Options, Queue};
@@ -73,7 +72,7 @@ fn crash_child() {
             }
             "consume" => match q.dequeue().unwrap() {
                 Some(m) => println!("C {}", m.id()),
-                None => thread::sleep(Duration::from_millis(1)),
+                None => ledgerq_tests::idle(),
             },
             _ => match q.dequeue().unwrap() {
                 Some(m) => {
@@ -84,7 +83,7 @@ fn crash_child() {
                     q.ack(m.id()).unwrap();
                     println!("A {}", m.id());
                 }
-                None => thread::sleep(Duration::from_millis(1)),
+                None => ledgerq_tests::idle(),
             },
         }
     }

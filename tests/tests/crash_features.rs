@@ -13,7 +13,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::thread;
 use std::time::Duration;
 
 use ledgerq::{AckMode, EnqueueOptions, Options, Priority, Queue};
@@ -95,7 +94,7 @@ fn crash_features_child() {
             println!("ready");
             loop {
                 let Some(m) = q.dequeue().unwrap() else {
-                    thread::sleep(Duration::from_millis(1));
+                    ledgerq_tests::idle();
                     continue;
                 };
                 let i = index(m.payload());
@@ -112,7 +111,7 @@ fn crash_features_child() {
             println!("ready");
             loop {
                 let Some(m) = q.dequeue().unwrap() else {
-                    thread::sleep(Duration::from_millis(1));
+                    ledgerq_tests::idle();
                     continue;
                 };
                 println!("C {} {}", m.id(), index(m.payload()));
@@ -139,7 +138,7 @@ fn crash_features_child() {
             println!("ready");
             loop {
                 let Some(m) = q.dequeue().unwrap() else {
-                    thread::sleep(Duration::from_millis(1));
+                    ledgerq_tests::idle();
                     continue;
                 };
                 let i = index(m.payload());
