@@ -81,6 +81,13 @@ fn shutdown_during_concurrent_appends_loses_no_acknowledged_record() {
                 }
             });
         }
+        // Some appends acknowledged (however slowly the appenders are scheduled), then
+        // a shutdown while they go on.
+        let t = std::time::Instant::now();
+        while acked.load(Ordering::Relaxed) == 0 {
+            assert!(t.elapsed().as_secs() < 30, "no append was acknowledged");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         std::thread::sleep(std::time::Duration::from_millis(30));
         j.shutdown().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(5));
