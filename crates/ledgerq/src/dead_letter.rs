@@ -4,9 +4,10 @@
 //! A move is crash-safe in this order: the message's entry is marked "being moved"
 //! (`DeadLettering`), the dead letter is appended to the dead-letter queue, then the
 //! entry is marked consumed. A crash between the first two steps leaves the message
-//! marked; the next delivery attempt looks for it among the newest records of the
-//! dead-letter queue (by its `dlq.original_id` header) and either finishes or redoes
-//! the move, so a message is never both dead-lettered and deliverable.
+//! marked; the next open looks for it among the newest records of the dead-letter
+//! queue (by its `dlq.original_id` header) and either finishes or redoes the move, so a
+//! message is never both dead-lettered and deliverable. The open also moves a message
+//! whose last allowed delivery ended with the crash (see `move_due_dead_letters`).
 //!
 //! Any message that was legal to enqueue can be moved: the journal lets a record carry
 //! [`RESERVED_HEADERS`] headers and [`RESERVED_HEADERS_BYTES`] bytes of headers beyond
@@ -228,8 +229,8 @@ fn dead_letters_of(j: &Journal, ids: &[u64]) -> HashSet<u64> {
 /// queue that a crash interrupted (entries still marked as being moved, from `w` to
 /// `end` within the window). A message whose dead letter is in the dead-letter queue is
 /// consumed, so that `pending` counts only what will be delivered. One whose dead
-/// letter is not there stays marked in manual-ack mode (its next delivery redoes the
-/// move); in auto-ack mode, which has no dead letters, it is delivered again. The
+/// letter is not there stays marked in manual-ack mode (the open moves it again once
+/// the queue is up: `move_due_dead_letters`); in auto-ack mode, which has no dead letters, it is delivered again. The
 /// rewritten entries are flushed before the open goes on (a crash before redoes this).
 /// Returns whether a message was consumed.
 pub(crate) fn settle_interrupted_moves(
@@ -369,6 +370,47 @@ impl Inner {
         self.dead_letter(m, crate::state::MAX_COUNT, "delivery interrupted")
     }
 
+    /// At open (manual-ack mode): moves the messages whose move is due, `(id, None)`
+    /// for a move a crash interrupted before its dead letter was written, `(id,
+    /// Some(n))` for a message delivered `n >= max_deliveries` times whose last lease
+    /// a crash ended. A move that fails, and an expired message, are left to the
+    /// message's next delivery, which tries again (the failure is logged and counted).
+    pub(crate) fn move_due_dead_letters(&self, due: &[(u64, Option<u32>)]) {
+        for &(id, count) in due {
+            let m = match self.position_of(id) {
+                Ok(Some(pos)) => match self.read_record(pos) {
+                    Ok(Some(m)) => m,
+                    Ok(None) => continue, // expired: its delivery counts it
+                    Err(e) => {
+                        self.dead_letter_failed(id, &e);
+                        continue;
+                    }
+                },
+                Ok(None) => continue,
+                Err(e) => {
+                    self.dead_letter_failed(id, &e);
+                    continue;
+                }
+            };
+            let moved = match count {
+                None => self.resume_dead_letter(&m),
+                Some(n) => self.dead_letter(&m, n, "delivered without acknowledgement"),
+            };
+            if self.sched.is_none() && self.state.entry(id) == Entry::Acked {
+                // Not yet fed (nothing is, at open): the feeder skips it, and `pending`
+                // must not count it (as for a requeued dead letter: see `discard`).
+                self.acked_ahead.fetch_add(1, Ordering::Relaxed);
+            }
+            if let (Err(e), None) = (moved, count) {
+                // `dead_letter` logs and counts its own failures; an unopenable
+                // dead-letter queue is logged here.
+                if self.state.entry(id) == Entry::DeadLettering {
+                    self.dead_letter_failed(id, &e);
+                }
+            }
+        }
+    }
+
     fn append_dead_letter(&self, m: &Message, count: u32, reason: &str) -> Result<()> {
         let dlq = self.dead_letter_queue()?;
         let original = m.id.to_string();
@@ -451,9 +493,10 @@ mod tests {
         }
     }
 
-    /// Reopened in manual-ack mode, a message whose dead letter was written is not
-    /// counted pending (it will never be delivered); one whose dead letter was not is
-    /// moved at its delivery, as before.
+    /// Reopened in manual-ack mode, an interrupted move is finished at open: a message
+    /// whose dead letter was written is consumed, one whose dead letter was not is
+    /// moved; either way the dead letter is there before anything is dequeued, and
+    /// the message is not pending.
     #[test]
     fn an_interrupted_move_is_settled_at_a_manual_ack_open() {
         for written in [true, false] {
@@ -464,9 +507,9 @@ mod tests {
                 Options::new().ack_mode(AckMode::Manual).max_deliveries(1),
             )
             .unwrap();
-            if written {
-                assert_eq!(q.stats().pending, 2);
-            }
+            assert_eq!(q.stats().pending, 2, "written {written}");
+            let dead = q.dead_letters().unwrap().peek(10).unwrap();
+            assert_eq!(dead.len(), 1, "written {written}: moved at open");
             let ids: Vec<u64> = std::iter::from_fn(|| q.dequeue().unwrap())
                 .map(|m| m.id())
                 .collect();
@@ -474,6 +517,48 @@ mod tests {
             let dead: Vec<Message> = q.dead_letters().unwrap().peek(10).unwrap();
             assert_eq!(dead.len(), 1, "written {written}: one dead letter");
             assert_eq!(dead[0].header(H_ORIGINAL_ID), Some("1"));
+        }
+    }
+
+    /// A lease that a crash ended was a failed delivery: a message whose last allowed
+    /// delivery it was is in the dead-letter queue once the queue is open again, before
+    /// any dequeue, and is not pending; a message with deliveries left is delivered
+    /// again. FIFO and priority queues.
+    #[test]
+    fn a_lease_lost_to_a_crash_on_the_last_delivery_is_dead_lettered_at_open() {
+        for priorities in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let opts = Options::new()
+                .priorities(priorities)
+                .ack_mode(AckMode::Manual)
+                .max_deliveries(2);
+            let q = Queue::open_with(dir.path(), opts.clone()).unwrap();
+            for p in [b"a", b"b", b"c"] {
+                q.enqueue(p).unwrap();
+            }
+            // "a": nacked once, then leased again (its second and last delivery);
+            // "b": leased once; both leases end with the crash.
+            let a = q.dequeue().unwrap().unwrap();
+            q.nack(a.id(), "failed").unwrap();
+            let mut leased = Vec::new();
+            while leased.len() < 2 {
+                let m = q.dequeue().unwrap().unwrap();
+                leased.push((m.payload().to_vec(), m.delivery_count()));
+            }
+            leased.sort();
+            assert_eq!(leased, vec![(b"a".to_vec(), 2), (b"b".to_vec(), 1)]);
+            q.abandon();
+
+            let q = Queue::open_with(dir.path(), opts).unwrap();
+            let dead = q.dead_letters().unwrap().peek(10).unwrap();
+            assert_eq!(dead.len(), 1, "priorities {priorities}");
+            assert_eq!(dead[0].payload(), b"a");
+            assert_eq!(dead[0].header(H_COUNT), Some("2"));
+            assert_eq!(q.stats().pending, 2, "priorities {priorities}");
+            let got: Vec<(Vec<u8>, u32)> = std::iter::from_fn(|| q.dequeue().unwrap())
+                .map(|m| (m.payload().to_vec(), m.delivery_count()))
+                .collect();
+            assert_eq!(got, vec![(b"b".to_vec(), 2), (b"c".to_vec(), 1)]);
         }
     }
 }

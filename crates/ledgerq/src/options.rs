@@ -281,7 +281,9 @@ impl Options {
 
     /// Manual-ack mode: after this many failed deliveries (nack or expired lease) a
     /// message moves to the dead-letter queue. Default 3; 0 turns dead-lettering off
-    /// (a message is then redelivered for ever); at most 250.
+    /// (a message is then redelivered for ever); at most 250. A lease that a crash or
+    /// an unclosed queue ended counts as a failed delivery: a message whose last
+    /// delivery it was is moved by the next open.
     pub fn max_deliveries(mut self, n: u32) -> Self {
         self.max_deliveries = n;
         self

@@ -92,7 +92,7 @@ pub(crate) struct Inner {
     fed: AtomicU64,
     /// Manual mode: IDs at or above `fed` already acknowledged (found at open), which
     /// the feeder will skip; subtracted from `pending`.
-    acked_ahead: AtomicU64,
+    pub(crate) acked_ahead: AtomicU64,
     /// Priority mode: entries at or above the watermark marked consumed.
     acked_above: AtomicI64,
     /// After the oldest segment was dropped: below this ID, a delivered (leased or
@@ -288,13 +288,26 @@ impl Queue {
         };
         state.set_flags((state.flags() & !FLAG_MANUAL) | mode);
         state.set_watermark(w);
-        let acked_in_window = if opts.ack_mode == AckMode::Manual || priorities {
-            (w..end.min(w + WINDOW))
-                .filter(|&id| state.entry(id) == Entry::Acked)
-                .count() as u64
-        } else {
-            0
-        };
+        // Manual-ack mode: messages whose move to the dead-letter queue is due (its
+        // dead letter was not written before a crash, or a lease lost to a crash was
+        // the last delivery allowed) are moved once the queue is up, so that at open
+        // every message is either deliverable or in the dead-letter queue.
+        let manual = opts.ack_mode == AckMode::Manual;
+        let max = opts.max_deliveries;
+        let mut due = Vec::new();
+        let mut acked_in_window = 0u64;
+        if manual || priorities {
+            for id in w..end.min(w + WINDOW) {
+                match state.entry(id) {
+                    Entry::Acked => acked_in_window += 1,
+                    Entry::DeadLettering if manual => due.push((id, None)),
+                    Entry::Delivered(n) if manual && max > 0 && n >= max => {
+                        due.push((id, Some(n)));
+                    }
+                    _ => {}
+                }
+            }
+        }
         let acked_ahead = if priorities { 0 } else { acked_in_window };
         // Priority auto-ack mode counts consumption in a lifetime counter, which
         // manual-ack mode does not keep: after a manual-ack session it is what the
@@ -378,6 +391,7 @@ impl Queue {
         if inner.dir.join(crate::dead_letter::DIR_NAME).is_dir() {
             inner.dead_letter_queue()?;
         }
+        inner.move_due_dead_letters(&due);
         let worker = inner.clone();
         let handle = std::thread::Builder::new()
             .name("ledgerq-maintenance".into())
