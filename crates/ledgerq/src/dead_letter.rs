@@ -367,7 +367,13 @@ impl Inner {
             self.consume(m.id);
             return Ok(());
         }
-        self.dead_letter(m, crate::state::MAX_COUNT, "delivery interrupted")
+        // The entry held the mark, not the count: the move began at `max_deliveries`
+        // failed deliveries (the limit of the session that began it, if it differed).
+        let count = match self.opts.max_deliveries {
+            0 => crate::state::MAX_COUNT,
+            max => max,
+        };
+        self.dead_letter(m, count, "delivery interrupted")
     }
 
     /// At open (manual-ack mode): moves the messages whose move is due, `(id, None)`
@@ -517,6 +523,37 @@ mod tests {
             let dead: Vec<Message> = q.dead_letters().unwrap().peek(10).unwrap();
             assert_eq!(dead.len(), 1, "written {written}: one dead letter");
             assert_eq!(dead[0].header(H_ORIGINAL_ID), Some("1"));
+            // The limit the move began at, not the entry's saturated mark.
+            assert_eq!(dead[0].header(H_COUNT), Some("1"), "written {written}");
+        }
+    }
+
+    /// A FIFO or priority queue whose manual-ack open moved its oldest message to the
+    /// dead-letter queue, closed before anything was dequeued, opens in auto-ack mode
+    /// and delivers the rest (the watermark moves over the moved message).
+    #[test]
+    fn a_queue_whose_open_moved_its_oldest_message_opens_in_auto_ack_mode() {
+        for priorities in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let manual = Options::new()
+                .priorities(priorities)
+                .ack_mode(AckMode::Manual)
+                .max_deliveries(1);
+            let q = Queue::open_with(dir.path(), manual.clone()).unwrap();
+            q.enqueue(b"a").unwrap();
+            q.enqueue(b"b").unwrap();
+            assert_eq!(q.dequeue().unwrap().unwrap().payload(), b"a");
+            q.abandon();
+            let q = Queue::open_with(dir.path(), manual).unwrap();
+            assert_eq!(q.dead_letters().unwrap().peek(10).unwrap().len(), 1);
+            q.close().unwrap();
+            let q = Queue::open_with(dir.path(), Options::new().priorities(priorities))
+                .unwrap_or_else(|e| panic!("priorities {priorities}: {e}"));
+            assert_eq!(q.stats().pending, 1);
+            let got: Vec<Vec<u8>> = std::iter::from_fn(|| q.dequeue().unwrap())
+                .map(|m| m.payload().to_vec())
+                .collect();
+            assert_eq!(got, vec![b"b".to_vec()], "priorities {priorities}");
         }
     }
 

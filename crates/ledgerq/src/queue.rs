@@ -264,6 +264,14 @@ impl Queue {
         // `min_next_id` keeps `end` at or above the watermark; the clamp only matters if
         // the state file changed between the peek and the lock.
         let mut w = recorded.max(first).min(end);
+        let flags = state.flags();
+        if !state.is_new() && (flags & FLAG_MODE_KNOWN == 0 || flags & FLAG_MANUAL != 0) {
+            // After a manual-ack session the watermark may stand on messages it settled
+            // without feeding them (moved to the dead-letter queue by its open): nothing
+            // is fed yet, so it moves over them now.
+            state.set_watermark(w);
+            w = state.advance_counted(end).0;
+        }
         if crate::dead_letter::settle_interrupted_moves(
             &state,
             &dir,
